@@ -1,0 +1,74 @@
+"""Handlers behind `ft` subcommands: parse nothing, decide nothing.
+
+Each one turns parsed arguments into a call of the stage function that does the
+work, and prints the result for a person. Heavy imports stay inside the stages.
+"""
+
+import sys
+
+from .config import DEFAULT_CONFIG, dump_yaml, load_config
+
+
+def _load(args):
+    return load_config(args.config, args.overrides)
+
+
+def config_validate(args) -> int:
+    for path in args.configs or [DEFAULT_CONFIG]:
+        cfg = load_config(path, args.overrides)
+        print(f"ok  {path}  config sha256 {cfg.hash()}")
+    return 0
+
+
+def config_show(args) -> int:
+    cfg = _load(args)
+    sys.stdout.write(f"# resolved {args.config}  sha256 {cfg.hash()}\n" + dump_yaml(cfg.resolved()))
+    return 0
+
+
+def base_init_tiny(args) -> int:
+    from .base import init_tiny
+
+    digest = init_tiny(args.out)
+    print(f"built {args.out}  sha256 {digest}")
+    return 0
+
+
+def base_hash(args) -> int:
+    from pathlib import Path
+
+    from .errors import UserError
+    from .hashing import sha256_tree
+
+    if not Path(args.path, "config.json").is_file():
+        raise UserError("not a model directory (no config.json)", file=args.path,
+                        fix="pass the directory that holds config.json and the weights")
+    print(sha256_tree(args.path))
+    return 0
+
+
+def _print_lock(lock: dict) -> None:
+    for split, info in lock["splits"].items():
+        steps = "  ".join(f"{s['filter']} {s['rows_in']}->{s['rows_out']}" for s in info["steps"])
+        print(f"{split:5} {info['rows_in']} rows in  {steps}  => {info['rows']} rows  "
+              f"sha256 {info['sha256']}")
+
+
+def data_build(args) -> int:
+    from .data.build import build
+
+    cfg = _load(args)
+    lock = build(cfg)
+    _print_lock(lock)
+    print(f"wrote {cfg.data.out_dir}/ and {cfg.data.lock}")
+    return 0
+
+
+def data_check(args) -> int:
+    from .data.build import check
+
+    cfg = _load(args)
+    lock, _ = check(cfg)
+    _print_lock(lock)
+    print(f"ok  {cfg.data.lock} matches the sources and filters")
+    return 0

@@ -1,0 +1,256 @@
+"""The one typed config: YAML file + dotted `--set` overrides, validated once.
+
+    uv run ft config validate --config configs/recipe.yaml --set train.lr=2e-4
+    uv run ft config show --config configs/smoke.yaml
+
+Unknown keys are refused with their dotted path; hub models must be pinned by a
+40-hex commit; images by an `@sha256:` digest. The resolved config (defaults
+filled in) is what a run records and hashes.
+"""
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from .errors import UserError
+from .hashing import sha256_json
+
+DEFAULT_CONFIG = "configs/recipe.yaml"
+HEX40 = re.compile(r"[0-9a-f]{40}")
+HEX64 = re.compile(r"[0-9a-f]{64}")
+IMAGE_DIGEST = re.compile(r"[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BaseModelSpec(Section):
+    """Where the base model comes from: a local directory pinned by content hash,
+    or a hub repo pinned by commit."""
+
+    path: str | None = None
+    sha256: str | None = None
+    build: Literal["tiny"] | None = None
+    hub_id: str | None = None
+    revision: str | None = None
+    tokenizer_revision: str | None = None
+
+    @model_validator(mode="after")
+    def _pinned(self):
+        if (self.path is None) == (self.hub_id is None):
+            raise ValueError("give exactly one of `path` (local directory) or `hub_id`")
+        if self.path is not None:
+            if self.sha256 is None or not HEX64.fullmatch(self.sha256):
+                raise ValueError("a local base model needs `sha256`, the 64-hex content hash "
+                                 "printed by `ft base hash PATH`")
+            if self.revision or self.tokenizer_revision:
+                raise ValueError("`revision` is for hub models; a local model is pinned by `sha256`")
+        else:
+            if self.build is not None:
+                raise ValueError("`build` applies to a local `path` only")
+            for key in ("revision", "tokenizer_revision"):
+                value = getattr(self, key)
+                if key == "revision" or value is not None:
+                    if value is None or not HEX40.fullmatch(value):
+                        raise ValueError(f"`{key}` must be a 40-hex commit, got {value!r}: a branch "
+                                         "or tag such as 'main' moves under you")
+        return self
+
+
+class LoraSpec(Section):
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = ["q_proj", "v_proj"]
+
+
+class ModelSpec(Section):
+    base: BaseModelSpec
+    lora: LoraSpec = LoraSpec()
+    dtype: Literal["float32", "bfloat16"] = "float32"
+
+
+class SourceSpec(Section):
+    """One data source: a local JSONL file pinned by sha256, or a hub dataset pinned by commit."""
+
+    name: str
+    split: Literal["train", "eval"]
+    path: str | None = None
+    sha256: str | None = None
+    hub_id: str | None = None
+    revision: str | None = None
+    hub_split: str = "train"
+
+    @model_validator(mode="after")
+    def _pinned(self):
+        if (self.path is None) == (self.hub_id is None):
+            raise ValueError("give exactly one of `path` or `hub_id`")
+        if self.path is not None and (self.sha256 is None or not HEX64.fullmatch(self.sha256)):
+            raise ValueError("a local source needs `sha256` (64-hex); `sha256sum PATH` prints it")
+        if self.hub_id is not None and (self.revision is None or not HEX40.fullmatch(self.revision)):
+            raise ValueError("a hub dataset needs `revision`, a 40-hex commit")
+        return self
+
+
+class FilterSpec(Section):
+    name: str
+    params: dict[str, Any] = {}
+
+
+class DataSpec(Section):
+    sources: list[SourceSpec] = Field(min_length=1)
+    filters: list[FilterSpec] = []
+    lock: str = "data.lock"
+    out_dir: str = "data/build"
+    max_seq_len: int = Field(128, ge=8)
+
+
+class TrainSpec(Section):
+    optimizer: Literal["adamw_torch", "sgd"] = "adamw_torch"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
+    warmup_steps: int = Field(0, ge=0)
+    max_steps: int = Field(100, ge=1)
+    batch_size: int = Field(8, ge=1)
+    grad_accum_steps: int = Field(1, ge=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    num_workers: int = Field(0, ge=0)
+    checkpoint_every: int = Field(50, ge=1)
+    log_every: int = Field(10, ge=1)
+
+
+class EvalSpec(Section):
+    batch_size: int = Field(16, ge=1)
+
+
+class ToleranceSpec(Section):
+    weights_max_abs: float = Field(1e-4, ge=0)
+    eval_loss_abs: float = Field(1e-3, ge=0)
+
+
+class ReproduceSpec(Section):
+    mode: Literal["exact", "tolerance"] = "exact"
+    tolerance: ToleranceSpec = ToleranceSpec()
+
+
+class PublishSpec(Section):
+    registry: str = "file://./registry"
+    license: str = "apache-2.0"
+
+
+class LaunchSpec(Section):
+    backend: Literal["local", "sky"] = "local"
+    infra: str = "any"
+    accelerators: str = "H100:1"
+    num_nodes: int = Field(1, ge=1)
+    use_spot: bool = True
+    image: str | None = None
+
+    @model_validator(mode="after")
+    def _digest(self):
+        if self.image is not None and not IMAGE_DIGEST.fullmatch(self.image):
+            raise ValueError(f"`image` must be pinned by digest (name@sha256:<64 hex>), got "
+                             f"{self.image!r}: a tag can be re-pushed")
+        return self
+
+
+class Config(Section):
+    seed: int = Field(ge=0)
+    # The file this config was read from, for error messages; not part of the hash.
+    _path: str = PrivateAttr(default=DEFAULT_CONFIG)
+    model: ModelSpec
+    data: DataSpec
+    train: TrainSpec = TrainSpec()
+    eval: EvalSpec = EvalSpec()
+    reproduce: ReproduceSpec = ReproduceSpec()
+    publish: PublishSpec = PublishSpec()
+    launch: LaunchSpec = LaunchSpec()
+
+    def resolved(self) -> dict:
+        """Every key with its value, defaults included: what a run records."""
+        return self.model_dump(mode="json")
+
+    def hash(self) -> str:
+        return sha256_json(self.resolved())
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Set `a.b.c=value` in a raw config dict; the value is parsed as YAML."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise UserError(f"bad override {assignment!r}", key="--set",
+                        fix="write it as dotted.key=value, e.g. --set train.lr=2e-4")
+    parts = key.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise UserError(f"no list item {part!r} under {'.'.join(parts[:i]) or 'the top'}",
+                                key=f"--set {key}", fix=f"use an index below {len(node)}")
+            part = int(part)
+        elif not isinstance(node, dict):
+            raise UserError(f"{'.'.join(parts[:i])} is not a mapping", key=f"--set {key}",
+                            fix="override a key that exists in the config schema")
+        if last:
+            node[part] = yaml.safe_load(text) if text else ""
+        else:
+            if isinstance(node, dict) and node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+
+
+def _dotted(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def _fix_for(error: dict) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "remove the key or fix its spelling; configs/recipe.yaml documents every key"
+    if kind == "missing":
+        return "add the key; configs/recipe.yaml shows it with a comment"
+    if kind == "literal_error":
+        return f"use one of the allowed values ({error['msg'].removeprefix('Input should be ')})"
+    return "see the comment on this key in configs/recipe.yaml"
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG, overrides: list[str] = ()) -> Config:
+    """Read, override and validate; every user mistake becomes one UserError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError("config file not found", file=str(path),
+                        fix="pass --config with a file under configs/") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else None
+        raise UserError(f"not valid YAML: {getattr(e, 'problem', e)}", file=str(path), key=where,
+                        fix="fix the YAML syntax at that line") from None
+    if not isinstance(raw, dict):
+        raise UserError("the config must be a mapping of keys", file=str(path),
+                        fix="start from configs/recipe.yaml")
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{_dotted(err['loc'])}: {msg} (fix: {_fix_for(err)})")
+        raise UserError("; ".join(lines), file=str(path)) from None
+    cfg._path = str(path)
+    return cfg
+
+
+def dump_yaml(data: dict) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)

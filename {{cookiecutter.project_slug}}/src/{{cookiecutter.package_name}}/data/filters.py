@@ -1,0 +1,86 @@
+"""Data filters: small, pure, registered functions, applied in the order the config lists.
+
+Two kinds:
+- a row filter maps one row to a row, or to None to drop it; it sees nothing else,
+  so a chain of them can run in parallel over shards;
+- a dataset filter sees the whole split (e.g. dedupe) and returns the rows kept.
+
+Add one by writing a function here with @row_filter or @dataset_filter, a docstring
+saying what it keeps, and a fixture test in tests/test_filters.py; then list it under
+`data.filters` in a config and run `uv run ft data build` to update data.lock.
+Filters must not use randomness or the clock: their output is pinned by hash.
+"""
+
+import hashlib
+import inspect
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+Row = dict
+
+
+@dataclass(frozen=True)
+class Filter:
+    name: str
+    kind: str  # "row" or "dataset"
+    fn: Callable
+
+    @property
+    def code_sha256(self) -> str:
+        """Hash of the function's source: data.lock notices an edited filter."""
+        return hashlib.sha256(inspect.getsource(self.fn).encode()).hexdigest()
+
+
+FILTERS: dict[str, Filter] = {}
+
+
+def _register(kind: str):
+    def deco(fn):
+        FILTERS[fn.__name__] = Filter(fn.__name__, kind, fn)
+        return fn
+
+    return deco
+
+
+row_filter = _register("row")
+dataset_filter = _register("dataset")
+
+_SPACES = re.compile(r"\s+")
+
+
+@row_filter
+def normalize_whitespace(row: Row) -> Row:
+    """Strip each text field and fold runs of white space into one space."""
+    return {k: _SPACES.sub(" ", v).strip() if isinstance(v, str) else v for k, v in row.items()}
+
+
+@row_filter
+def drop_empty(row: Row, fields: tuple[str, ...] = ("prompt", "response")) -> Row | None:
+    """Drop rows where any of `fields` is missing or empty."""
+    return row if all(isinstance(row.get(f), str) and row[f] for f in fields) else None
+
+
+@row_filter
+def max_chars(row: Row, limit: int = 512) -> Row | None:
+    """Drop rows whose prompt plus response is longer than `limit` characters."""
+    return row if len(row["prompt"]) + len(row["response"]) <= limit else None
+
+
+@row_filter
+def drop_containing(row: Row, phrases: Iterable[str] = ()) -> Row | None:
+    """Drop rows whose prompt or response contains any of `phrases` (case-insensitive)."""
+    text = f"{row['prompt']}\n{row['response']}".lower()
+    return None if any(p.lower() in text for p in phrases) else row
+
+
+@dataset_filter
+def dedupe(rows: list[Row], fields: tuple[str, ...] = ("prompt", "response")) -> list[Row]:
+    """Keep the first of rows that agree on all of `fields`."""
+    seen, kept = set(), []
+    for row in rows:
+        key = tuple(row.get(f) for f in fields)
+        if key not in seen:
+            seen.add(key)
+            kept.append(row)
+    return kept
