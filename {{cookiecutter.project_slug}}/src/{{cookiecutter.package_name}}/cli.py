@@ -72,6 +72,26 @@ def _(p):
     _config_args(p)
 
 
+@command("train", "commands:train", "Train a LoRA adapter: data -> model -> train -> eval -> manifest")
+def _(p):
+    _config_args(p)
+    p.add_argument("--out", help="run directory (default: runs/<config>-<UTC time>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last complete checkpoint")
+
+
+@command("reproduce", "commands:reproduce",
+         "Re-run a run's REPRODUCE.md from a clean checkout and compare its outputs")
+def _(p):
+    p.add_argument("run_dir", help="a finished run, e.g. runs/<id>")
+
+
+@command("diff", "commands:diff", "Explain which pinned inputs and outputs differ between two runs")
+def _(p):
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ft", description="Reproducible fine-tuning: config -> data -> train -> reproduce "

@@ -72,3 +72,22 @@ def data_check(args) -> int:
     _print_lock(lock)
     print(f"ok  {cfg.data.lock} matches the sources and filters")
     return 0
+
+
+def train(args) -> int:
+    from .train import main
+
+    main(args.config, args.overrides, args.out, args.resume)
+    return 0
+
+
+def reproduce(args) -> int:
+    from .reproduce import main
+
+    return main(args.run_dir)
+
+
+def diff(args) -> int:
+    from .diff import main
+
+    return main(args.run_a, args.run_b)

@@ -1,0 +1,94 @@
+"""`ft diff RUN_A RUN_B`: which pinned input moved between two runs.
+
+    uv run ft diff runs/a runs/b
+
+Compares two manifests input by input (data, filters, base model, tokenizer,
+uv.lock, image, hardware, libraries, seed, config keys, commit), then outputs.
+`ft reproduce` prints this when a reproduction fails, so a failure says why.
+"""
+
+from pathlib import Path
+
+from .manifest import read_manifest
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out |= _flatten(v, key + ".")
+        else:
+            out[key] = v
+    return out
+
+
+def _changed(a: dict, b: dict) -> list[tuple[str, object, object]]:
+    fa, fb = _flatten(a), _flatten(b)
+    return [(k, fa.get(k), fb.get(k)) for k in sorted(fa.keys() | fb.keys()) if fa.get(k) != fb.get(k)]
+
+
+def _short(v) -> str:
+    s = str(v)
+    return s[:16] if len(s) == 64 and all(c in "0123456789abcdef" for c in s) else s
+
+
+def explain(a: dict, b: dict) -> tuple[list[str], list[str]]:
+    """(lines about inputs that moved, lines about outputs that differ)."""
+    inputs = []
+
+    def section(name: str, x: dict, y: dict) -> None:
+        for key, va, vb in _changed(x or {}, y or {}):
+            inputs.append(f"{name}: {key}: {_short(va)} -> {_short(vb)}")
+
+    if a["seed"] != b["seed"]:
+        inputs.append(f"seed: {a['seed']} -> {b['seed']}")
+    for split in sorted(a["data"]["splits"].keys() | b["data"]["splits"].keys()):
+        sa, sb = a["data"]["splits"].get(split, {}), b["data"]["splits"].get(split, {})
+        if sa.get("sha256") != sb.get("sha256"):
+            inputs.append(f"data: {split}: {sa.get('rows')} rows sha256 {_short(sa.get('sha256'))} "
+                          f"-> {sb.get('rows')} rows sha256 {_short(sb.get('sha256'))}")
+        steps_a = {s["filter"]: s for s in sa.get("steps", [])}
+        for step in sb.get("steps", []):
+            prev = steps_a.get(step["filter"])
+            if prev and prev != step:
+                inputs.append(f"data: {split}: filter {step['filter']} "
+                              f"{prev['rows_in']}->{prev['rows_out']} became "
+                              f"{step['rows_in']}->{step['rows_out']}")
+    section("data sources", {s["name"]: s for s in a["data"]["sources"]},
+            {s["name"]: s for s in b["data"]["sources"]})
+    section("filters", {f"{i}:{f['name']}": f for i, f in enumerate(a["data"]["filters"])},
+            {f"{i}:{f['name']}": f for i, f in enumerate(b["data"]["filters"])})
+    section("base model", a["base_model"], b["base_model"])
+    section("environment", a["environment"], b["environment"])
+    section("hardware", a["hardware"], b["hardware"])
+    section("git", a["git"], b["git"])
+    config_a = {k: v for k, v in a["config"].items() if k != "seed"}
+    config_b = {k: v for k, v in b["config"].items() if k != "seed"}
+    section("config", config_a, config_b)
+
+    outputs = []
+    for name in sorted(a["outputs"].keys() | b["outputs"].keys()):
+        ha, hb = a["outputs"].get(name), b["outputs"].get(name)
+        if ha != hb:
+            outputs.append(f"output: {name}: {_short(ha)} -> {_short(hb)}")
+    for key, va, vb in _changed(a["metrics"], b["metrics"]):
+        outputs.append(f"metric: {key}: {va} -> {vb}")
+    return inputs, outputs
+
+
+def report(a: dict, b: dict) -> str:
+    inputs, outputs = explain(a, b)
+    lines = inputs or ["no pinned input moved"]
+    if outputs and not inputs:
+        lines.append("outputs differ although every pinned input is equal: the pipeline is "
+                     "nondeterministic here (an unseeded random source, a nondeterministic "
+                     "kernel, or an unrecorded input); see docs/determinism.md")
+    return "\n".join(lines + outputs)
+
+
+def main(run_a: str, run_b: str) -> int:
+    a, b = read_manifest(Path(run_a)), read_manifest(Path(run_b))
+    print(report(a, b))
+    inputs, outputs = explain(a, b)
+    return 1 if inputs or outputs else 0

@@ -1,0 +1,266 @@
+"""The recipe: config -> data -> model -> train -> evaluate -> outputs -> manifest.
+
+    uv run ft train --config configs/smoke.yaml            # seconds on CPU
+    uv run ft train --out runs/x --resume                  # continue a killed run
+    torchrun --nproc_per_node 2 -m <package>.cli train ... # several processes (gloo on CPU)
+
+Reads top to bottom in pipeline order. The run directory gets the resolved
+config, the adapter, metrics, and last the manifest (its existence means the run
+finished), then REPRODUCE.md rendered from it. A run killed at any point can be
+resumed from its last complete checkpoint and ends with the same bytes.
+"""
+
+import json
+import os
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import checkpoint, determinism
+from .config import Config, dump_yaml, load_config
+from .errors import UserError
+from .hashing import write_atomic
+
+RUN_FILE = "run.json"  # the invocation, written first: what --resume re-reads
+
+
+def main(config_path: str, overrides: list[str], out: str | None = None,
+         resume: bool = False) -> Path:
+    # 1. Config: validated once; a resume re-reads the invocation the run started with.
+    run_dir, invocation = _run_dir(config_path, overrides, out, resume)
+    cfg = load_config(invocation["config"], invocation["overrides"])
+    if resume and cfg.hash() != invocation["config_sha256"]:
+        raise UserError("the config changed since this run started", file=str(run_dir / RUN_FILE),
+                        fix="resume with the same config and data, or start a new run")
+
+    # 2. Determinism: seeds and deterministic kernels before anything random or CUDA.
+    determinism.configure(cfg.seed)
+    import warnings
+
+    import torch
+
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if cfg.train.batch_size % world:
+        raise UserError(f"train.batch_size {cfg.train.batch_size} does not split over {world} "
+                        "processes", file=cfg._path, key="train.batch_size",
+                        fix=f"use a multiple of {world}")
+
+    # 3. Data: rebuilt from the pinned sources; must match the committed data.lock.
+    from .data.build import check as check_data
+
+    data_lock, rows = check_data(cfg)
+
+    # 4. Model: base at its pin; adapter initialised from a seed of its own.
+    from .data.loader import encode, train_loader
+    from .model import add_lora, load_base
+
+    with accelerator.main_process_first():  # the first process builds a missing tiny base
+        base, tokenizer, base_pins = load_base(cfg)
+    train_examples = encode(rows["train"], tokenizer, cfg.data.max_seq_len)
+    eval_examples = encode(rows["eval"], tokenizer, cfg.data.max_seq_len)
+    torch.manual_seed(determinism.derive(cfg.seed, "adapter-init"))
+    model = add_lora(cfg, base)
+    optimizer, scheduler = _optimizer(cfg, model)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    torch.manual_seed(determinism.derive(cfg.seed, f"dropout-rank{rank}"))
+
+    # 5. Train: from step 0, or from the last complete checkpoint.
+    start = 0
+    if resume and (last := checkpoint.latest(run_dir)) is not None:
+        start = checkpoint.load(last, model, optimizer, scheduler, accelerator)
+        _log(accelerator, f"resuming from {last.relative_to(run_dir)} (step {start})")
+    metrics = _read_metrics(run_dir, start) if start else []
+    accum = cfg.train.grad_accum_steps
+    loader = train_loader(train_examples, tokenizer.pad_token_id, cfg.train.batch_size, cfg.seed,
+                          start * accum, cfg.train.max_steps * accum, cfg.train.num_workers,
+                          rank, world)
+    timing = _train(cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir, metrics)
+
+    # 6. Evaluate on the held-out split.
+    from .evaluate import eval_loss
+
+    unwrapped = accelerator.unwrap_model(model)
+    scores = eval_loss(unwrapped, eval_examples, tokenizer.pad_token_id, cfg.eval.batch_size,
+                       accelerator.device)
+
+    # 7. Outputs, then 8. the manifest (last: its existence means the run finished).
+    if accelerator.is_main_process:
+        from .manifest import write_manifest
+
+        _write_adapter(unwrapped, run_dir)
+        write_atomic(run_dir / "eval.json", json.dumps(scores, indent=2, sort_keys=True) + "\n")
+        shutil.copyfile(cfg.data.lock, run_dir / "data.lock")
+        summary = _loss_summary(metrics) | scores
+        write_manifest(run_dir, cfg, invocation, data_lock, base_pins, summary, timing,
+                       accelerator)
+        _log(accelerator, f"done: {run_dir}  eval_loss {scores['eval_loss']:.4f}  "
+             f"(reproduce: uv run ft reproduce {run_dir})")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return run_dir
+
+
+def _run_dir(config_path: str, overrides: list[str], out: str | None,
+             resume: bool) -> tuple[Path, dict]:
+    """Pick the run directory and the invocation it records (or re-read it on resume)."""
+    if resume:
+        if out is None:
+            raise UserError("--resume needs the run to continue", key="--out",
+                            fix="pass --out runs/<id> of the interrupted run")
+        run_dir = Path(out)
+        if not (run_dir / RUN_FILE).is_file():
+            raise UserError("no run was started here", file=str(run_dir),
+                            fix="pass the --out directory of an interrupted run")
+        if (run_dir / "manifest.json").exists():
+            raise UserError("this run already finished", file=str(run_dir),
+                            fix="nothing to resume; start a new run with another --out")
+        return run_dir, json.loads((run_dir / RUN_FILE).read_text())
+    cfg = load_config(config_path, overrides)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(out) if out else Path("runs") / f"{Path(config_path).stem}-{stamp}"
+    invocation = {"config": config_path, "overrides": list(overrides),
+                  "config_sha256": cfg.hash(), "started_at": datetime.now(UTC).isoformat()}
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, only rank 0 sets the run up
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise UserError("the output directory is not empty", file=str(run_dir),
+                            fix="pass a new --out, or add --resume to continue an interrupted run")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(run_dir / RUN_FILE, json.dumps(invocation, indent=2) + "\n")
+        write_atomic(run_dir / "config.yaml", dump_yaml(cfg.resolved()))
+    return run_dir, invocation
+
+
+def _optimizer(cfg: Config, model):
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    t = cfg.train
+    if t.optimizer == "adamw_torch":
+        optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay,
+                                      foreach=False, fused=False)
+    else:
+        optimizer = torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay, foreach=False)
+
+    def factor(step: int) -> float:
+        if step < t.warmup_steps:
+            return (step + 1) / (t.warmup_steps + 1)
+        progress = (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps)
+        if t.lr_schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        if t.lr_schedule == "cosine":
+            import math
+
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _train(cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir, metrics):
+    """The loop: accumulate micro-batches, clip, step; log and checkpoint on schedule."""
+    import torch
+
+    from .evaluate import token_loss
+
+    t = cfg.train
+    world = accelerator.num_processes
+    model.train()
+    batches = iter(loader)
+    progress = _Progress(accelerator, start, t.max_steps)
+    tokens_total, began = 0, time.perf_counter()
+    for step in range(start, t.max_steps):
+        step_loss = 0.0
+        for micro in range(t.grad_accum_steps):
+            batch = {k: v.to(accelerator.device) for k, v in next(batches).items()}
+            last = micro == t.grad_accum_steps - 1
+            with nullcontext() if last else accelerator.no_sync(model):
+                loss_sum, n = token_loss(model, batch)
+                # Normalise by the tokens of the whole micro-batch across processes, so one
+                # process and several compute the same quantity (DDP averages: hence * world).
+                counts = accelerator.reduce(torch.tensor([loss_sum.item(), float(n)],
+                                                         device=accelerator.device), "sum")
+                accelerator.backward(loss_sum * world / (counts[1] * t.grad_accum_steps))
+            step_loss += counts[0].item() / counts[1].item() / t.grad_accum_steps
+            tokens_total += int(counts[1].item())
+        accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        done = step + 1
+        if done % t.log_every == 0 or done == t.max_steps:
+            metrics.append({"step": done, "loss": step_loss, "lr": scheduler.get_last_lr()[0]})
+            if accelerator.is_main_process:
+                write_atomic(run_dir / "metrics.jsonl",
+                             "".join(json.dumps(m, sort_keys=True) + "\n" for m in metrics))
+        progress.update(done, step_loss, tokens_total / max(1e-9, time.perf_counter() - began))
+        if done % t.checkpoint_every == 0 and done < t.max_steps:
+            checkpoint.save(run_dir, done, model, optimizer, scheduler, accelerator)
+    progress.close()
+    wall = time.perf_counter() - began
+    return {"train_wall_s": round(wall, 3), "tokens": tokens_total,
+            "tokens_per_s": round(tokens_total / max(wall, 1e-9), 1)}
+
+
+def _read_metrics(run_dir: Path, upto: int) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [m for m in map(json.loads, path.read_text().splitlines()) if m["step"] <= upto]
+
+
+def _write_adapter(model, run_dir: Path) -> None:
+    """peft's adapter files, written beside and renamed into place."""
+    final, partial = run_dir / "adapter", run_dir / ".partial-adapter"
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial, safe_serialization=True)
+    (partial / "README.md").unlink(missing_ok=True)  # peft's generic card; publish writes ours
+    # peft keeps target_modules as a set and dumps it in hash-seed order: canonicalise.
+    config_file = partial / "adapter_config.json"
+    adapter_config = json.loads(config_file.read_text())
+    if isinstance(adapter_config.get("target_modules"), list):
+        adapter_config["target_modules"] = sorted(adapter_config["target_modules"])
+    write_atomic(config_file, json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(partial, final)
+
+
+def _loss_summary(metrics: list[dict]) -> dict:
+    losses = [m["loss"] for m in metrics]
+    return {"train_loss_first": losses[0], "train_loss_last": losses[-1],
+            "train_loss_min": min(losses), "steps": metrics[-1]["step"]}
+
+
+def _log(accelerator, text: str) -> None:
+    if accelerator.is_main_process:
+        print(text, file=sys.stderr, flush=True)
+
+
+class _Progress:
+    """A tqdm bar on a terminal; plain lines (one per log_every steps) in CI and pipes."""
+
+    def __init__(self, accelerator, start: int, total: int):
+        self.main = accelerator.is_main_process
+        self.bar = None
+        self.every = max(1, total // 20)
+        if self.main and sys.stderr.isatty() and not os.environ.get("CI"):
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+
+    def update(self, step: int, loss: float, tok_s: float) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tok_s:,.0f}")
+        elif self.main and (step % self.every == 0 or step == 1):
+            print(f"step {step}  loss {loss:.4f}  tok/s {tok_s:,.0f}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
