@@ -126,11 +126,15 @@ def run_pipeline(cfg: Config, out_dir: str | Path | None = None) -> tuple[dict, 
             raise UserError(f"the filters dropped every {split} row", file=cfg._path,
                             key="data.filters", fix="loosen the filters (see the per-filter counts "
                             "with `ft data build`)")
-        out = Path(out_dir) / f"{split}.jsonl" if out_dir is not None else None
-        result.sha256 = hash_rows(result.rows, out)
+        result.sha256 = hash_rows(result.rows)
         lock["splits"][split] = {"rows_in": result.rows_in, "steps": result.steps,
                                  "rows": len(result.rows), "sha256": result.sha256}
         built[split] = result.rows
+    # Write only once every split has passed its filters, so a failure leaves the
+    # previous training set whole instead of a new train split beside an old eval one.
+    if out_dir is not None:
+        for split, rows in built.items():
+            hash_rows(rows, Path(out_dir) / f"{split}.jsonl")
     return lock, built
 
 

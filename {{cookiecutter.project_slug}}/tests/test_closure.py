@@ -1,0 +1,296 @@
+"""The closure loop end to end: train, reproduce, resume, determinism, tolerance, diff.
+
+Runs real `ft` processes in a throwaway copy of this repository that is its own
+git repo (reproduce checks out the recorded commit into a worktree). Each `ft`
+process pays ~10 s of torch/transformers imports, so runs are shared through
+session fixtures; the in-process runs reuse this process's imports.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SECRETS = {"HF_TOKEN": "hf_test_secret_value_0123456789abcdef",
+           "AWS_SECRET_ACCESS_KEY": "aws-secret-test-value-do-not-leak",
+           "WANDB_API_KEY": "wandb-key-test-value-do-not-leak"}
+SMOKE = ["--config", "configs/smoke.yaml"]
+NO_DROPOUT = ["--set", "model.lora.dropout=0"]
+
+
+def mod(stage: str):
+    """A stage module of this repo's package (its name differs per bake)."""
+    import importlib
+
+    name = next(p.name for p in (REPO / "src").iterdir() if (p / "__init__.py").is_file())
+    return importlib.import_module(f"{name}.{stage}")
+
+
+def _git(cwd: Path, *args: str) -> str:
+    ident = ["-c", "user.name=test", "-c", "user.email=test@localhost"]
+    return subprocess.run(["git", *ident, *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def _make_project(dest: Path) -> Path:
+    """Copy this repo's working files into `dest`, commit them, give it its own venv."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
+                           check=True, capture_output=True, text=True).stdout.split()
+    for rel in files:
+        if (REPO / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, dest / rel)
+    _git(dest, "init", "-q", "-b", "main")
+    _git(dest, "add", "-A")
+    _git(dest, "commit", "-q", "-m", "test project")
+    subprocess.run([_uv(), "sync", "--frozen", "--quiet"], cwd=dest, check=True, env=_env())
+    return dest
+
+
+def _uv() -> str:
+    return str(Path(sys.executable).parent / "uv")
+
+
+def _env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "CI": "1", **extra}
+    # REPRODUCE.md calls `uv` by name: make sure it is this venv's pinned uv.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def ft(project: Path, *args: str, check: bool = True, **env) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(project / ".venv" / "bin" / "ft"), *args], cwd=project,
+                          env=_env(**env), capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise AssertionError(f"ft {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
+    return done
+
+
+def adapter_bytes(run: Path) -> bytes:
+    return (run / "adapter" / "adapter_model.safetensors").read_bytes()
+
+
+def stable(manifest: dict) -> dict:
+    volatile = mod("manifest").VOLATILE
+    return {k: v for k, v in manifest.items() if k not in volatile}
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory) -> Path:
+    return _make_project(tmp_path_factory.mktemp("project"))
+
+
+@pytest.fixture(scope="session")
+def smoke_run(project) -> Path:
+    """One smoke run in its own process, with secrets in its environment."""
+    ft(project, "train", *SMOKE, "--out", "runs/smoke", **SECRETS)
+    return project / "runs" / "smoke"
+
+
+@pytest.fixture(scope="session")
+def reproduced(project, smoke_run) -> subprocess.CompletedProcess:
+    return ft(project, "reproduce", "runs/smoke", check=False, **SECRETS)
+
+
+def test_run_directory_holds_the_closure(smoke_run):
+    names = {p.relative_to(smoke_run).as_posix() for p in smoke_run.rglob("*") if p.is_file()
+             and "checkpoints" not in p.parts}
+    assert names == {"run.json", "config.yaml", "data.lock", "metrics.jsonl", "eval.json",
+                     "adapter/adapter_config.json", "adapter/adapter_model.safetensors",
+                     "manifest.json", "REPRODUCE.md"}
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    assert manifest["outputs"] == mod("manifest").output_files(smoke_run)
+    assert manifest["git"]["dirty"] is False and len(manifest["git"]["commit"]) == 40
+    hw = manifest["hardware"]
+    assert hw["device_type"] == "cpu" and hw["world_size"] == 1 and hw["cpu_isa"]
+    assert manifest["base_model"]["sha256"] == manifest["config"]["model"]["base"]["sha256"]
+    assert manifest["data"]["splits"]["train"]["sha256"] == json.loads(
+        (smoke_run / "data.lock").read_text())["splits"]["train"]["sha256"]
+    assert set(manifest["environment"]["libraries"]) >= {"torch", "transformers", "peft",
+                                                         "accelerate", "datasets"}
+    assert manifest["environment"]["uv_lock_sha256"] == mod("hashing").sha256_file(REPO / "uv.lock")
+    assert manifest["metrics"]["eval_loss"] > 0 and manifest["metrics"]["steps"] == 12
+    assert manifest["metrics"]["train_loss_last"] < manifest["metrics"]["train_loss_first"]
+    # REPRODUCE.md is the rendering of the manifest, and its block is the local command.
+    text = (smoke_run / "REPRODUCE.md").read_text()
+    assert text == mod("manifest").render_reproduce(manifest)
+    assert mod("manifest").command_block(text) == mod("manifest").reproduce_command(manifest)
+    assert "ft train --config configs/smoke.yaml --out" in text
+
+
+def test_no_secret_reaches_the_run_directory(smoke_run, reproduced):
+    for path in smoke_run.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for value in SECRETS.values():
+                assert value.encode() not in data, f"{value} leaked into {path}"
+
+
+def test_reproduce_in_a_separate_process_is_byte_identical(smoke_run, reproduced):
+    assert reproduced.returncode == 0, reproduced.stderr[-3000:]
+    assert "PASS" in reproduced.stderr
+    record = json.loads((smoke_run / "verification.json").read_text())
+    assert record["passed"] is True and record["mode"] == "exact"
+    assert {c["file"] for c in record["compared"]} == set(
+        json.loads((smoke_run / "manifest.json").read_text())["outputs"])
+    assert all(c["equal"] and c["expected"] == c["actual"] for c in record["compared"])
+    first = json.loads((smoke_run / "manifest.json").read_text())
+    again = json.loads((smoke_run / "reproduce" / "manifest.json").read_text())
+    assert stable(first) == stable(again)
+    assert adapter_bytes(smoke_run) == adapter_bytes(smoke_run / "reproduce")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_in_process_runs_match_across_worker_counts(project, smoke_run, workers, monkeypatch):
+    """Data order does not depend on num_workers; in-process equals the subprocess run."""
+    monkeypatch.chdir(project)
+    for key, value in _env().items():
+        monkeypatch.setenv(key, value)
+    run = mod("train").main("configs/smoke.yaml", [f"train.num_workers={workers}"],
+                            out=f"runs/workers-{workers}")
+    assert adapter_bytes(project / run) == adapter_bytes(smoke_run)
+
+
+@pytest.mark.parametrize("kill_after", [3, 6, 10])
+def test_sigkill_then_resume_gives_the_same_bytes(project, smoke_run, kill_after):
+    out = f"runs/killed-{kill_after}"
+    proc = subprocess.Popen([str(project / ".venv" / "bin" / "ft"), "train", *SMOKE, "--out", out],
+                            cwd=project, env=_env(), stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if line.startswith(f"step {kill_after} "):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    run = project / out
+    assert not (run / "manifest.json").exists()
+    # A checkpoint caught mid-write must never be loaded.
+    partial = run / "checkpoints" / ".partial-step-00000011"
+    partial.mkdir(parents=True, exist_ok=True)
+    (partial / "state.pt").write_bytes(b"half written")
+    resumed = ft(project, "train", "--out", out, "--resume")
+    assert not partial.exists()
+    if kill_after >= 4:
+        assert "resuming from checkpoints/step-" in resumed.stderr
+    assert adapter_bytes(run) == adapter_bytes(smoke_run)
+    assert (run / "metrics.jsonl").read_bytes() == (smoke_run / "metrics.jsonl").read_bytes()
+
+
+def test_edited_reproduce_md_fails_naming_the_line(project, smoke_run, reproduced, monkeypatch):
+    run = project / "runs" / "edited-doc"
+    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("reproduce", "checkpoints"))
+    doc = run / "REPRODUCE.md"
+    doc.write_text(doc.read_text().replace("--config configs/smoke.yaml",
+                                           "--config configs/smokE.yaml"))
+    monkeypatch.chdir(project)
+    assert mod("reproduce").main(str(run)) == 1
+    record = json.loads((run / "verification.json").read_text())
+    assert record["passed"] is False
+    assert "REPRODUCE.md was edited" in record["reason"] and "smokE" in record["reason"]
+
+
+def test_files_edited_after_training_fail_reproduce(project, smoke_run, reproduced, monkeypatch):
+    run = project / "runs" / "tampered"
+    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("reproduce", "checkpoints"))
+    lock = run / "data.lock"
+    lock.write_text(lock.read_text().replace('"rows": 955', '"rows": 956', 1))
+    monkeypatch.chdir(project)
+    assert mod("reproduce").main(str(run)) == 1
+    reason = json.loads((run / "verification.json").read_text())["reason"]
+    assert "no longer matches its manifest" in reason and "data.lock" in reason
+
+
+def test_one_byte_of_training_data_stops_training(project, tmp_path, capsys, monkeypatch):
+    copy = tmp_path / "p"
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".venv", "runs", ".git"))
+    raw = copy / "data" / "raw" / "train.jsonl"
+    raw.write_bytes(raw.read_bytes().replace(b"apple", b"appla", 1))
+    monkeypatch.chdir(copy)
+    assert mod("cli").main(["train", *SMOKE, "--out", "runs/x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert "data/raw/train.jsonl" in err and "data.sources.0.sha256" in err and "fix:" in err
+    assert not (copy / "runs" / "x" / "manifest.json").exists()
+
+
+@pytest.mark.slow
+def test_planted_nondeterminism_fails_reproduce_and_diff_says_so(tmp_path):
+    project = _make_project(tmp_path)
+    train_py = next((project / "src").glob("*/train.py"))
+    text = train_py.read_text()
+    seeded = '    torch.manual_seed(determinism.derive(cfg.seed, "adapter-init"))\n'
+    assert seeded in text
+    train_py.write_text(text.replace(seeded, seeded.replace(
+        "determinism.derive(cfg.seed, \"adapter-init\")", "int.from_bytes(os.urandom(4), 'big')")))
+    _git(project, "commit", "-qam", "plant an unseeded adapter init")
+    ft(project, "train", *SMOKE, "--out", "runs/planted")
+    done = ft(project, "reproduce", "runs/planted", check=False)
+    assert done.returncode == 1
+    assert "adapter/adapter_model.safetensors" in done.stderr
+    assert "no pinned input moved" in done.stderr and "nondeterministic" in done.stderr
+
+
+@pytest.mark.slow
+def test_two_processes_reproduce_exactly_and_match_one_within_tolerance(project):
+    """Bytes differ between 1 and 2 processes (reduction order); tolerance mode covers it.
+
+    Dropout is off: its masks are drawn per process, so with dropout on, 1 and 2
+    processes train on different masks, not just in a different float order.
+    """
+    common = [*SMOKE, *NO_DROPOUT, "--set", "reproduce.mode=tolerance"]
+    torchrun = [str(project / ".venv" / "bin" / "torchrun"), "--standalone", "--nproc_per_node=2",
+                "--no-python", str(project / ".venv" / "bin" / "ft")]
+    subprocess.run([*torchrun, "train", *common, "--out", "runs/two"], cwd=project, env=_env(),
+                   check=True, capture_output=True)
+    ft(project, "train", *common, "--out", "runs/one")
+    two, one = project / "runs" / "two", project / "runs" / "one"
+    assert json.loads((two / "manifest.json").read_text())["hardware"]["world_size"] == 2
+    assert adapter_bytes(two) != adapter_bytes(one)
+
+    done = ft(project, "reproduce", "runs/two", check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert adapter_bytes(two / "reproduce") == adapter_bytes(two)  # exact on the same shape
+
+    manifest = json.loads((two / "manifest.json").read_text())
+    compared = {c["file"]: c for c in mod("reproduce").compare(two, one, manifest)}
+    weights = compared["adapter/adapter_model.safetensors"]
+    assert 0 < weights["max_abs_diff"] <= weights["bound"]
+    assert all(c["equal"] for c in compared.values())
+    manifest["config"]["reproduce"]["tolerance"]["weights_max_abs"] = 0.0
+    tight = {c["file"]: c for c in mod("reproduce").compare(two, one, manifest)}
+    assert not tight["adapter/adapter_model.safetensors"]["equal"]
+    diff = mod("diff").report(json.loads((one / "manifest.json").read_text()),
+                           json.loads((two / "manifest.json").read_text()))
+    assert "hardware: world_size: 1 -> 2" in diff
+
+
+def test_diff_names_each_moved_input(smoke_run):
+    a = json.loads((smoke_run / "manifest.json").read_text())
+    b = json.loads(json.dumps(a))
+    b["seed"] = 7
+    b["config"]["seed"] = 7
+    b["config"]["train"]["lr"] = 0.1
+    b["data"]["splits"]["train"]["sha256"] = "0" * 64
+    b["data"]["splits"]["train"]["steps"][-1]["rows_out"] -= 1
+    b["base_model"]["sha256"] = "1" * 64
+    b["base_model"]["tokenizer_sha256"] = "2" * 64
+    b["environment"]["uv_lock_sha256"] = "3" * 64
+    b["environment"]["image_digest"] = "ghcr.io/x/y@sha256:" + "4" * 64
+    b["environment"]["libraries"]["torch"] = "9.9.9"
+    b["hardware"]["cpu_isa"] = "ISA-X"
+    b["outputs"]["adapter/adapter_model.safetensors"] = "5" * 64
+    text = mod("diff").report(a, b)
+    for expected in ("seed: 1234 -> 7", "config: train.lr: 0.005 -> 0.1", "data: train:",
+                     "filter dedupe", "base model: sha256", "base model: tokenizer_sha256",
+                     "environment: uv_lock_sha256", "environment: image_digest",
+                     "environment: libraries.torch", "hardware: cpu_isa:",
+                     "output: adapter/adapter_model.safetensors"):
+        assert expected in text, expected
+    assert mod("diff").report(a, a) == "no pinned input moved"
