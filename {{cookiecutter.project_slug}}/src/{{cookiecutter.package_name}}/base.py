@@ -114,6 +114,7 @@ def init_tiny(out: str | Path) -> str:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the model is not a secret
     try:
         write_atomic(staging / "config.json", json.dumps(TINY_CONFIG, indent=2, sort_keys=True)
                      + "\n")

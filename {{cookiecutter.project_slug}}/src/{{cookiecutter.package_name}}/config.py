@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import UserError
 from .hashing import sha256_json
@@ -39,25 +47,39 @@ class BaseModelSpec(Section):
     revision: str | None = None
     tokenizer_revision: str | None = None
 
+    @field_validator("revision", "tokenizer_revision")
+    @classmethod
+    def _commit(cls, value: str | None) -> str | None:
+        if value is not None and not HEX40.fullmatch(value):
+            raise ValueError(f"must be a 40-hex commit, got {value!r}: a branch or tag such as "
+                             "'main' moves under you")
+        return value
+
+    @field_validator("sha256")
+    @classmethod
+    def _content_hash(cls, value: str | None) -> str | None:
+        if value is not None and not HEX64.fullmatch(value):
+            raise ValueError(f"must be a 64-hex sha256, got {value!r}; `ft base hash PATH` "
+                             "prints it")
+        return value
+
     @model_validator(mode="after")
     def _pinned(self):
         if (self.path is None) == (self.hub_id is None):
             raise ValueError("give exactly one of `path` (local directory) or `hub_id`")
         if self.path is not None:
-            if self.sha256 is None or not HEX64.fullmatch(self.sha256):
+            if self.sha256 is None:
                 raise ValueError("a local base model needs `sha256`, the 64-hex content hash "
                                  "printed by `ft base hash PATH`")
             if self.revision or self.tokenizer_revision:
-                raise ValueError("`revision` is for hub models; a local model is pinned by `sha256`")
+                raise ValueError("`revision` is for hub models; a local model is pinned by "
+                                 "`sha256`")
         else:
             if self.build is not None:
                 raise ValueError("`build` applies to a local `path` only")
-            for key in ("revision", "tokenizer_revision"):
-                value = getattr(self, key)
-                if key == "revision" or value is not None:
-                    if value is None or not HEX40.fullmatch(value):
-                        raise ValueError(f"`{key}` must be a 40-hex commit, got {value!r}: a branch "
-                                         "or tag such as 'main' moves under you")
+            if self.revision is None:
+                raise ValueError("a hub model needs `revision`, a 40-hex commit: a branch or tag "
+                                 "such as 'main' moves under you")
         return self
 
 
@@ -151,12 +173,13 @@ class LaunchSpec(Section):
     use_spot: bool = True
     image: str | None = None
 
-    @model_validator(mode="after")
-    def _digest(self):
-        if self.image is not None and not IMAGE_DIGEST.fullmatch(self.image):
-            raise ValueError(f"`image` must be pinned by digest (name@sha256:<64 hex>), got "
-                             f"{self.image!r}: a tag can be re-pushed")
-        return self
+    @field_validator("image")
+    @classmethod
+    def _digest(cls, value: str | None) -> str | None:
+        if value is not None and not IMAGE_DIGEST.fullmatch(value):
+            raise ValueError(f"must be pinned by digest (name@sha256:<64 hex>), got {value!r}: "
+                             "a tag can be re-pushed")
+        return value
 
 
 class Config(Section):

@@ -53,7 +53,7 @@ def resolve_filters(cfg: Config) -> list[tuple[Filter, dict]]:
 def apply_chain(cfg: Config, split: str, rows: list[dict],
                 chain: list[tuple[Filter, dict]]) -> SplitResult:
     result = SplitResult(rows=rows, rows_in=len(rows))
-    for flt, params in chain:
+    for position, (flt, params) in enumerate(chain):
         before = len(result.rows)
         try:
             if flt.kind == "dataset":
@@ -68,34 +68,38 @@ def apply_chain(cfg: Config, split: str, rows: list[dict],
         except Exception as e:
             at = "" if flt.kind == "dataset" else f" on {split} row {index} ({canonical_json(row)[:80]})"
             raise UserError(f"data filter {flt.name!r} raised {type(e).__name__}: {e}{at}",
-                            file=cfg._path, key="data.filters",
-                            fix=f"fix the filter in data/filters.py or the offending row") from None
+                            file=cfg._path, key=f"data.filters.{position}",
+                            fix="fix the filter in data/filters.py or the offending row") from None
         result.steps.append({"filter": flt.name, "rows_in": before, "rows_out": len(result.rows)})
     return result
 
 
-def hash_rows(rows: list[dict], out: Path | None = None) -> str:
-    """sha256 of the canonical serialization, streamed; written to `out` atomically if given."""
+def canonical_lines(rows: list[dict]):
+    """The canonical serialization, one encoded line per row."""
+    for row in rows:
+        yield (canonical_json(row) + "\n").encode()
+
+
+def hash_rows(rows: list[dict]) -> str:
+    """sha256 of the canonical serialization, streamed line by line."""
     h = hashlib.sha256()
-    f = None
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        f = open(tmp, "wb")
+    for line in canonical_lines(rows):
+        h.update(line)
+    return h.hexdigest()
+
+
+def write_rows(rows: list[dict], out: Path) -> None:
+    """Write the canonical serialization to `out` via a temp file and a rename."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
-        for row in rows:
-            line = (canonical_json(row) + "\n").encode()
-            h.update(line)
-            if f is not None:
-                f.write(line)
-    finally:
-        if f is not None:
+        with open(tmp, "wb") as f:
+            f.writelines(canonical_lines(rows))
             f.flush()
             os.fsync(f.fileno())
-            f.close()
-    if out is not None:
         os.replace(tmp, out)
-    return h.hexdigest()
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def run_pipeline(cfg: Config, out_dir: str | Path | None = None) -> tuple[dict, dict[str, list]]:
@@ -134,7 +138,7 @@ def run_pipeline(cfg: Config, out_dir: str | Path | None = None) -> tuple[dict, 
     # previous training set whole instead of a new train split beside an old eval one.
     if out_dir is not None:
         for split, rows in built.items():
-            hash_rows(rows, Path(out_dir) / f"{split}.jsonl")
+            write_rows(rows, Path(out_dir) / f"{split}.jsonl")
     return lock, built
 
 

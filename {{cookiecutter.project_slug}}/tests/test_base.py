@@ -1,0 +1,96 @@
+"""The embedded tiny base model: rebuilt byte for byte, equal to the pin, loadable.
+
+    uv run pytest tests/test_base.py -q
+
+`tiny_base` (conftest.py) builds it once per session; the ~10 s here are the
+torch + transformers import, which the training tests share.
+"""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+# Embeddings and head 2 x 512 x 64; per layer q/o 64x64, k/v 64x32, MLP 3 x 64x128, 2 norms.
+PARAMETERS = 2 * 512 * 64 + 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 128 + 2 * 64) + 64
+
+
+@pytest.fixture(scope="module")
+def pins(pkg) -> dict[str, str]:
+    """config file name -> model.base.sha256, for every config built from the tiny model."""
+    found = {}
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        base = pkg.config.load_config(path).model.base
+        if base.build == "tiny":
+            found[path.name] = base.sha256
+    assert "smoke.yaml" in found  # smoke always trains the tiny model
+    return found
+
+
+def test_tiny_base_matches_every_config_pin(pkg, tiny_base, pins):
+    assert sorted(p.name for p in tiny_base.iterdir()) == FILES
+    digest = pkg.hashing.sha256_tree(tiny_base)
+    assert pins == dict.fromkeys(pins, digest)
+
+
+def test_init_tiny_twice_gives_identical_bytes(pkg, ft, tiny_base, pins, tmp_path):
+    again = tmp_path / "again"
+    result = ft("base", "init-tiny", "--out", again)
+    assert result.code == 0, result.err
+    assert result.out == f"built {again}  sha256 {pins['smoke.yaml']}\n"
+    for name in FILES:
+        assert (again / name).read_bytes() == (tiny_base / name).read_bytes(), name
+
+
+def test_init_tiny_replaces_an_existing_directory(pkg, pins, tmp_path):
+    out = tmp_path / "base" / "tiny-llama"
+    out.mkdir(parents=True)
+    (out / "stale.bin").write_bytes(b"old")
+    assert pkg.base.init_tiny(out) == pins["smoke.yaml"]
+    assert sorted(p.name for p in out.iterdir()) == FILES
+    assert [p.name for p in out.parent.iterdir()] == ["tiny-llama"]  # no staging dir left
+
+
+def test_base_hash_prints_the_pin(ft, tiny_base, pins):
+    result = ft("base", "hash", tiny_base)
+    assert (result.code, result.out) == (0, pins["smoke.yaml"] + "\n")
+
+
+def test_workdir_holds_the_pinned_base(pkg, workdir, pins):
+    base = pkg.config.load_config("configs/smoke.yaml").model.base
+    assert pkg.hashing.sha256_tree(base.path) == pins["smoke.yaml"]
+
+
+def test_tiny_base_loads_with_transformers(tiny_base):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_base)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    assert model.config.model_type == "llama"
+    assert sum(p.numel() for p in model.parameters()) == PARAMETERS
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    # Special tokens agree between the tokenizer and the model config.
+    assert len(tokenizer) == model.config.vocab_size == 512
+    assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (0, 1, 2)
+    assert (model.config.bos_token_id, model.config.eos_token_id) == (0, 1)
+    text = "Reverse the words: red fox -> fox red. Sum: 12 30 = 42!"
+    ids = tokenizer(text)["input_ids"]
+    assert tokenizer.decode(ids) == text
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits
+    assert logits.shape == (1, len(ids), 512)
+    assert torch.isfinite(logits).all()
+
+
+def test_tiny_weights_follow_the_documented_init(tiny_base, pkg):
+    from safetensors.torch import load_file
+
+    bound = pkg.base.TINY_CONFIG["initializer_range"] * 3**0.5
+    for name, tensor in load_file(tiny_base / "model.safetensors").items():
+        if name.endswith("norm.weight"):
+            assert bool((tensor == 1).all()), name
+        else:
+            assert float(tensor.abs().max()) <= bound, name
+            assert float(tensor.std()) > bound / 3, name  # uniform(-a, a) has std a / sqrt(3)
