@@ -40,7 +40,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 @command("config validate", "commands:config_validate", "Validate configs; print their hashes")
 def _(p):
     p.add_argument("--config", dest="configs", action="append", metavar="PATH",
-                   help="config to validate (repeatable; default: configs/recipe.yaml)")
+                   help="config to validate (repeatable; default: every configs/*.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override applied to each config (repeatable)")
 
@@ -75,7 +75,8 @@ def _(p):
 @command("train", "commands:train", "Train a LoRA adapter: data -> model -> train -> eval -> manifest")
 def _(p):
     _config_args(p)
-    p.add_argument("--out", help="run directory (default: runs/<config>-<UTC time>)")
+    p.add_argument("--out", help="run directory (default: runs/<config>-<UTC time>), or a URL "
+                   "(s3://bucket/runs/x): trained in runs/.staging/, mirrored there")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last complete checkpoint")
 
@@ -90,6 +91,22 @@ def _(p):
 def _(p):
     p.add_argument("run_a")
     p.add_argument("run_b")
+
+
+@command("plan", "commands:plan",
+         "Markdown: what this branch changes for training (configs, data) against a base ref")
+def _(p):
+    p.add_argument("--base", default="origin/main", help="base ref (default: %(default)s)")
+    p.add_argument("--config", dest="configs", action="append", metavar="PATH",
+                   help="config to compare (repeatable; default: every configs/*.yaml)")
+    p.add_argument("--out", help="write the Markdown here instead of stdout")
+
+
+@command("fetch", "commands:fetch",
+         "Download a finished run from a URL (s3://...) and re-verify every output hash")
+def _(p):
+    p.add_argument("run_url", help="the run's --out URL, e.g. s3://bucket/runs/<id>")
+    p.add_argument("dest", help="a new local directory, e.g. runs/<id>")
 
 
 def build_parser() -> argparse.ArgumentParser:

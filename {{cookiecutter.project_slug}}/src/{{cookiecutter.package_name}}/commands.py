@@ -14,7 +14,10 @@ def _load(args):
 
 
 def config_validate(args) -> int:
-    for path in args.configs or [DEFAULT_CONFIG]:
+    from pathlib import Path
+
+    every = sorted(str(p) for p in Path("configs").glob("*.yaml")) or [DEFAULT_CONFIG]
+    for path in args.configs or every:
         cfg = load_config(path, args.overrides)
         print(f"ok  {path}  config sha256 {cfg.hash()}")
     return 0
@@ -91,3 +94,16 @@ def diff(args) -> int:
     from .diff import main
 
     return main(args.run_a, args.run_b)
+
+
+def plan(args) -> int:
+    from .plan import main
+
+    return main(args.base, args.configs, args.out)
+
+
+def fetch(args) -> int:
+    from .store import fetch
+
+    fetch(args.run_url, args.dest)
+    return 0

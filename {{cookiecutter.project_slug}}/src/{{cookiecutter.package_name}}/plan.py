@@ -1,0 +1,131 @@
+"""`ft plan --base REF`: what a pull request changes for training, as Markdown.
+
+    uv run ft plan --base origin/main --out plan.md
+
+For a reviewer: whether merging starts GPU training (the changed files are matched
+against the `paths:` filter of .github/workflows/train.yml, the one source of truth),
+which config keys change in each config, and how the data moves: per-filter rows
+in/out and the training-set hash, base branch -> this branch (from data.lock).
+"""
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from .diff import _changed
+from .errors import UserError
+from .hashing import write_atomic
+
+TRAIN_WORKFLOW = Path(".github/workflows/train.yml")
+
+
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], capture_output=True, text=True)
+
+
+def _show(ref: str, path: str) -> str | None:
+    """A file's text at `ref`, or None if it does not exist there."""
+    done = _git("show", f"{ref}:{path}")
+    return done.stdout if done.returncode == 0 else None
+
+
+def _glob_regex(pattern: str) -> re.Pattern:
+    """GitHub `paths:` glob semantics: `**` crosses directories, `*` does not."""
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out += ".*"
+            i += 2
+        elif pattern[i] == "*":
+            out += "[^/]*"
+            i += 1
+        else:
+            out += re.escape(pattern[i])
+            i += 1
+    return re.compile(out)
+
+
+def training_paths(workflow: Path = TRAIN_WORKFLOW) -> list[str]:
+    """The `on.push.paths` list of the training workflow."""
+    data = yaml.safe_load(workflow.read_text())
+    triggers = data.get("on", data.get(True))  # YAML 1.1 reads a bare `on` key as True
+    return list(triggers["push"]["paths"])
+
+
+def triggers_training(files: list[str], patterns: list[str]) -> list[str]:
+    regexes = [_glob_regex(p) for p in patterns]
+    return [f for f in files if any(r.fullmatch(f) for r in regexes)]
+
+
+def _config_rows(base: str, path: str) -> list[tuple[str, object, object]]:
+    old_text, new_text = _show(base, path), Path(path).read_text() if Path(path).exists() else None
+    old = yaml.safe_load(old_text) if old_text else {}
+    new = yaml.safe_load(new_text) if new_text else {}
+    return _changed(old or {}, new or {})
+
+
+def _data_rows(old: dict, new: dict) -> list[str]:
+    rows = []
+    for split in ("train", "eval"):
+        a, b = old.get("splits", {}).get(split, {}), new.get("splits", {}).get(split, {})
+        steps_a = {s["filter"]: s for s in a.get("steps", [])}
+        steps_b = {s["filter"]: s for s in b.get("steps", [])}
+        for name in list(steps_a) + [n for n in steps_b if n not in steps_a]:
+            sa, sb = steps_a.get(name), steps_b.get(name)
+            fmt = lambda s: f"{s['rows_in']} -> {s['rows_out']}" if s else "absent"  # noqa: E731
+            mark = "" if sa == sb else " **changed**"
+            rows.append(f"| {split} | `{name}` | {fmt(sa)} | {fmt(sb)}{mark} |")
+        old_hash, new_hash = str(a.get("sha256", "-"))[:12], str(b.get("sha256", "-"))[:12]
+        mark = "" if old_hash == new_hash else " **changed**"
+        rows.append(f"| {split} | **final** | {a.get('rows', '-')} rows `{old_hash}` | "
+                    f"{b.get('rows', '-')} rows `{new_hash}`{mark} |")
+    return rows
+
+
+def render(base: str, configs: list[str], lock_path: str = "data.lock") -> str:
+    merge_base = _git("merge-base", base, "HEAD")
+    if merge_base.returncode != 0:
+        raise UserError(f"cannot find the merge base of {base} and HEAD", key="--base",
+                        fix="fetch the base branch (actions/checkout with fetch-depth: 0)")
+    since = merge_base.stdout.strip()
+    changed_files = _git("diff", "--name-only", since).stdout.split()
+    changed_files += _git("ls-files", "--others", "--exclude-standard").stdout.split()
+    hits = triggers_training(sorted(set(changed_files)), training_paths())
+    lines = ["## Training plan", ""]
+    if hits:
+        lines.append("Merging this starts **GPU training** of `configs/recipe.yaml` "
+                     f"(training inputs changed: {', '.join(f'`{h}`' for h in hits)}).")
+    else:
+        lines.append("Merging this does not start training (no training input changed).")
+    for path in configs:
+        rows = _config_rows(since, path)
+        lines += ["", f"### Config `{path}`", ""]
+        if not rows:
+            lines.append("No change.")
+            continue
+        lines += ["| key | base | this branch |", "| --- | --- | --- |"]
+        lines += [f"| `{k}` | `{a}` | `{b}` |" for k, a, b in rows]
+    old_lock_text = _show(since, lock_path)
+    new_lock = json.loads(Path(lock_path).read_text())
+    old_lock = json.loads(old_lock_text) if old_lock_text else {}
+    lines += ["", "### Data", "", "| split | filter | base rows in -> out | this branch |",
+              "| --- | --- | --- | --- |", *_data_rows(old_lock, new_lock)]
+    from .data.build import lock_differences
+
+    moved = lock_differences(old_lock, new_lock) if old_lock else ["no data.lock on the base"]
+    if moved:
+        lines += ["", "What moved: " + "; ".join(moved)]
+    return "\n".join(lines) + "\n"
+
+
+def main(base: str, configs: list[str] | None, out: str | None) -> int:
+    configs = configs or sorted(str(p) for p in Path("configs").glob("*.yaml"))
+    text = render(base, configs)
+    if out:
+        write_atomic(out, text)
+    else:
+        print(text, end="")
+    return 0
