@@ -8,6 +8,7 @@ session fixtures; the in-process runs reuse this process's imports.
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -200,7 +201,9 @@ def test_files_edited_after_training_fail_reproduce(project, smoke_run, reproduc
     run = project / "runs" / "tampered"
     shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("reproduce", "checkpoints"))
     lock = run / "data.lock"
-    lock.write_text(lock.read_text().replace('"rows": 955', '"rows": 956', 1))
+    text = lock.read_text()
+    rows = re.search(r'"rows": (\d+)', text)
+    lock.write_text(text.replace(rows.group(0), f'"rows": {int(rows.group(1)) + 1}', 1))
     monkeypatch.chdir(project)
     assert mod("reproduce").main(str(run)) == 1
     reason = json.loads((run / "verification.json").read_text())["reason"]
@@ -211,7 +214,10 @@ def test_one_byte_of_training_data_stops_training(project, tmp_path, capsys, mon
     copy = tmp_path / "p"
     shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".venv", "runs", ".git"))
     raw = copy / "data" / "raw" / "train.jsonl"
-    raw.write_bytes(raw.read_bytes().replace(b"apple", b"appla", 1))
+    data = bytearray(raw.read_bytes())
+    at = data.index(b'"prompt": "') + len(b'"prompt": "')
+    data[at] = ord("b") if data[at] == ord("a") else ord("a")  # one byte of the first prompt
+    raw.write_bytes(bytes(data))
     monkeypatch.chdir(copy)
     assert mod("cli").main(["train", *SMOKE, "--out", "runs/x"]) == 2
     err = capsys.readouterr().err.strip()

@@ -71,10 +71,12 @@ def test_cli_validate_prints_each_hash(pkg, ft, data_workdir, path):
     assert result.out == f"ok  {rel}  config sha256 {pkg.config.load_config(rel).hash()}\n"
 
 
+@pytest.mark.shipped
 def test_smoke_config_hash_is_pinned(pkg, data_workdir):
     assert pkg.config.load_config(SMOKE).hash() == SMOKE_CONFIG_SHA256
 
 
+@pytest.mark.shipped
 def test_config_hash_is_stable_across_processes(pkg, data_workdir, run_python):
     code = f"from {pkg.__name__}.config import load_config\nprint(load_config({SMOKE!r}).hash())"
     runs = [run_python(code, PYTHONHASHSEED=seed) for seed in ("0", "4242")]
@@ -92,6 +94,7 @@ def test_resolved_config_fills_defaults_and_omits_its_path(pkg, data_workdir):
     assert "_path" not in json.dumps(resolved)
 
 
+@pytest.mark.shipped
 def test_hash_ignores_file_name_comments_and_key_order(pkg, data_workdir):
     raw = yaml.safe_load(Path(SMOKE).read_text())
     reordered = dict(reversed(list(raw.items())))

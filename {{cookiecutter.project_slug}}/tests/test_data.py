@@ -53,6 +53,7 @@ def raw_rows(path: str) -> list[dict]:
 # --- the shipped lock -------------------------------------------------------------------
 
 
+@pytest.mark.shipped
 def test_shipped_lock_pins():
     lock = json.loads((ROOT / "data.lock").read_text())
     assert [(s["name"], s["sha256"], s["rows"]) for s in lock["sources"]] == [
@@ -66,6 +67,7 @@ def test_shipped_lock_pins():
     assert sha256(ROOT / "data/raw/eval.jsonl") == EVAL_SOURCE_SHA256
 
 
+@pytest.mark.shipped
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_check_passes_on_the_shipped_lock(ft, data_workdir, path):
     result = ft("data", "check", "--config", f"configs/{path.name}")
@@ -76,12 +78,14 @@ def test_check_passes_on_the_shipped_lock(ft, data_workdir, path):
     assert not Path("data/build").exists(), "check must not write the training set"
 
 
+@pytest.mark.shipped
 def test_pipeline_reproduces_the_shipped_lock_exactly(pkg, data_workdir):
     lock, rows = pkg.data.build.run_pipeline(pkg.config.load_config(RECIPE))
     assert pkg.data.build.render_lock(lock) == Path("data.lock").read_text()
     assert (len(rows["train"]), len(rows["eval"])) == (955, 105)
 
 
+@pytest.mark.shipped
 def test_content_hash_is_stable_across_processes(pkg, data_workdir, run_python):
     code = (
         f"from {pkg.__name__}.config import load_config\n"
@@ -99,6 +103,7 @@ def test_content_hash_is_stable_across_processes(pkg, data_workdir, run_python):
 # --- ft data build ----------------------------------------------------------------------
 
 
+@pytest.mark.shipped
 def test_build_writes_files_whose_sha256sum_is_the_lock_hash(ft, data_workdir):
     lock_before = Path("data.lock").read_bytes()
     result = ft("data", "build")
@@ -112,6 +117,7 @@ def test_build_writes_files_whose_sha256sum_is_the_lock_hash(ft, data_workdir):
     assert sorted(p.name for p in Path(".").iterdir()) == ["configs", "data", "data.lock"]
 
 
+@pytest.mark.shipped
 def test_build_output_is_canonical_json_lines(pkg, ft, data_workdir):
     assert ft("data", "build").code == 0
     lines = Path("data/build/train.jsonl").read_text(encoding="utf-8").splitlines()
@@ -129,6 +135,7 @@ def test_build_is_idempotent(ft, data_workdir):
     assert snapshot() == first
 
 
+@pytest.mark.shipped
 def test_build_then_check_after_an_intended_change(ft, data_workdir):
     new_sha = append_row("data/raw/train.jsonl", NEW_ROW)
     pin = f"--set=data.sources.0.sha256={new_sha}"
@@ -144,6 +151,7 @@ def test_build_then_check_after_an_intended_change(ft, data_workdir):
 # --- ft data check names what moved ------------------------------------------------------
 
 
+@pytest.mark.shipped
 def test_check_fails_when_a_source_changed_and_its_pin_was_updated(ft, data_workdir):
     new_sha = append_row("data/raw/train.jsonl", NEW_ROW)
     result = ft("data", "check", f"--set=data.sources.0.sha256={new_sha}")
@@ -176,6 +184,7 @@ def test_check_fails_when_the_lock_records_other_filter_code(ft, data_workdir):
     ft("data", "check").user_error("data.lock: ", "filter 'dedupe': code changed")
 
 
+@pytest.mark.shipped
 def test_check_fails_when_filter_params_changed(ft, data_workdir):
     result = ft("data", "check", "--set=data.filters.2.params.limit=60")
     result.user_error(
