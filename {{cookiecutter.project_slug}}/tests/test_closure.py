@@ -18,6 +18,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Every test here trains in real `ft` processes: the quick suite (`-m "not slow"`, what a PR
+# runs before its own smoke train + reproduce) leaves them out.
+pytestmark = pytest.mark.slow
+
 SECRETS = {"HF_TOKEN": "hf_test_secret_value_0123456789abcdef",
            "AWS_SECRET_ACCESS_KEY": "aws-secret-test-value-do-not-leak",
            "WANDB_API_KEY": "wandb-key-test-value-do-not-leak"}
@@ -226,7 +230,6 @@ def test_one_byte_of_training_data_stops_training(project, tmp_path, capsys, mon
     assert not (copy / "runs" / "x" / "manifest.json").exists()
 
 
-@pytest.mark.slow
 def test_planted_nondeterminism_fails_reproduce_and_diff_says_so(tmp_path):
     project = _make_project(tmp_path)
     train_py = next((project / "src").glob("*/train.py"))
@@ -243,7 +246,6 @@ def test_planted_nondeterminism_fails_reproduce_and_diff_says_so(tmp_path):
     assert "no pinned input moved" in done.stderr and "nondeterministic" in done.stderr
 
 
-@pytest.mark.slow
 def test_two_processes_reproduce_exactly_and_match_one_within_tolerance(project):
     """Bytes differ between 1 and 2 processes (reduction order); tolerance mode covers it.
 
