@@ -34,7 +34,7 @@ def _save(obj, path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def save(run_dir: Path, step: int, model, optimizer, scheduler, accelerator) -> None:
+def save(run_dir: Path, step: int, model, optimizer, scheduler, accelerator) -> Path:
     root = Path(run_dir) / "checkpoints"
     partial = root / f".partial-step-{step:08d}"
     final = root / f"step-{step:08d}"
@@ -54,6 +54,7 @@ def save(run_dir: Path, step: int, model, optimizer, scheduler, accelerator) -> 
         os.replace(partial, final)
         _fsync_dir(root)
     accelerator.wait_for_everyone()
+    return final
 
 
 def latest(run_dir: Path) -> Path | None:

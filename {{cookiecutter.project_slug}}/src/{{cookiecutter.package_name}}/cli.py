@@ -109,6 +109,104 @@ def _(p):
     p.add_argument("dest", help="a new local directory, e.g. runs/<id>")
 
 
+@command("publish", "commands:publish",
+         "Push a reproduced run to the registry as an immutable version (refused unless "
+         "`ft reproduce` passed for exactly these files)")
+def _(p):
+    p.add_argument("run_dir", help="a finished run with a passing verification.json")
+    p.add_argument("--version", required=True,
+                   help="release version, vMAJOR.MINOR.PATCH[-PRERELEASE], e.g. v1.2.0")
+    p.add_argument("--registry", help="file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME "
+                   "(default: publish.registry of the run's config)")
+    p.add_argument("--tag-commit", metavar="SHA", help="the commit the release tag points at; "
+                   "the run must be trained there (default: $GITHUB_SHA on a tag build)")
+
+
+def _registry_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--registry", help="file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME "
+                   "(default: publish.registry of --config)")
+    p.add_argument("--config", default="configs/recipe.yaml",
+                   help="config whose publish.registry is the default (default: %(default)s)")
+
+
+@command("registry list", "commands:registry_list", "List the published versions")
+def _(p):
+    _registry_args(p)
+
+
+@command("registry show", "commands:registry_show", "Print a version's index: files, hashes, run")
+def _(p):
+    p.add_argument("version", help="vX.Y.Z, or `latest` (the highest non-pre-release)")
+    _registry_args(p)
+
+
+@command("registry pull", "commands:registry_pull",
+         "Download a version into a new directory, re-verifying every file's sha256")
+def _(p):
+    p.add_argument("version", help="vX.Y.Z, or `latest` (the highest non-pre-release)")
+    p.add_argument("dest", help="a new or empty directory")
+    _registry_args(p)
+
+
+@command("report", "commands:report",
+         "Markdown + PNG report of a run: loss, metrics, data and config diffs vs a baseline")
+def _(p):
+    p.add_argument("run_dir", help="a finished run, e.g. runs/<id>")
+    p.add_argument("--baseline", help="a run directory, a release version (vX.Y.Z) or none "
+                   "(default: the latest release in the registry)")
+    p.add_argument("--registry", help="registry URI for a version baseline (default: "
+                   "publish.registry of the run's config)")
+    p.add_argument("--out", help="output directory (default: RUN_DIR/report)")
+    p.add_argument("--figures-url", metavar="URL",
+                   help="link the figures under this URL instead of beside report.md")
+
+
+@command("history", "commands:history",
+         "Static HTML page over every published version: metrics, pins, reproduce/drill status")
+def _(p):
+    p.add_argument("--registry", help="registry URI (default: publish.registry of "
+                   "configs/recipe.yaml)")
+    p.add_argument("--out", default="site", help="output directory (default: %(default)s)")
+
+
+@command("launch", "commands:launch",
+         "Train here (local) or as a SkyPilot managed job on the image pinned in image.lock (sky)")
+def _(p):
+    _config_args(p)
+    p.add_argument("--backend", choices=["local", "sky"],
+                   help="where to train (default: the config's launch.backend)")
+    p.add_argument("--run-uri", metavar="URI",
+                   help="where the run is written: local: a path or URL for ft train --out; sky: "
+                   "s3://bucket/path (default: <artifact store>/<config>-<UTC time>)")
+    p.add_argument("--fetch", metavar="DIR",
+                   help="sky: once the job succeeded, download its run into DIR (as ft fetch)")
+    p.add_argument("cmd", nargs="*", metavar="-- COMMAND",
+                   help="run this instead of ft train (sky: on the same image and machines)")
+
+
+@command("image check", "commands:image_check",
+         "Fail unless image.lock pins an image built from this uv.lock and Dockerfile")
+def _(p):
+    pass
+
+
+@command("image build-args", "commands:image_build_args",
+         "Print the KEY=VALUE build args for `docker build` of the training image")
+def _(p):
+    p.add_argument("--latest-base", action="store_true",
+                   help="build on the newest image of the base tag, not the pinned digest "
+                   "(a deliberate base bump; record its digest afterwards)")
+
+
+@command("image record", "commands:image_record",
+         "Write image.lock for an image built and pushed from this checkout")
+def _(p):
+    p.add_argument("--name", help="image name without tag (default: the one in image.lock)")
+    p.add_argument("--digest", required=True, help="the pushed image's digest, sha256:<64 hex>")
+    p.add_argument("--base-digest", required=True,
+                   help="the digest of the base image it was built on, sha256:<64 hex>")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ft", description="Reproducible fine-tuning: config -> data -> train -> reproduce "

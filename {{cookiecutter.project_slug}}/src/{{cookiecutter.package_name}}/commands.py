@@ -107,3 +107,76 @@ def fetch(args) -> int:
 
     fetch(args.run_url, args.dest)
     return 0
+
+
+def publish(args) -> int:
+    from .publish import main
+
+    return main(args.run_dir, args.version, args.registry, args.tag_commit)
+
+
+def _registry_uri(args) -> str:
+    return args.registry or load_config(args.config).publish.registry
+
+
+def registry_list(args) -> int:
+    from .publish import list_versions
+
+    return list_versions(_registry_uri(args))
+
+
+def registry_show(args) -> int:
+    from .publish import show_version
+
+    return show_version(_registry_uri(args), args.version)
+
+
+def registry_pull(args) -> int:
+    from .publish import pull_version
+
+    return pull_version(_registry_uri(args), args.version, args.dest)
+
+
+def report(args) -> int:
+    from .report import main
+
+    return main(args.run_dir, args.baseline, args.registry, args.out, args.figures_url)
+
+
+def history(args) -> int:
+    from .history import main
+
+    return main(args.registry, args.out)
+
+
+def launch(args) -> int:
+    from .launch import main
+
+    return main(args.config, args.overrides, backend=args.backend, run_uri=args.run_uri,
+                fetch=args.fetch, command=args.cmd)
+
+
+def image_check(args) -> int:
+    from .image import check, reference
+
+    lock = check()
+    print(f"ok  {reference(lock)}  built from commit {lock['commit'][:12]}; "
+          "uv.lock and Dockerfile unchanged since")
+    return 0
+
+
+def image_build_args(args) -> int:
+    from .image import build_args
+
+    for key, value in build_args(latest_base=args.latest_base).items():
+        print(f"{key}={value}")
+    return 0
+
+
+def image_record(args) -> int:
+    from .image import record, reference
+
+    lock = record(args.name, args.digest, args.base_digest)
+    print(f"wrote image.lock: {reference(lock)} on {lock['base']}@{lock['base_digest']}, "
+          f"built from commit {lock['commit'][:12]}")
+    return 0

@@ -129,6 +129,8 @@ class DataSpec(Section):
     lock: str = "data.lock"
     out_dir: str = "data/build"
     max_seq_len: int = Field(128, ge=8)
+    # Processes for runs of consecutive row filters; the output is identical for any value.
+    workers: int = Field(1, ge=1)
 
 
 class TrainSpec(Section):
@@ -161,11 +163,24 @@ class ReproduceSpec(Section):
 
 
 class PublishSpec(Section):
+    """Where `ft publish` pushes releases (docs/publish.md) and the licence on the model card."""
+
     registry: str = "file://./registry"
     license: str = "apache-2.0"
 
+    @model_validator(mode="after")
+    def _scheme(self):
+        scheme, sep, rest = self.registry.partition("://")
+        if scheme not in ("file", "hf", "mlflow") or not sep or not rest:
+            raise ValueError(f"`registry` must be file://PATH, hf://OWNER/REPO or "
+                             f"mlflow://MODEL_NAME, got {self.registry!r}")
+        return self
+
 
 class LaunchSpec(Section):
+    """Where `ft launch` trains (docs/launch.md). The hardware keys shape the SkyPilot job;
+    `ft launch --backend sky` also checks accelerator names and counts against its own list."""
+
     backend: Literal["local", "sky"] = "local"
     infra: str = "any"
     accelerators: str = "H100:1"
@@ -181,6 +196,21 @@ class LaunchSpec(Section):
                              "a tag can be re-pushed")
         return value
 
+    @field_validator("accelerators")
+    @classmethod
+    def _per_node(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*:[1-9][0-9]*", value):
+            raise ValueError(f"must be NAME:COUNT per node, e.g. H100:8, got {value!r}")
+        return value
+
+
+class TrackSpec(Section):
+    """Optional trackers fed the same records as RUN_DIR/metrics.jsonl (always written)."""
+
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = []
+    experiment: str = Field("ft", min_length=1)  # MLflow experiment / W&B project name
+    dir: str = "runs/tracking"  # local tracker files (TensorBoard events, W&B), outside run dirs
+
 
 class Config(Section):
     seed: int = Field(ge=0)
@@ -193,6 +223,7 @@ class Config(Section):
     reproduce: ReproduceSpec = ReproduceSpec()
     publish: PublishSpec = PublishSpec()
     launch: LaunchSpec = LaunchSpec()
+    track: TrackSpec = TrackSpec()
 
     def resolved(self) -> dict:
         """Every key with its value, defaults included: what a run records."""

@@ -23,7 +23,7 @@ from .hashing import sha256_file, write_atomic
 SCHEMA = 1
 VOLATILE = ("created_at", "run_id", "timing", "invocation")
 NOT_OUTPUTS = {"manifest.json", "REPRODUCE.md", "verification.json", "run.json"}
-NOT_OUTPUT_DIRS = {"checkpoints", "reproduce"}
+NOT_OUTPUT_DIRS = {"checkpoints", "reproduce", "report"}  # report: `ft report`'s default --out
 LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "tokenizers",
              "safetensors", "numpy")
 COMMAND_FENCE = "```bash"
@@ -86,7 +86,9 @@ def write_manifest(run_dir: Path, cfg, invocation: dict, data_lock: dict, base_p
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "invocation": invocation,
         "command": {"config": invocation["config"], "overrides": invocation["overrides"],
-                    "backend": "local"},
+                    # "sky" inside a SkyPilot job (sky/train.yaml sets it): REPRODUCE.md then
+                    # shows the `ft launch --backend sky` form.
+                    "backend": os.environ.get("FT_LAUNCH_BACKEND") or "local"},
         "seed": cfg.seed,
         "config": cfg.resolved(),
         "config_sha256": cfg.hash(),
@@ -121,6 +123,15 @@ def read_manifest(run_dir: str | Path) -> dict:
 def reproduce_command(manifest: dict) -> str:
     """The shell lines that rebuild the artifact from a clean checkout of the commit."""
     cmd = manifest["command"]
+    if cmd.get("backend") == "sky":
+        # The same SkyPilot job: image from image.lock, hardware from the config's launch:
+        # section; the finished run is fetched back into FT_OUT for the comparison.
+        launch = ["uv", "run", "--frozen", "--group", "launch", "ft", "launch", "--backend", "sky",
+                  "--config", cmd["config"]]
+        for override in cmd["overrides"]:
+            launch += ["--set", override]
+        return ("uv sync --frozen --group launch\n" + shlex.join(launch)
+                + ' --fetch "${FT_OUT:-runs/reproduced}"\n')
     world = manifest["hardware"]["world_size"]
     launcher = ["torchrun", "--standalone", f"--nproc_per_node={world}", "--no-python"] if world > 1 else []
     train = ["uv", "run", "--frozen", *launcher, "ft", "train", "--config", cmd["config"]]

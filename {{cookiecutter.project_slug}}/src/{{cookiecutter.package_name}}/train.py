@@ -2,6 +2,7 @@
 
     uv run ft train --config configs/smoke.yaml            # seconds on CPU
     uv run ft train --out runs/x --resume                  # continue a killed run
+    uv run ft train --out s3://bucket/runs/x [--resume]    # staged locally, mirrored (store.py)
     torchrun --nproc_per_node 2 -m <package>.cli train ... # several processes (gloo on CPU)
 
 Reads top to bottom in pipeline order. The run directory gets the resolved
@@ -19,7 +20,7 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import checkpoint, determinism
+from . import checkpoint, determinism, store
 from .config import Config, dump_yaml, load_config
 from .errors import UserError
 from .hashing import write_atomic
@@ -30,7 +31,10 @@ RUN_FILE = "run.json"  # the invocation, written first: what --resume re-reads
 def main(config_path: str, overrides: list[str], out: str | None = None,
          resume: bool = False) -> Path:
     # 1. Config: validated once; a resume re-reads the invocation the run started with.
-    run_dir, invocation = _run_dir(config_path, overrides, out, resume)
+    # An --out URL (s3://...) trains in a local staging directory mirrored to it (store.py).
+    location = store.RunLocation.open(out, resume)
+    run_dir, invocation = _run_dir(config_path, overrides, location.local_dir, resume)
+    location.begin(run_dir)
     cfg = load_config(invocation["config"], invocation["overrides"])
     if resume and cfg.hash() != invocation["config_sha256"]:
         raise UserError("the config changed since this run started", file=str(run_dir / RUN_FILE),
@@ -81,7 +85,8 @@ def main(config_path: str, overrides: list[str], out: str | None = None,
     loader = train_loader(train_examples, tokenizer.pad_token_id, cfg.train.batch_size, cfg.seed,
                           start * accum, cfg.train.max_steps * accum, cfg.train.num_workers,
                           rank, world)
-    timing = _train(cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir, metrics)
+    timing = _train(cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir, metrics,
+                    location)
 
     # 6. Evaluate on the held-out split.
     from .evaluate import eval_loss
@@ -100,6 +105,7 @@ def main(config_path: str, overrides: list[str], out: str | None = None,
         summary = _loss_summary(metrics) | scores
         write_manifest(run_dir, cfg, invocation, data_lock, base_pins, summary, timing,
                        accelerator)
+        location.push_outputs(run_dir)
         _log(accelerator, f"done: {run_dir}  eval_loss {scores['eval_loss']:.4f}  "
              f"(reproduce: uv run ft reproduce {run_dir})")
     accelerator.wait_for_everyone()
@@ -163,17 +169,20 @@ def _optimizer(cfg: Config, model):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _train(cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir, metrics):
+def _train(cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir, metrics,
+           location):
     """The loop: accumulate micro-batches, clip, step; log and checkpoint on schedule."""
     import torch
 
     from .evaluate import token_loss
+    from .tracking import Trackers
 
     t = cfg.train
     world = accelerator.num_processes
     model.train()
     batches = iter(loader)
     progress = _Progress(accelerator, start, t.max_steps)
+    trackers = Trackers.start(cfg, run_dir, accelerator.is_main_process)  # cfg.track.report_to
     tokens_total, began = 0, time.perf_counter()
     for step in range(start, t.max_steps):
         step_loss = 0.0
@@ -199,10 +208,14 @@ def _train(cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir
             if accelerator.is_main_process:
                 write_atomic(run_dir / "metrics.jsonl",
                              "".join(json.dumps(m, sort_keys=True) + "\n" for m in metrics))
+            trackers.log(metrics[-1])
         progress.update(done, step_loss, tokens_total / max(1e-9, time.perf_counter() - began))
         if done % t.checkpoint_every == 0 and done < t.max_steps:
-            checkpoint.save(run_dir, done, model, optimizer, scheduler, accelerator)
+            saved = checkpoint.save(run_dir, done, model, optimizer, scheduler, accelerator)
+            if accelerator.is_main_process:
+                location.push_checkpoint(saved)
     progress.close()
+    trackers.close()
     wall = time.perf_counter() - began
     return {"train_wall_s": round(wall, 3), "tokens": tokens_total,
             "tokens_per_s": round(tokens_total / max(wall, 1e-9), 1)}

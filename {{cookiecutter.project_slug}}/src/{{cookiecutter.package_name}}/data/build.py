@@ -3,12 +3,20 @@
 The training set's content hash is the sha256 of its canonical serialization:
 one `canonical_json(row)` line per row, in order. That is also the exact byte
 content of data/build/<split>.jsonl, so `sha256sum` on the file agrees with the lock.
+
+Each row is serialized once, in blocks of CHUNK_ROWS lines: a block feeds the hash
+and, for `ft data build`, the file, in one large write. With `data.workers` > 1, runs
+of consecutive row filters are spread over processes in ordered chunks; the rows,
+counts and errors are exactly those of the serial path (tests/test_data_parallel.py).
 """
 
 import hashlib
 import inspect
 import json
+import multiprocessing
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +28,10 @@ from .sources import load_source
 
 LOCK_SCHEMA = 1
 SPLITS = ("train", "eval")
+CHUNK_ROWS = 4096  # rows per serialized block: ~0.5-2 MB, so one hash update and one write each
+PARALLEL_CHUNK_ROWS = 4096  # rows a filter worker takes at a time (data.workers > 1)
+# canonical_json's encoder, built once: json.dumps with these options builds it per call.
+_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass
@@ -50,28 +62,129 @@ def resolve_filters(cfg: Config) -> list[tuple[Filter, dict]]:
     return chain
 
 
-def apply_chain(cfg: Config, split: str, rows: list[dict],
-                chain: list[tuple[Filter, dict]]) -> SplitResult:
+def apply_chain(cfg: Config, split: str, rows: list[dict], chain: list[tuple[Filter, dict]],
+                workers: int | None = None, chunk_rows: int | None = None) -> SplitResult:
+    """Apply the filters in order. `workers` (default: data.workers) > 1 runs each stretch of
+    consecutive row filters in that many processes, `chunk_rows` (default:
+    PARALLEL_CHUNK_ROWS) rows at a time; a split of one chunk or less stays in process."""
+    workers = cfg.data.workers if workers is None else workers
+    chunk_rows = chunk_rows or PARALLEL_CHUNK_ROWS
     result = SplitResult(rows=rows, rows_in=len(rows))
-    for position, (flt, params) in enumerate(chain):
-        before = len(result.rows)
-        try:
-            if flt.kind == "dataset":
-                result.rows = list(flt.fn(result.rows, **params))
-            else:
-                kept = []
-                for index, row in enumerate(result.rows):
-                    out = flt.fn(row, **params)
-                    if out is not None:
-                        kept.append(out)
-                result.rows = kept
-        except Exception as e:
-            at = "" if flt.kind == "dataset" else f" on {split} row {index} ({canonical_json(row)[:80]})"
-            raise UserError(f"data filter {flt.name!r} raised {type(e).__name__}: {e}{at}",
-                            file=cfg._path, key=f"data.filters.{position}",
-                            fix="fix the filter in data/filters.py or the offending row") from None
-        result.steps.append({"filter": flt.name, "rows_in": before, "rows_out": len(result.rows)})
+    position = 0
+    while position < len(chain):
+        end = position + 1
+        if workers > 1 and chain[position][0].kind == "row":
+            while end < len(chain) and chain[end][0].kind == "row":
+                end += 1
+            if len(result.rows) > chunk_rows:
+                _row_filters_parallel(cfg, split, result, chain, position, end, workers,
+                                      chunk_rows)
+                position = end
+                continue
+        for offset, (flt, params) in enumerate(chain[position:end]):
+            _apply_one(cfg, split, result, flt, params, position + offset)
+        position = end
     return result
+
+
+def _apply_one(cfg: Config, split: str, result: SplitResult, flt: Filter, params: dict,
+               position: int) -> None:
+    before = len(result.rows)
+    try:
+        if flt.kind == "dataset":
+            result.rows = list(flt.fn(result.rows, **params))
+        else:
+            kept = []
+            for index, row in enumerate(result.rows):
+                out = flt.fn(row, **params)
+                if out is not None:
+                    kept.append(out)
+            result.rows = kept
+    except Exception as e:
+        at = "" if flt.kind == "dataset" else f" on {split} row {index} ({canonical_json(row)[:80]})"
+        raise _filter_error(cfg, flt, position, type(e).__name__, str(e), at) from None
+    result.steps.append({"filter": flt.name, "rows_in": before, "rows_out": len(result.rows)})
+
+
+def _filter_error(cfg: Config, flt: Filter, position: int, kind: str, message: str,
+                  at: str) -> UserError:
+    return UserError(f"data filter {flt.name!r} raised {kind}: {message}{at}",
+                     file=cfg._path, key=f"data.filters.{position}",
+                     fix="fix the filter in data/filters.py or the offending row")
+
+
+# What a worker process filters: the run of row filters and the split's rows, set by the
+# pool initializer. Under fork they are inherited as they are (filters registered at run
+# time included, no copy of the rows); under spawn they are pickled once per worker.
+_WORKER_CHAIN: list[tuple[Filter, dict]] = []
+_WORKER_ROWS: list[dict] = []
+
+
+def _init_worker(chain: list[tuple[Filter, dict]], rows: list[dict]) -> None:
+    global _WORKER_CHAIN, _WORKER_ROWS
+    _WORKER_CHAIN, _WORKER_ROWS = chain, rows
+
+
+def _filter_chunk(bounds: tuple[int, int]):
+    """Apply each filter to rows[start:stop] in turn, as the serial path does to the split.
+
+    Returns (kept rows, rows out of each filter that completed, error or None), the error
+    being (filter offset, index of the row in that filter's input, type, message, row text).
+    """
+    rows = _WORKER_ROWS[bounds[0]:bounds[1]]
+    counts = []
+    for offset, (flt, params) in enumerate(_WORKER_CHAIN):
+        kept = []
+        for index, row in enumerate(rows):
+            try:
+                out = flt.fn(row, **params)
+            except Exception as e:
+                return [], counts, (offset, index, type(e).__name__, str(e),
+                                    canonical_json(row)[:80])
+            if out is not None:
+                kept.append(out)
+        counts.append(len(kept))
+        rows = kept
+    return rows, counts, None
+
+
+def _row_filters_parallel(cfg: Config, split: str, result: SplitResult,
+                          chain: list[tuple[Filter, dict]], start: int, end: int, workers: int,
+                          chunk_rows: int) -> None:
+    """chain[start:end] (row filters only) over `workers` processes, in ordered chunks."""
+    n = len(result.rows)
+    bounds = [(i, min(i + chunk_rows, n)) for i in range(0, n, chunk_rows)]
+    # fork where it is the default (Linux): workers inherit the rows and the filters; the
+    # tasks are index ranges and only the kept rows travel back. Elsewhere spawn, which
+    # imports the filters by name.
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    with context.Pool(workers, initializer=_init_worker,
+                      initargs=(chain[start:end], result.rows)) as pool:
+        done = list(pool.imap(_filter_chunk, bounds))
+    # Rows entering filter k of the run, per chunk: the chunk, then what filter k-1 kept.
+    inputs = [[b - a, *counts] for (a, b), (_, counts, _) in zip(bounds, done, strict=True)]
+    errors = [(err[0], c, err) for c, (_, _, err) in enumerate(done) if err is not None]
+    if errors:
+        # The error the serial path meets first: the earliest filter, then the earliest row.
+        offset, c, (_, index, kind, message, text) = min(errors, key=lambda e: e[:2])
+        index += sum(inputs[prior][offset] for prior in range(c))
+        raise _filter_error(cfg, chain[start + offset][0], start + offset, kind, message,
+                            f" on {split} row {index} ({text})")
+    for offset in range(end - start):
+        result.steps.append({"filter": chain[start + offset][0].name,
+                             "rows_in": sum(i[offset] for i in inputs),
+                             "rows_out": sum(i[offset + 1] for i in inputs)})
+    result.rows = [row for kept, _, _ in done for row in kept]
+
+
+def canonical_chunks(rows: list[dict], chunk_rows: int = CHUNK_ROWS) -> Iterator[bytes]:
+    """The canonical serialization in blocks of `chunk_rows` lines, UTF-8 encoded.
+
+    Byte for byte the concatenation of `canonical_json(row) + "\n"` over the rows.
+    """
+    encode = _ENCODER.encode
+    for start in range(0, len(rows), chunk_rows):
+        yield ("\n".join(map(encode, rows[start:start + chunk_rows])) + "\n").encode()
 
 
 def canonical_lines(rows: list[dict]):
@@ -80,26 +193,47 @@ def canonical_lines(rows: list[dict]):
         yield (canonical_json(row) + "\n").encode()
 
 
-def hash_rows(rows: list[dict]) -> str:
-    """sha256 of the canonical serialization, streamed line by line."""
+def serialize(rows: list[dict], out=None) -> str:
+    """Serialize the rows once; feed every block to sha256 and, if given, the binary file
+    `out`. Returns the hex digest."""
     h = hashlib.sha256()
-    for line in canonical_lines(rows):
-        h.update(line)
+    for block in canonical_chunks(rows):
+        h.update(block)
+        if out is not None:
+            out.write(block)
     return h.hexdigest()
 
 
-def write_rows(rows: list[dict], out: Path) -> None:
-    """Write the canonical serialization to `out` via a temp file and a rename."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+def hash_rows(rows: list[dict]) -> str:
+    """sha256 of the canonical serialization."""
+    return serialize(rows)
+
+
+def _temp_for(out: Path) -> Path:
+    return out.with_name(f".{out.name}.tmp-{os.getpid()}")
+
+
+def _write_temp(rows: list[dict], tmp: Path) -> str:
+    """Serialize into `tmp` (fsynced) and return the hash of what was written."""
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "wb") as f:
+        digest = serialize(rows, f)
+        f.flush()
+        os.fsync(f.fileno())
+    return digest
+
+
+def write_rows(rows: list[dict], out: Path) -> str:
+    """Write the canonical serialization to `out` via a temp file and a rename; return its
+    sha256."""
+    out = Path(out)
+    tmp = _temp_for(out)
     try:
-        with open(tmp, "wb") as f:
-            f.writelines(canonical_lines(rows))
-            f.flush()
-            os.fsync(f.fileno())
+        digest = _write_temp(rows, tmp)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+    return digest
 
 
 def run_pipeline(cfg: Config, out_dir: str | Path | None = None) -> tuple[dict, dict[str, list]]:
@@ -120,7 +254,7 @@ def run_pipeline(cfg: Config, out_dir: str | Path | None = None) -> tuple[dict, 
         "filters": [{"name": f.name, "params": p, "code_sha256": f.code_sha256} for f, p in chain],
         "splits": {},
     }
-    built = {}
+    results = {}
     for split in SPLITS:
         if not raw[split]:
             raise UserError(f"no {split} rows: no source has split: {split}", file=cfg._path,
@@ -130,16 +264,24 @@ def run_pipeline(cfg: Config, out_dir: str | Path | None = None) -> tuple[dict, 
             raise UserError(f"the filters dropped every {split} row", file=cfg._path,
                             key="data.filters", fix="loosen the filters (see the per-filter counts "
                             "with `ft data build`)")
-        result.sha256 = hash_rows(result.rows)
-        lock["splits"][split] = {"rows_in": result.rows_in, "steps": result.steps,
-                                 "rows": len(result.rows), "sha256": result.sha256}
-        built[split] = result.rows
-    # Write only once every split has passed its filters, so a failure leaves the
-    # previous training set whole instead of a new train split beside an old eval one.
-    if out_dir is not None:
-        for split, rows in built.items():
-            write_rows(rows, Path(out_dir) / f"{split}.jsonl")
-    return lock, built
+        results[split] = result
+    # Every split has passed its filters: serialize each once, into the hash and (with
+    # out_dir) a temp file beside its target. The renames come last, so a failure leaves
+    # the previous training set whole instead of a new train split beside an old eval one.
+    temps = {split: _temp_for(Path(out_dir) / f"{split}.jsonl") for split in results} \
+        if out_dir is not None else {}
+    try:
+        for split, result in results.items():
+            result.sha256 = (_write_temp(result.rows, temps[split]) if temps
+                             else hash_rows(result.rows))
+            lock["splits"][split] = {"rows_in": result.rows_in, "steps": result.steps,
+                                     "rows": len(result.rows), "sha256": result.sha256}
+        for split, tmp in temps.items():
+            os.replace(tmp, tmp.with_name(f"{split}.jsonl"))
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+    return lock, {split: result.rows for split, result in results.items()}
 
 
 def render_lock(lock: dict) -> str:

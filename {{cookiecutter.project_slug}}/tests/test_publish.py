@@ -1,0 +1,442 @@
+"""The publish gate end to end: no weights leave without a clean reproduction.
+
+    uv run pytest tests/test_publish.py -q
+
+One smoke run is trained and reproduced (real `ft` processes) in a throwaway git
+copy of this repository, once for the module; each test publishes a copy of that
+verified run into a registry of its own. `ft publish` imports no torch, so the
+processes that publish, get killed midway or race each other are cheap.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PKG = next(p.name for p in sorted((REPO / "src").iterdir()) if (p / "__init__.py").is_file())
+SECRETS = {
+    "HF_TOKEN": "hf_publish_test_secret_0123456789abcdef",
+    "AWS_SECRET_ACCESS_KEY": "aws-publish-secret-do-not-leak",
+}
+WEIGHTS = "adapter/adapter_model.safetensors"
+PUSHED = {
+    WEIGHTS,
+    "adapter/adapter_config.json",
+    "config.yaml",
+    "data.lock",
+    "eval.json",
+    "metrics.jsonl",
+    "manifest.json",
+    "REPRODUCE.md",
+    "verification.json",
+    "README.md",
+}
+
+
+# --- a verified run, once per module ------------------------------------------------------
+
+
+def _env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **extra}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    for key in ("GITHUB_REF_TYPE", "GITHUB_REF_NAME", "GITHUB_SHA"):
+        env.pop(key, None)  # a CI tag build must not change what these tests check
+    return env
+
+
+def _run(cwd: Path, *cmd: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env=_env(**env), capture_output=True, text=True)
+
+
+def _ft(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return _run(project, str(project / ".venv" / "bin" / "ft"), *args, **env)
+
+
+def _ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert done.returncode == 0, f"{done.args} exited {done.returncode}:\n{done.stderr[-3000:]}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """This repo's files, committed in a fresh git repo, with their own venv."""
+    dest = tmp_path_factory.mktemp("publish-project")
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    for rel in listed:
+        if (REPO / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, dest / rel)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "test project"]):
+        _ok(_run(dest, *git, *args))
+    _ok(_run(dest, str(Path(sys.executable).parent / "uv"), "sync", "--frozen", "--quiet"))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def verified(project) -> Path:
+    """runs/smoke: trained, then reproduced by `ft reproduce` (verification.json passed)."""
+    _ok(_ft(project, "train", "--config", "configs/smoke.yaml", "--out", "runs/smoke"))
+    _ok(_ft(project, "reproduce", "runs/smoke"))
+    run = project / "runs" / "smoke"
+    assert json.loads((run / "verification.json").read_text())["passed"] is True
+    return run
+
+
+def copy_run(verified: Path, name: str) -> Path:
+    """A copy of the verified run (what the gate sees is unchanged, so it passes)."""
+    dest = verified.parent / name
+    shutil.copytree(verified, dest, ignore=shutil.ignore_patterns("reproduce", "checkpoints"))
+    return dest
+
+
+def registry_files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def versions_in(root: Path) -> list[str]:
+    d = root / "versions"
+    return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+
+
+# --- the gate -----------------------------------------------------------------------------
+
+
+def test_publish_without_verification_is_refused(verified, tmp_path, ft):
+    run = copy_run(verified, "never-reproduced")
+    (run / "verification.json").unlink()
+    uri = f"file://{tmp_path / 'registry'}"
+    line = ft("publish", run, "--version", "v0.1.0", "--registry", uri).user_error(
+        "verification.json", "never reproduced", "ft reproduce"
+    )
+    assert str(run) in line
+    assert not (tmp_path / "registry").exists()
+
+
+def test_failed_verification_is_refused_with_its_reason(verified, tmp_path, ft):
+    run = copy_run(verified, "failed-reproduce")
+    record = json.loads((run / "verification.json").read_text())
+    record |= {"passed": False, "reason": "1 output(s) differ: adapter/adapter_model.safetensors"}
+    (run / "verification.json").write_text(json.dumps(record))
+    ft("publish", run, "--version", "v0.1.0", "--registry", f"file://{tmp_path}/r").user_error(
+        "verification.json", "did not pass", "1 output(s) differ"
+    )
+
+
+def test_reproduced_run_publishes_lists_and_is_immutable(project, verified):
+    """The new user's path: train -> reproduce -> publish -> `ft registry list`.
+
+    Both default to file://./registry: publish from the run's config, list from --config.
+    """
+    done = _ok(_ft(project, "publish", "runs/smoke", "--version", "v0.1.0", **SECRETS))
+    assert "published v0.1.0 to file://./registry" in done.stdout
+    listed = _ok(_ft(project, "registry", "list", "--config", "configs/smoke.yaml"))
+    assert listed.stdout.startswith("v0.1.0\trun smoke\t")
+
+    registry = project / "registry"
+    index = json.loads((registry / "versions" / "v0.1.0.json").read_text())
+    assert set(index["files"]) == PUSHED
+    for name, entry in index["files"].items():
+        blob = registry / "blobs" / "sha256" / entry["sha256"]
+        if name != "README.md":
+            assert blob.read_bytes() == (verified / name).read_bytes(), name
+    manifest = json.loads((verified / "manifest.json").read_text())
+    meta = index["meta"]
+    assert meta["git_commit"] == manifest["git"]["commit"]
+    assert meta["manifest_sha256"] == index["files"]["manifest.json"]["sha256"]
+    assert meta["license"] == "apache-2.0" and meta["verification_mode"] == "exact"
+
+    card = (registry / "blobs" / "sha256" / index["files"]["README.md"]["sha256"]).read_text()
+    train = manifest["data"]["splits"]["train"]
+    for expected in (
+        "license: apache-2.0",
+        manifest["base_model"]["sha256"],
+        train["sha256"],
+        f"| train | {train['rows_in']} | {train['rows']} |",
+        "| eval_loss |",
+        "ft train --config configs/smoke.yaml",
+        manifest["git"]["commit"],
+        "byte-identical",
+    ):
+        assert expected in card, expected
+
+    for path, data in registry_files(registry).items():
+        for secret in SECRETS.values():
+            assert secret.encode() not in data, f"a secret leaked into registry/{path}"
+
+    again = _ft(project, "publish", "runs/smoke", "--version", "v0.1.0")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert "Traceback" not in again.stderr and again.stderr.count("\n") == 1
+    assert json.loads((registry / "versions" / "v0.1.0.json").read_text()) == index
+
+
+@pytest.mark.parametrize(
+    ("name", "edit"),
+    [
+        (WEIGHTS, lambda b: b[:-1] + bytes([b[-1] ^ 1])),
+        ("manifest.json", lambda b: b.replace(b'"steps": 12', b'"steps": 13', 1)),
+        ("REPRODUCE.md", lambda b: b + b"\nrm -rf /\n"),
+        ("data.lock", lambda b: b.replace(b'"rows": 955', b'"rows": 956', 1)),
+    ],
+    ids=["weights", "manifest", "reproduce-md", "data-lock"],
+)
+def test_file_edited_after_verification_is_refused_naming_it(verified, tmp_path, ft, name, edit):
+    run = copy_run(verified, f"tampered-{name.replace('/', '-')}")
+    before = (run / name).read_bytes()
+    (run / name).write_bytes(edit(before))
+    assert (run / name).read_bytes() != before
+    uri = f"file://{tmp_path / 'registry'}"
+    ft("publish", run, "--version", "v0.1.0", "--registry", uri).user_error(
+        f"{run / name}: {name} changed after verification", "ft reproduce"
+    )
+    assert versions_in(tmp_path / "registry") == []
+
+
+def test_file_added_after_verification_is_refused(verified, tmp_path, ft):
+    run = copy_run(verified, "extra-file")
+    (run / "adapter" / "extra.bin").write_bytes(b"not trained")
+    ft("publish", run, "--version", "v0.1.0", "--registry", f"file://{tmp_path}/r").user_error(
+        "adapter/extra.bin", "not listed in manifest.json"
+    )
+
+
+@pytest.mark.parametrize(
+    "version", ["0.1.0", "v1.2", "v1.2.0+build.5", "v01.2.0", "latest", "v1.2.0-", "v1.2.0-rc..1"]
+)
+def test_invalid_versions_are_refused(verified, tmp_path, ft, version):
+    ft("publish", verified, "--version", version, "--registry", f"file://{tmp_path}/r").user_error(
+        "--version", "not a release version"
+    )
+
+
+def test_release_tag_must_point_at_the_trained_commit(verified, tmp_path, ft, monkeypatch):
+    commit = json.loads((verified / "manifest.json").read_text())["git"]["commit"]
+    other = "0" * 40
+    uri = f"file://{tmp_path / 'registry'}"
+    for key in ("GITHUB_REF_TYPE", "GITHUB_REF_NAME", "GITHUB_SHA"):
+        monkeypatch.delenv(key, raising=False)
+    ft(
+        "publish", verified, "--version", "v1.0.0", "--registry", uri, "--tag-commit", other
+    ).user_error("--tag-commit", f"trained at commit {commit}", other)
+    ft(
+        "publish", verified, "--version", "v1.0.0", "--registry", uri, "--tag-commit", "abc123"
+    ).user_error("--tag-commit", "not a full commit hash")
+    # On a GitHub tag build the commit and the tag's name come from the environment.
+    monkeypatch.setenv("GITHUB_REF_TYPE", "tag")
+    monkeypatch.setenv("GITHUB_REF_NAME", "v1.0.0")
+    monkeypatch.setenv("GITHUB_SHA", other)
+    ft("publish", verified, "--version", "v1.0.0", "--registry", uri).user_error(
+        "GITHUB_SHA", other
+    )
+    monkeypatch.setenv("GITHUB_SHA", commit)
+    ft("publish", verified, "--version", "v1.0.1", "--registry", uri).user_error(
+        "--version", "tag v1.0.0"
+    )
+    assert versions_in(tmp_path / "registry") == []
+    assert ft("publish", verified, "--version", "v1.0.0", "--registry", uri).code == 0
+    assert versions_in(tmp_path / "registry") == ["v1.0.0.json"]
+
+
+# --- atomicity: killed midway, raced ------------------------------------------------------
+
+# A child that runs the real `ft publish` and SIGKILLs itself just before its Nth write-side
+# filesystem step inside the registry (a file opened for writing, a link, a rename), seen
+# through a Python audit hook, so no test hook lives in the code under test. KILL_AT=0 only
+# counts the steps.
+CHILD = textwrap.dedent("""
+    import os, signal, sys
+    root, kill_at = os.path.realpath(sys.argv[1]), int(sys.argv[2])
+    steps = 0
+
+    def inside(path):
+        return isinstance(path, (str, bytes, os.PathLike)) and \\
+            os.path.realpath(os.fsdecode(path)).startswith(root + os.sep)
+
+    def hook(event, args):
+        global steps
+        writes = (event == "open" and inside(args[0]) and args[1] is not None
+                  and any(c in str(args[1]) for c in "wxa+"))
+        if writes or (event in ("os.link", "os.rename") and inside(args[1])):
+            steps += 1
+            if steps == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    sys.addaudithook(hook)
+    from PACKAGE.cli import main
+    code = main(sys.argv[3:])
+    print("steps=" + str(steps), file=sys.stderr)
+    sys.exit(code)
+""").replace("PACKAGE", PKG)
+
+
+def _publish_child(project: Path, registry: Path, kill_at: int, *args: str):
+    return _run(
+        project,
+        str(project / ".venv" / "bin" / "python"),
+        "-c",
+        CHILD,
+        str(registry),
+        str(kill_at),
+        "publish",
+        *args,
+        "--registry",
+        f"file://{registry}",
+    )
+
+
+@pytest.fixture(scope="module")
+def publish_steps(project, verified, tmp_path_factory) -> int:
+    """How many write-side steps one publish of the verified run takes."""
+    registry = tmp_path_factory.mktemp("count") / "registry"
+    done = _ok(_publish_child(project, registry, 0, "runs/smoke", "--version", "v9.9.9"))
+    steps = int(done.stderr.rsplit("steps=", 1)[1])
+    assert steps == 2 * len(PUSHED) + 2  # each blob: temp write + link; the index: write + link
+    return steps
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "before-index", "before-commit"])
+def test_killed_publish_leaves_no_version_and_a_retry_succeeds(
+    project, verified, tmp_path, publish_steps, where
+):
+    kill_at = {
+        "first": 1,
+        "middle": publish_steps // 2,
+        "before-index": publish_steps - 1,
+        "before-commit": publish_steps,
+    }[where]
+    registry = tmp_path / "registry"
+    killed = _publish_child(project, registry, kill_at, "runs/smoke", "--version", "v0.2.0")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert versions_in(registry) == []
+    if where == "before-commit":  # every blob and the index were written, but not linked
+        assert len(list((registry / "blobs" / "sha256").iterdir())) == len(PUSHED)
+        assert [p.suffix for p in (registry / ".tmp").iterdir()] == [".json"]
+    listed = _ok(_ft(project, "registry", "list", "--registry", f"file://{registry}"))
+    assert listed.stdout == "" and "no versions" in listed.stderr
+    _ok(
+        _ft(
+            project,
+            "publish",
+            "runs/smoke",
+            "--version",
+            "v0.2.0",
+            "--registry",
+            f"file://{registry}",
+        )
+    )
+    assert versions_in(registry) == ["v0.2.0.json"]
+    _ok(
+        _ft(
+            project,
+            "registry",
+            "pull",
+            "v0.2.0",
+            str(tmp_path / "pulled"),
+            "--registry",
+            f"file://{registry}",
+        )
+    )
+    assert (tmp_path / "pulled" / WEIGHTS).read_bytes() == (verified / WEIGHTS).read_bytes()
+
+
+def test_concurrent_publishes_of_one_version_have_one_winner(project, verified, tmp_path):
+    registry = tmp_path / "registry"
+    go = tmp_path / "go"
+    # Each racer imports everything first, says it is ready, and waits for the start line,
+    # so the four race for the registry itself.
+    racer = textwrap.dedent("""
+        import os, sys, time
+        import PACKAGE.publish, PACKAGE.registry.local
+        from PACKAGE.cli import main
+        go = os.environ["FT_TEST_GO"]
+        open(go + ".ready." + str(os.getpid()), "w").close()
+        while not os.path.exists(go):
+            time.sleep(0.001)
+        sys.exit(main(sys.argv[1:]))
+    """).replace("PACKAGE", PKG)
+    procs = [
+        subprocess.Popen(
+            [
+                str(project / ".venv" / "bin" / "python"),
+                "-c",
+                racer,
+                "publish",
+                "runs/smoke",
+                "--version",
+                "v1.0.0",
+                "--registry",
+                f"file://{registry}",
+            ],
+            cwd=project,
+            env=_env(FT_TEST_GO=str(go)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("go.ready.*"))) < len(procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    results = [(p.returncode, err) for p in procs for _, err in [p.communicate(timeout=120)]]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2, 2, 2], results
+    assert all("already exists" in err for code, err in results if code == 2)
+    assert versions_in(registry) == ["v1.0.0.json"]
+    _ok(
+        _ft(
+            project,
+            "registry",
+            "pull",
+            "v1.0.0",
+            str(tmp_path / "pulled"),
+            "--registry",
+            f"file://{registry}",
+        )
+    )
+
+
+# --- pull ---------------------------------------------------------------------------------
+
+
+def test_pull_is_byte_identical_and_reverifies_every_blob(project, verified, tmp_path):
+    registry = tmp_path / "registry"
+    uri = f"file://{registry}"
+    _ok(_ft(project, "publish", "runs/smoke", "--version", "v0.3.0", "--registry", uri, **SECRETS))
+    pulled = tmp_path / "pulled"
+    done = _ok(_ft(project, "registry", "pull", "v0.3.0", str(pulled), "--registry", uri))
+    assert "every sha256 verified" in done.stdout
+    got = {p.relative_to(pulled).as_posix() for p in pulled.rglob("*") if p.is_file()}
+    assert got == PUSHED
+    for name in PUSHED - {"README.md"}:
+        assert (pulled / name).read_bytes() == (verified / name).read_bytes(), name
+    for path, data in registry_files(registry).items():
+        for secret in SECRETS.values():
+            assert secret.encode() not in data, f"a secret leaked into {path}"
+
+    index = json.loads((registry / "versions" / "v0.3.0.json").read_text())
+    blob = registry / "blobs" / "sha256" / index["files"][WEIGHTS]["sha256"]
+    os.chmod(blob, 0o644)
+    blob.write_bytes(blob.read_bytes()[:-1] + b"\x00")
+    again = tmp_path / "pulled-again"
+    bad = _ft(project, "registry", "pull", "v0.3.0", str(again), "--registry", uri)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.count("\n") == 1 and WEIGHTS in bad.stderr and "corrupted" in bad.stderr
+    assert not again.exists()
+    assert not any(p.name.startswith(".pulled-again") for p in tmp_path.iterdir())
