@@ -18,7 +18,7 @@ SMOKE = "configs/smoke.yaml"
 # The resolved smoke config's hash. smoke.yaml does not depend on the bake answers, so
 # this moves only when smoke.yaml or the schema (a key or a default) changes; such a
 # change alters every run's recorded config hash, so update this pin on purpose.
-SMOKE_CONFIG_SHA256 = "619c9f14cee6e82f370e0bdb4789cd444f4ffc055aac1306ea1e8a6471025fde"
+SMOKE_CONFIG_SHA256 = "677aa23367650cdb600c4468ffa21d0d013cf0085589647884dcb1fe7eac26bc"
 HEX40 = "0123456789abcdef0123456789abcdef01234567"
 DIGEST = "sha256:" + "ab" * 32
 # smoke.yaml with its local tiny base swapped for a hub model (revision still to add).

@@ -22,6 +22,9 @@ from pathlib import Path
 import pytest
 import report_runs
 
+# Trains real runs in `ft` processes: not part of the quick suite (`-m "not slow"`).
+pytestmark = pytest.mark.slow
+
 CHROMIUM = Path("/usr/bin/chromium")
 VERSIONS = ("v0.1.0", "v0.2.0", "v0.3.0")
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -335,6 +335,7 @@ def test_local_launch_runs_a_command_and_returns_its_status(project, capfd):
     assert capfd.readouterr().out.strip() == "local"
 
 
+@pytest.mark.slow
 def test_local_launch_trains_the_config(project):
     """The workflow's CPU path: `ft launch --backend local --run-uri DIR` = `ft train --out DIR`."""
     done = subprocess.run(
@@ -420,6 +421,7 @@ def _script(project: Path, env: dict, **popen) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_two_nodes_train_together_and_the_run_reproduces(job_project, tmp_path):
     bucket = tmp_path / "bucket"
     port = str(_free_port())

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+# Trains real runs in `ft` processes: not part of the quick suite (`-m "not slow"`).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 PKG = next(p.name for p in sorted((REPO / "src").iterdir()) if (p / "__init__.py").is_file())
 SECRETS = {

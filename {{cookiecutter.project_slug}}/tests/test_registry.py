@@ -501,6 +501,7 @@ def _secret_free(root: Path) -> None:
                 assert secret.encode() not in data, f"a secret leaked into {path}"
 
 
+@pytest.mark.slow  # starts a real mlflow server (~30 s)
 def test_mlflow_publish_list_show_pull_and_immutability(reg, mlflow_env, release, tmp_path, ft):
     from mlflow import MlflowClient
 

@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 import report_runs
 
+# Trains real runs in `ft` processes: not part of the quick suite (`-m "not slow"`).
+pytestmark = pytest.mark.slow
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

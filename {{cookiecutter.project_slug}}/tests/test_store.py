@@ -23,6 +23,9 @@ from pathlib import Path
 import pytest
 from test_closure import SMOKE, _env, _make_project, adapter_bytes, ft, mod
 
+# Trains real runs in `ft` processes: not part of the quick suite (`-m "not slow"`).
+pytestmark = pytest.mark.slow
+
 WEED = Path(sys.executable).parent / "weed"
 BUCKET = "ft-test"
 ACCESS_KEY = "ft-test-access"

@@ -22,7 +22,8 @@ from .hashing import sha256_file, write_atomic
 
 SCHEMA = 1
 VOLATILE = ("created_at", "run_id", "timing", "invocation")
-NOT_OUTPUTS = {"manifest.json", "REPRODUCE.md", "verification.json", "run.json"}
+# README.md is the model card a registry adds beside a published run.
+NOT_OUTPUTS = {"manifest.json", "REPRODUCE.md", "verification.json", "run.json", "README.md"}
 NOT_OUTPUT_DIRS = {"checkpoints", "reproduce", "report"}  # report: `ft report`'s default --out
 LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "tokenizers",
              "safetensors", "numpy")

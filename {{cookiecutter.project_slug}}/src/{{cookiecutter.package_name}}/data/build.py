@@ -268,8 +268,8 @@ def run_pipeline(cfg: Config, out_dir: str | Path | None = None) -> tuple[dict, 
     # Every split has passed its filters: serialize each once, into the hash and (with
     # out_dir) a temp file beside its target. The renames come last, so a failure leaves
     # the previous training set whole instead of a new train split beside an old eval one.
-    temps = {split: _temp_for(Path(out_dir) / f"{split}.jsonl") for split in results} \
-        if out_dir is not None else {}
+    temps = ({split: _temp_for(Path(out_dir) / f"{split}.jsonl") for split in results}
+             if out_dir is not None else {})
     try:
         for split, result in results.items():
             result.sha256 = (_write_temp(result.rows, temps[split]) if temps
