@@ -75,7 +75,12 @@ class Act:
         self.log_index = 0
 
     def run(
-        self, event: str, workflow_file: str, payload: dict, expect_success: bool = True
+        self,
+        event: str,
+        workflow_file: str,
+        payload: dict,
+        expect_success: bool = True,
+        job: str | None = None,
     ) -> str:
         (self.root / "event.json").write_text(json.dumps(payload))
         mappings = []
@@ -90,11 +95,14 @@ class Act:
             event,
             "-W",
             f".github/workflows/{workflow_file}",
+            *(["-j", job] if job else []),
             "-e",
             str(self.root / "event.json"),
             "-P",
             "ubuntu-latest=-self-hosted",
             "--bind",
+            "--no-skip-checkout",
+            "--no-cache-server",
             "--actor",
             "test",
             *mappings,
@@ -229,8 +237,11 @@ def test_1_pull_request_that_edits_a_filter(act):
         r"\| train \| `max_chars` \| \d+ -> \d+ \| \d+ -> \d+ \*\*changed\*\*", comment
     )
     assert "PASS" in comment or "reproduced" in comment.lower()
-    # Re-running the PR's CI replaces the one comment instead of adding another.
-    act.run("pull_request", "ci.yml", pr_payload(1, "tighter-filter"))
+    # One comment per PR, updated on re-runs: the sticky action keys it by a constant header.
+    steps = workflow(act.repo, "ci.yml")["jobs"]["comment"]["steps"]
+    sticky = next(s for s in steps if "sticky-pull-request-comment" in s["uses"])
+    assert sticky["with"]["header"] == "ft-report"
+    act.run("pull_request", "ci.yml", pr_payload(1, "tighter-filter"), job="comment")
     assert (act.outbox / "log").read_text().count("comment ft-report") == 2
     assert len(list(act.outbox.glob("comment-*.md"))) == 1
     git(repo, "checkout", "-q", "main")

@@ -22,9 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 # runs before its own smoke train + reproduce) leaves them out.
 pytestmark = pytest.mark.slow
 
-SECRETS = {"HF_TOKEN": "hf_test_secret_value_0123456789abcdef",
-           "AWS_SECRET_ACCESS_KEY": "aws-secret-test-value-do-not-leak",
-           "WANDB_API_KEY": "wandb-key-test-value-do-not-leak"}
+SECRETS = {
+    "HF_TOKEN": "hf_test_secret_value_0123456789abcdef",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret-test-value-do-not-leak",
+    "WANDB_API_KEY": "wandb-key-test-value-do-not-leak",
+}
 SMOKE = ["--config", "configs/smoke.yaml"]
 NO_DROPOUT = ["--set", "model.lora.dropout=0"]
 
@@ -39,14 +41,20 @@ def mod(stage: str):
 
 def _git(cwd: Path, *args: str) -> str:
     ident = ["-c", "user.name=test", "-c", "user.email=test@localhost"]
-    return subprocess.run(["git", *ident, *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", *ident, *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def _make_project(dest: Path) -> Path:
     """Copy this repo's working files into `dest`, commit them, give it its own venv."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                           check=True, capture_output=True, text=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     for rel in files:
         if (REPO / rel).is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -71,10 +79,17 @@ def _env(**extra: str) -> dict:
 
 
 def ft(project: Path, *args: str, check: bool = True, **env) -> subprocess.CompletedProcess:
-    done = subprocess.run([str(project / ".venv" / "bin" / "ft"), *args], cwd=project,
-                          env=_env(**env), capture_output=True, text=True)
+    done = subprocess.run(
+        [str(project / ".venv" / "bin" / "ft"), *args],
+        cwd=project,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+    )
     if check and done.returncode != 0:
-        raise AssertionError(f"ft {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
+        raise AssertionError(
+            f"ft {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}"
+        )
     return done
 
 
@@ -105,21 +120,39 @@ def reproduced(project, smoke_run) -> subprocess.CompletedProcess:
 
 
 def test_run_directory_holds_the_closure(smoke_run):
-    names = {p.relative_to(smoke_run).as_posix() for p in smoke_run.rglob("*") if p.is_file()
-             and "checkpoints" not in p.parts}
-    assert names == {"run.json", "config.yaml", "data.lock", "metrics.jsonl", "eval.json",
-                     "adapter/adapter_config.json", "adapter/adapter_model.safetensors",
-                     "manifest.json", "REPRODUCE.md"}
+    names = {
+        p.relative_to(smoke_run).as_posix()
+        for p in smoke_run.rglob("*")
+        if p.is_file() and "checkpoints" not in p.parts
+    }
+    assert names == {
+        "run.json",
+        "config.yaml",
+        "data.lock",
+        "metrics.jsonl",
+        "eval.json",
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        "manifest.json",
+        "REPRODUCE.md",
+    }
     manifest = json.loads((smoke_run / "manifest.json").read_text())
     assert manifest["outputs"] == mod("manifest").output_files(smoke_run)
     assert manifest["git"]["dirty"] is False and len(manifest["git"]["commit"]) == 40
     hw = manifest["hardware"]
     assert hw["device_type"] == "cpu" and hw["world_size"] == 1 and hw["cpu_isa"]
     assert manifest["base_model"]["sha256"] == manifest["config"]["model"]["base"]["sha256"]
-    assert manifest["data"]["splits"]["train"]["sha256"] == json.loads(
-        (smoke_run / "data.lock").read_text())["splits"]["train"]["sha256"]
-    assert set(manifest["environment"]["libraries"]) >= {"torch", "transformers", "peft",
-                                                         "accelerate", "datasets"}
+    assert (
+        manifest["data"]["splits"]["train"]["sha256"]
+        == json.loads((smoke_run / "data.lock").read_text())["splits"]["train"]["sha256"]
+    )
+    assert set(manifest["environment"]["libraries"]) >= {
+        "torch",
+        "transformers",
+        "peft",
+        "accelerate",
+        "datasets",
+    }
     assert manifest["environment"]["uv_lock_sha256"] == mod("hashing").sha256_file(REPO / "uv.lock")
     assert manifest["metrics"]["eval_loss"] > 0 and manifest["metrics"]["steps"] == 12
     assert manifest["metrics"]["train_loss_last"] < manifest["metrics"]["train_loss_first"]
@@ -144,7 +177,8 @@ def test_reproduce_in_a_separate_process_is_byte_identical(smoke_run, reproduced
     record = json.loads((smoke_run / "verification.json").read_text())
     assert record["passed"] is True and record["mode"] == "exact"
     assert {c["file"] for c in record["compared"]} == set(
-        json.loads((smoke_run / "manifest.json").read_text())["outputs"])
+        json.loads((smoke_run / "manifest.json").read_text())["outputs"]
+    )
     assert all(c["equal"] and c["expected"] == c["actual"] for c in record["compared"])
     first = json.loads((smoke_run / "manifest.json").read_text())
     again = json.loads((smoke_run / "reproduce" / "manifest.json").read_text())
@@ -158,16 +192,22 @@ def test_in_process_runs_match_across_worker_counts(project, smoke_run, workers,
     monkeypatch.chdir(project)
     for key, value in _env().items():
         monkeypatch.setenv(key, value)
-    run = mod("train").main("configs/smoke.yaml", [f"train.num_workers={workers}"],
-                            out=f"runs/workers-{workers}")
+    run = mod("train").main(
+        "configs/smoke.yaml", [f"train.num_workers={workers}"], out=f"runs/workers-{workers}"
+    )
     assert adapter_bytes(project / run) == adapter_bytes(smoke_run)
 
 
 @pytest.mark.parametrize("kill_after", [3, 6, 10])
 def test_sigkill_then_resume_gives_the_same_bytes(project, smoke_run, kill_after):
     out = f"runs/killed-{kill_after}"
-    proc = subprocess.Popen([str(project / ".venv" / "bin" / "ft"), "train", *SMOKE, "--out", out],
-                            cwd=project, env=_env(), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(project / ".venv" / "bin" / "ft"), "train", *SMOKE, "--out", out],
+        cwd=project,
+        env=_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in proc.stderr:
         if line.startswith(f"step {kill_after} "):
             proc.send_signal(signal.SIGKILL)
@@ -192,8 +232,9 @@ def test_edited_reproduce_md_fails_naming_the_line(project, smoke_run, reproduce
     run = project / "runs" / "edited-doc"
     shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("reproduce", "checkpoints"))
     doc = run / "REPRODUCE.md"
-    doc.write_text(doc.read_text().replace("--config configs/smoke.yaml",
-                                           "--config configs/smokE.yaml"))
+    doc.write_text(
+        doc.read_text().replace("--config configs/smoke.yaml", "--config configs/smokE.yaml")
+    )
     monkeypatch.chdir(project)
     assert mod("reproduce").main(str(run)) == 1
     record = json.loads((run / "verification.json").read_text())
@@ -236,8 +277,15 @@ def test_planted_nondeterminism_fails_reproduce_and_diff_says_so(tmp_path):
     text = train_py.read_text()
     seeded = '    torch.manual_seed(determinism.derive(cfg.seed, "adapter-init"))\n'
     assert seeded in text
-    train_py.write_text(text.replace(seeded, seeded.replace(
-        "determinism.derive(cfg.seed, \"adapter-init\")", "int.from_bytes(os.urandom(4), 'big')")))
+    train_py.write_text(
+        text.replace(
+            seeded,
+            seeded.replace(
+                'determinism.derive(cfg.seed, "adapter-init")',
+                "int.from_bytes(os.urandom(4), 'big')",
+            ),
+        )
+    )
     _git(project, "commit", "-qam", "plant an unseeded adapter init")
     ft(project, "train", *SMOKE, "--out", "runs/planted")
     done = ft(project, "reproduce", "runs/planted", check=False)
@@ -253,10 +301,20 @@ def test_two_processes_reproduce_exactly_and_match_one_within_tolerance(project)
     processes train on different masks, not just in a different float order.
     """
     common = [*SMOKE, *NO_DROPOUT, "--set", "reproduce.mode=tolerance"]
-    torchrun = [str(project / ".venv" / "bin" / "torchrun"), "--standalone", "--nproc_per_node=2",
-                "--no-python", str(project / ".venv" / "bin" / "ft")]
-    subprocess.run([*torchrun, "train", *common, "--out", "runs/two"], cwd=project, env=_env(),
-                   check=True, capture_output=True)
+    torchrun = [
+        str(project / ".venv" / "bin" / "torchrun"),
+        "--standalone",
+        "--nproc_per_node=2",
+        "--no-python",
+        str(project / ".venv" / "bin" / "ft"),
+    ]
+    subprocess.run(
+        [*torchrun, "train", *common, "--out", "runs/two"],
+        cwd=project,
+        env=_env(),
+        check=True,
+        capture_output=True,
+    )
     ft(project, "train", *common, "--out", "runs/one")
     two, one = project / "runs" / "two", project / "runs" / "one"
     assert json.loads((two / "manifest.json").read_text())["hardware"]["world_size"] == 2
@@ -274,8 +332,10 @@ def test_two_processes_reproduce_exactly_and_match_one_within_tolerance(project)
     manifest["config"]["reproduce"]["tolerance"]["weights_max_abs"] = 0.0
     tight = {c["file"]: c for c in mod("reproduce").compare(two, one, manifest)}
     assert not tight["adapter/adapter_model.safetensors"]["equal"]
-    diff = mod("diff").report(json.loads((one / "manifest.json").read_text()),
-                           json.loads((two / "manifest.json").read_text()))
+    diff = mod("diff").report(
+        json.loads((one / "manifest.json").read_text()),
+        json.loads((two / "manifest.json").read_text()),
+    )
     assert "hardware: world_size: 1 -> 2" in diff
 
 
@@ -295,10 +355,18 @@ def test_diff_names_each_moved_input(smoke_run):
     b["hardware"]["cpu_isa"] = "ISA-X"
     b["outputs"]["adapter/adapter_model.safetensors"] = "5" * 64
     text = mod("diff").report(a, b)
-    for expected in ("seed: 1234 -> 7", "config: train.lr: 0.005 -> 0.1", "data: train:",
-                     "filter dedupe", "base model: sha256", "base model: tokenizer_sha256",
-                     "environment: uv_lock_sha256", "environment: image_digest",
-                     "environment: libraries.torch", "hardware: cpu_isa:",
-                     "output: adapter/adapter_model.safetensors"):
+    for expected in (
+        "seed: 1234 -> 7",
+        "config: train.lr: 0.005 -> 0.1",
+        "data: train:",
+        "filter dedupe",
+        "base model: sha256",
+        "base model: tokenizer_sha256",
+        "environment: uv_lock_sha256",
+        "environment: image_digest",
+        "environment: libraries.torch",
+        "hardware: cpu_isa:",
+        "output: adapter/adapter_model.safetensors",
+    ):
         assert expected in text, expected
     assert mod("diff").report(a, a) == "no pinned input moved"

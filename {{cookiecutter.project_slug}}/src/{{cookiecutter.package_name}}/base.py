@@ -40,20 +40,21 @@ TINY_CONFIG = {
     "torch_dtype": "float32",
 }
 SPECIAL_TOKENS = ["<|bos|>", "<|eos|>", "<|pad|>"]
-_WORDS = (
-    "the of and to in is it you that he was for on are with as his they be at one have this "
-    "from or had by word but what some we can out other were all there when up use your how "
-    "said an each she which do their time if will way about many then them write would like "
-    "so these her long make thing see him two has look more day could go come did number "
-    "sound no most people my over know water than call first who may down side been now find "
-    "reverse sort add subtract uppercase lowercase count letters words answer question list "
-    "repeat spell first last vowels digits sum"
+# One readable string; the order of its words is part of the model's hash.
+_WORDS = (  # noqa: SIM905
+    "the of and to in is it you that he was for on are with as his they be at one have "
+    "this from or had by word but what some we can out other were all there when up use "
+    "your how said an each she which do their time if will way about many then them write "
+    "would like so these her long make thing see him two has look more day could go come "
+    "did number sound no most people my over know water than call first who may down side "
+    "been now find reverse sort add subtract uppercase lowercase count letters words "
+    "answer question list repeat spell first last vowels digits sum"
 ).split()
 
 
 def _corpus() -> list[str]:
     """A fixed training corpus for the tokenizer: words, digits, punctuation."""
-    lines = [" ".join(_WORDS[i:i + 12]) for i in range(0, len(_WORDS), 12)]
+    lines = [" ".join(_WORDS[i : i + 12]) for i in range(0, len(_WORDS), 12)]
     lines += [" ".join(str(n) for n in range(start, start + 20)) for start in range(0, 400, 20)]
     lines += ["".join(chr(c) for c in range(32, 127))]
     lines += [f"{w.capitalize()}: {w.upper()}? {w[::-1]}." for w in _WORDS]
@@ -67,8 +68,12 @@ def _build_tokenizer(out: Path) -> None:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=TINY_CONFIG["vocab_size"], special_tokens=SPECIAL_TOKENS, min_frequency=2,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        vocab_size=TINY_CONFIG["vocab_size"],
+        special_tokens=SPECIAL_TOKENS,
+        min_frequency=2,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(_corpus(), trainer=trainer)
     write_atomic(out / "tokenizer.json", tok.to_str(pretty=True) + "\n")
     tokenizer_config = {
@@ -79,8 +84,9 @@ def _build_tokenizer(out: Path) -> None:
         "model_max_length": TINY_CONFIG["max_position_embeddings"],
         "clean_up_tokenization_spaces": False,
     }
-    write_atomic(out / "tokenizer_config.json", json.dumps(tokenizer_config, indent=2,
-                                                           sort_keys=True) + "\n")
+    write_atomic(
+        out / "tokenizer_config.json", json.dumps(tokenizer_config, indent=2, sort_keys=True) + "\n"
+    )
 
 
 def _weights() -> dict:
@@ -90,8 +96,10 @@ def _weights() -> dict:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     with torch.device("meta"):
-        shapes = {k: tuple(v.shape) for k, v in
-                  LlamaForCausalLM(LlamaConfig(**TINY_CONFIG)).state_dict().items()}
+        shapes = {
+            k: tuple(v.shape)
+            for k, v in LlamaForCausalLM(LlamaConfig(**TINY_CONFIG)).state_dict().items()
+        }
     bits = np.random.PCG64(TINY_SEED)
     half_width = TINY_CONFIG["initializer_range"] * 3**0.5
     tensors = {}
@@ -116,8 +124,9 @@ def init_tiny(out: str | Path) -> str:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; the model is not a secret
     try:
-        write_atomic(staging / "config.json", json.dumps(TINY_CONFIG, indent=2, sort_keys=True)
-                     + "\n")
+        write_atomic(
+            staging / "config.json", json.dumps(TINY_CONFIG, indent=2, sort_keys=True) + "\n"
+        )
         save_file(_weights(), str(staging / "model.safetensors"), metadata={"format": "pt"})
         _build_tokenizer(staging)
         if out.exists():

@@ -45,11 +45,21 @@ def save(run_dir: Path, step: int, model, optimizer, scheduler, accelerator) -> 
     _save(rng_state(), partial / f"rng-rank{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        trainable = {k: v.detach().cpu() for k, v in
-                     accelerator.unwrap_model(model).named_parameters() if v.requires_grad}
-        _save({"step": step, "world_size": accelerator.num_processes, "adapter": trainable,
-               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-              partial / "state.pt")
+        trainable = {
+            k: v.detach().cpu()
+            for k, v in accelerator.unwrap_model(model).named_parameters()
+            if v.requires_grad
+        }
+        _save(
+            {
+                "step": step,
+                "world_size": accelerator.num_processes,
+                "adapter": trainable,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+            },
+            partial / "state.pt",
+        )
         _fsync_dir(partial)
         os.replace(partial, final)
         _fsync_dir(root)
@@ -74,14 +84,15 @@ def load(path: Path, model, optimizer, scheduler, accelerator) -> int:
 
     state = torch.load(path / "state.pt", weights_only=False)
     if state["world_size"] != accelerator.num_processes:
-        raise RuntimeError(f"checkpoint {path} was written by {state['world_size']} processes, "
-                           f"this run has {accelerator.num_processes}")
+        raise RuntimeError(
+            f"checkpoint {path} was written by {state['world_size']} processes, "
+            f"this run has {accelerator.num_processes}"
+        )
     params = dict(accelerator.unwrap_model(model).named_parameters())
     with torch.no_grad():
         for name, value in state["adapter"].items():
             params[name].copy_(value)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(torch.load(path / f"rng-rank{accelerator.process_index}.pt",
-                             weights_only=False))
+    set_rng_state(torch.load(path / f"rng-rank{accelerator.process_index}.pt", weights_only=False))
     return state["step"]

@@ -44,8 +44,11 @@ def base_hash(args) -> int:
     from .hashing import sha256_tree
 
     if not Path(args.path, "config.json").is_file():
-        raise UserError("not a model directory (no config.json)", file=args.path,
-                        fix="pass the directory that holds config.json and the weights")
+        raise UserError(
+            "not a model directory (no config.json)",
+            file=args.path,
+            fix="pass the directory that holds config.json and the weights",
+        )
     print(sha256_tree(args.path))
     return 0
 
@@ -53,8 +56,10 @@ def base_hash(args) -> int:
 def _print_lock(lock: dict) -> None:
     for split, info in lock["splits"].items():
         steps = "  ".join(f"{s['filter']} {s['rows_in']}->{s['rows_out']}" for s in info["steps"])
-        print(f"{split:5} {info['rows_in']} rows in  {steps}  => {info['rows']} rows  "
-              f"sha256 {info['sha256']}")
+        print(
+            f"{split:5} {info['rows_in']} rows in  {steps}  => {info['rows']} rows  "
+            f"sha256 {info['sha256']}"
+        )
 
 
 def data_build(args) -> int:
@@ -152,16 +157,24 @@ def history(args) -> int:
 def launch(args) -> int:
     from .launch import main
 
-    return main(args.config, args.overrides, backend=args.backend, run_uri=args.run_uri,
-                fetch=args.fetch, command=args.cmd)
+    return main(
+        args.config,
+        args.overrides,
+        backend=args.backend,
+        run_uri=args.run_uri,
+        fetch=args.fetch,
+        command=args.cmd,
+    )
 
 
 def image_check(args) -> int:
     from .image import check, reference
 
     lock = check()
-    print(f"ok  {reference(lock)}  built from commit {lock['commit'][:12]}; "
-          "uv.lock and Dockerfile unchanged since")
+    print(
+        f"ok  {reference(lock)}  built from commit {lock['commit'][:12]}; "
+        "uv.lock and Dockerfile unchanged since"
+    )
     return 0
 
 
@@ -177,6 +190,8 @@ def image_record(args) -> int:
     from .image import record, reference
 
     lock = record(args.name, args.digest, args.base_digest)
-    print(f"wrote image.lock: {reference(lock)} on {lock['base']}@{lock['base_digest']}, "
-          f"built from commit {lock['commit'][:12]}")
+    print(
+        f"wrote image.lock: {reference(lock)} on {lock['base']}@{lock['base_digest']}, "
+        f"built from commit {lock['commit'][:12]}"
+    )
     return 0

@@ -51,16 +51,19 @@ class BaseModelSpec(Section):
     @classmethod
     def _commit(cls, value: str | None) -> str | None:
         if value is not None and not HEX40.fullmatch(value):
-            raise ValueError(f"must be a 40-hex commit, got {value!r}: a branch or tag such as "
-                             "'main' moves under you")
+            raise ValueError(
+                f"must be a 40-hex commit, got {value!r}: a branch or tag such as "
+                "'main' moves under you"
+            )
         return value
 
     @field_validator("sha256")
     @classmethod
     def _content_hash(cls, value: str | None) -> str | None:
         if value is not None and not HEX64.fullmatch(value):
-            raise ValueError(f"must be a 64-hex sha256, got {value!r}; `ft base hash PATH` "
-                             "prints it")
+            raise ValueError(
+                f"must be a 64-hex sha256, got {value!r}; `ft base hash PATH` prints it"
+            )
         return value
 
     @model_validator(mode="after")
@@ -69,17 +72,22 @@ class BaseModelSpec(Section):
             raise ValueError("give exactly one of `path` (local directory) or `hub_id`")
         if self.path is not None:
             if self.sha256 is None:
-                raise ValueError("a local base model needs `sha256`, the 64-hex content hash "
-                                 "printed by `ft base hash PATH`")
+                raise ValueError(
+                    "a local base model needs `sha256`, the 64-hex content hash "
+                    "printed by `ft base hash PATH`"
+                )
             if self.revision or self.tokenizer_revision:
-                raise ValueError("`revision` is for hub models; a local model is pinned by "
-                                 "`sha256`")
+                raise ValueError(
+                    "`revision` is for hub models; a local model is pinned by `sha256`"
+                )
         else:
             if self.build is not None:
                 raise ValueError("`build` applies to a local `path` only")
             if self.revision is None:
-                raise ValueError("a hub model needs `revision`, a 40-hex commit: a branch or tag "
-                                 "such as 'main' moves under you")
+                raise ValueError(
+                    "a hub model needs `revision`, a 40-hex commit: a branch or tag "
+                    "such as 'main' moves under you"
+                )
         return self
 
 
@@ -113,7 +121,9 @@ class SourceSpec(Section):
             raise ValueError("give exactly one of `path` or `hub_id`")
         if self.path is not None and (self.sha256 is None or not HEX64.fullmatch(self.sha256)):
             raise ValueError("a local source needs `sha256` (64-hex); `sha256sum PATH` prints it")
-        if self.hub_id is not None and (self.revision is None or not HEX40.fullmatch(self.revision)):
+        if self.hub_id is not None and (
+            self.revision is None or not HEX40.fullmatch(self.revision)
+        ):
             raise ValueError("a hub dataset needs `revision`, a 40-hex commit")
         return self
 
@@ -172,8 +182,10 @@ class PublishSpec(Section):
     def _scheme(self):
         scheme, sep, rest = self.registry.partition("://")
         if scheme not in ("file", "hf", "mlflow") or not sep or not rest:
-            raise ValueError(f"`registry` must be file://PATH, hf://OWNER/REPO or "
-                             f"mlflow://MODEL_NAME, got {self.registry!r}")
+            raise ValueError(
+                f"`registry` must be file://PATH, hf://OWNER/REPO or "
+                f"mlflow://MODEL_NAME, got {self.registry!r}"
+            )
         return self
 
 
@@ -192,8 +204,10 @@ class LaunchSpec(Section):
     @classmethod
     def _digest(cls, value: str | None) -> str | None:
         if value is not None and not IMAGE_DIGEST.fullmatch(value):
-            raise ValueError(f"must be pinned by digest (name@sha256:<64 hex>), got {value!r}: "
-                             "a tag can be re-pushed")
+            raise ValueError(
+                f"must be pinned by digest (name@sha256:<64 hex>), got {value!r}: "
+                "a tag can be re-pushed"
+            )
         return value
 
     @field_validator("accelerators")
@@ -237,20 +251,29 @@ def apply_override(raw: dict, assignment: str) -> None:
     """Set `a.b.c=value` in a raw config dict; the value is parsed as YAML."""
     key, sep, text = assignment.partition("=")
     if not sep or not key or any(not part for part in key.split(".")):
-        raise UserError(f"bad override {assignment!r}", key="--set",
-                        fix="write it as dotted.key=value, e.g. --set train.lr=2e-4")
+        raise UserError(
+            f"bad override {assignment!r}",
+            key="--set",
+            fix="write it as dotted.key=value, e.g. --set train.lr=2e-4",
+        )
     parts = key.split(".")
     node: Any = raw
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise UserError(f"no list item {part!r} under {'.'.join(parts[:i]) or 'the top'}",
-                                key=f"--set {key}", fix=f"use an index below {len(node)}")
+                raise UserError(
+                    f"no list item {part!r} under {'.'.join(parts[:i]) or 'the top'}",
+                    key=f"--set {key}",
+                    fix=f"use an index below {len(node)}",
+                )
             part = int(part)
         elif not isinstance(node, dict):
-            raise UserError(f"{'.'.join(parts[:i])} is not a mapping", key=f"--set {key}",
-                            fix="override a key that exists in the config schema")
+            raise UserError(
+                f"{'.'.join(parts[:i])} is not a mapping",
+                key=f"--set {key}",
+                fix="override a key that exists in the config schema",
+            )
         if last:
             node[part] = yaml.safe_load(text) if text else ""
         else:
@@ -280,18 +303,26 @@ def load_config(path: str | Path = DEFAULT_CONFIG, overrides: list[str] = ()) ->
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise UserError("config file not found", file=str(path),
-                        fix="pass --config with a file under configs/") from None
+        raise UserError(
+            "config file not found", file=str(path), fix="pass --config with a file under configs/"
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else None
-        raise UserError(f"not valid YAML: {getattr(e, 'problem', e)}", file=str(path), key=where,
-                        fix="fix the YAML syntax at that line") from None
+        raise UserError(
+            f"not valid YAML: {getattr(e, 'problem', e)}",
+            file=str(path),
+            key=where,
+            fix="fix the YAML syntax at that line",
+        ) from None
     if not isinstance(raw, dict):
-        raise UserError("the config must be a mapping of keys", file=str(path),
-                        fix="start from configs/recipe.yaml")
+        raise UserError(
+            "the config must be a mapping of keys",
+            file=str(path),
+            fix="start from configs/recipe.yaml",
+        )
     for assignment in overrides:
         apply_override(raw, assignment)
     try:

@@ -12,20 +12,25 @@ from pathlib import Path
 from .manifest import read_manifest
 
 
-def _flatten(d, prefix=""):
+def flatten(value, prefix: str = "") -> dict:
+    """Dotted keys as `--set` writes them; lists of mappings are keyed by position, so a
+    change reads `data.filters.2.params.limit` rather than the whole filter list."""
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        value = {str(i): v for i, v in enumerate(value)}
+    if not isinstance(value, dict) or not value:
+        return {prefix.rstrip("."): value}
     out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out |= _flatten(v, key + ".")
-        else:
-            out[key] = v
+    for k, v in value.items():
+        out |= flatten(v, f"{prefix}{k}.")
     return out
 
 
-def _changed(a: dict, b: dict) -> list[tuple[str, object, object]]:
-    fa, fb = _flatten(a), _flatten(b)
-    return [(k, fa.get(k), fb.get(k)) for k in sorted(fa.keys() | fb.keys()) if fa.get(k) != fb.get(k)]
+def changed_keys(a: dict, b: dict) -> list[tuple[str, object, object]]:
+    """(dotted key, value in a, value in b) for every key whose value differs."""
+    fa, fb = flatten(a), flatten(b)
+    return [
+        (k, fa.get(k), fb.get(k)) for k in sorted(fa.keys() | fb.keys()) if fa.get(k) != fb.get(k)
+    ]
 
 
 def _short(v) -> str:
@@ -38,7 +43,7 @@ def explain(a: dict, b: dict) -> tuple[list[str], list[str]]:
     inputs = []
 
     def section(name: str, x: dict, y: dict) -> None:
-        for key, va, vb in _changed(x or {}, y or {}):
+        for key, va, vb in changed_keys(x or {}, y or {}):
             inputs.append(f"{name}: {key}: {_short(va)} -> {_short(vb)}")
 
     if a["seed"] != b["seed"]:
@@ -46,19 +51,29 @@ def explain(a: dict, b: dict) -> tuple[list[str], list[str]]:
     for split in sorted(a["data"]["splits"].keys() | b["data"]["splits"].keys()):
         sa, sb = a["data"]["splits"].get(split, {}), b["data"]["splits"].get(split, {})
         if sa.get("sha256") != sb.get("sha256"):
-            inputs.append(f"data: {split}: {sa.get('rows')} rows sha256 {_short(sa.get('sha256'))} "
-                          f"-> {sb.get('rows')} rows sha256 {_short(sb.get('sha256'))}")
+            inputs.append(
+                f"data: {split}: {sa.get('rows')} rows sha256 {_short(sa.get('sha256'))} "
+                f"-> {sb.get('rows')} rows sha256 {_short(sb.get('sha256'))}"
+            )
         steps_a = {s["filter"]: s for s in sa.get("steps", [])}
         for step in sb.get("steps", []):
             prev = steps_a.get(step["filter"])
             if prev and prev != step:
-                inputs.append(f"data: {split}: filter {step['filter']} "
-                              f"{prev['rows_in']}->{prev['rows_out']} became "
-                              f"{step['rows_in']}->{step['rows_out']}")
-    section("data sources", {s["name"]: s for s in a["data"]["sources"]},
-            {s["name"]: s for s in b["data"]["sources"]})
-    section("filters", {f"{i}:{f['name']}": f for i, f in enumerate(a["data"]["filters"])},
-            {f"{i}:{f['name']}": f for i, f in enumerate(b["data"]["filters"])})
+                inputs.append(
+                    f"data: {split}: filter {step['filter']} "
+                    f"{prev['rows_in']}->{prev['rows_out']} became "
+                    f"{step['rows_in']}->{step['rows_out']}"
+                )
+    section(
+        "data sources",
+        {s["name"]: s for s in a["data"]["sources"]},
+        {s["name"]: s for s in b["data"]["sources"]},
+    )
+    section(
+        "filters",
+        {f"{i}:{f['name']}": f for i, f in enumerate(a["data"]["filters"])},
+        {f"{i}:{f['name']}": f for i, f in enumerate(b["data"]["filters"])},
+    )
     section("base model", a["base_model"], b["base_model"])
     section("environment", a["environment"], b["environment"])
     section("hardware", a["hardware"], b["hardware"])
@@ -72,7 +87,7 @@ def explain(a: dict, b: dict) -> tuple[list[str], list[str]]:
         ha, hb = a["outputs"].get(name), b["outputs"].get(name)
         if ha != hb:
             outputs.append(f"output: {name}: {_short(ha)} -> {_short(hb)}")
-    for key, va, vb in _changed(a["metrics"], b["metrics"]):
+    for key, va, vb in changed_keys(a["metrics"], b["metrics"]):
         outputs.append(f"metric: {key}: {va} -> {vb}")
     return inputs, outputs
 
@@ -81,9 +96,11 @@ def report(a: dict, b: dict) -> str:
     inputs, outputs = explain(a, b)
     lines = inputs or ["no pinned input moved"]
     if outputs and not inputs:
-        lines.append("outputs differ although every pinned input is equal: the pipeline is "
-                     "nondeterministic here (an unseeded random source, a nondeterministic "
-                     "kernel, or an unrecorded input); see docs/determinism.md")
+        lines.append(
+            "outputs differ although every pinned input is equal: the pipeline is "
+            "nondeterministic here (an unseeded random source, a nondeterministic "
+            "kernel, or an unrecorded input); see docs/determinism.md"
+        )
     return "\n".join(lines + outputs)
 
 

@@ -7,8 +7,14 @@ and keeps its traceback.
 
 
 class UserError(Exception):
-    def __init__(self, problem: str, *, file: str | None = None, key: str | None = None,
-                 fix: str | None = None):
+    def __init__(
+        self,
+        problem: str,
+        *,
+        file: str | None = None,
+        key: str | None = None,
+        fix: str | None = None,
+    ):
         self.problem, self.file, self.key, self.fix = problem, file, key, fix
         super().__init__(self.format())
 

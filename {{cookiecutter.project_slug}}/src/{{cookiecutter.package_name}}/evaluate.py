@@ -18,7 +18,7 @@ def eval_loss(model, examples: list[dict], pad_id: int, batch_size: int, device)
     total, tokens = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(examples), batch_size):
-            batch = {k: v.to(device) for k, v in collate(examples[i:i + batch_size]).items()}
+            batch = {k: v.to(device) for k, v in collate(examples[i : i + batch_size]).items()}
             loss_sum, n = token_loss(model, batch)
             total += loss_sum.item()
             tokens += n
@@ -34,6 +34,7 @@ def token_loss(model, batch: dict):
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     labels = batch["labels"][:, 1:]
     logits = logits[:, :-1].float()
-    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1),
-                           ignore_index=-100, reduction="sum")
+    loss = F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100, reduction="sum"
+    )
     return loss, int((labels != -100).sum())

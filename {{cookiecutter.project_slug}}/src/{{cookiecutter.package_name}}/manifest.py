@@ -25,8 +25,16 @@ VOLATILE = ("created_at", "run_id", "timing", "invocation")
 # README.md is the model card a registry adds beside a published run.
 NOT_OUTPUTS = {"manifest.json", "REPRODUCE.md", "verification.json", "run.json", "README.md"}
 NOT_OUTPUT_DIRS = {"checkpoints", "reproduce", "report"}  # report: `ft report`'s default --out
-LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "tokenizers",
-             "safetensors", "numpy")
+LIBRARIES = (
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "datasets",
+    "tokenizers",
+    "safetensors",
+    "numpy",
+)
 COMMAND_FENCE = "```bash"
 
 
@@ -36,8 +44,12 @@ def output_files(run_dir: Path) -> dict[str, str]:
     hashes = {}
     for path in sorted(run_dir.rglob("*")):
         rel = path.relative_to(run_dir)
-        if (not path.is_file() or rel.parts[0] in NOT_OUTPUT_DIRS or str(rel) in NOT_OUTPUTS
-                or any(part.startswith(".") for part in rel.parts)):
+        if (
+            not path.is_file()
+            or rel.parts[0] in NOT_OUTPUT_DIRS
+            or str(rel) in NOT_OUTPUTS
+            or any(part.startswith(".") for part in rel.parts)
+        ):
             continue
         hashes[rel.as_posix()] = sha256_file(path)
     return hashes
@@ -78,18 +90,29 @@ def _hardware(accelerator) -> dict:
     }
 
 
-def write_manifest(run_dir: Path, cfg, invocation: dict, data_lock: dict, base_pins: dict,
-                   metrics: dict, timing: dict, accelerator) -> dict:
+def write_manifest(
+    run_dir: Path,
+    cfg,
+    invocation: dict,
+    data_lock: dict,
+    base_pins: dict,
+    metrics: dict,
+    timing: dict,
+    accelerator,
+) -> dict:
     lock_path = Path("uv.lock")
     manifest = {
         "schema": SCHEMA,
         "run_id": Path(run_dir).name,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "invocation": invocation,
-        "command": {"config": invocation["config"], "overrides": invocation["overrides"],
-                    # "sky" inside a SkyPilot job (sky/train.yaml sets it): REPRODUCE.md then
-                    # shows the `ft launch --backend sky` form.
-                    "backend": os.environ.get("FT_LAUNCH_BACKEND") or "local"},
+        "command": {
+            "config": invocation["config"],
+            "overrides": invocation["overrides"],
+            # "sky" inside a SkyPilot job (sky/train.yaml sets it): REPRODUCE.md then
+            # shows the `ft launch --backend sky` form.
+            "backend": os.environ.get("FT_LAUNCH_BACKEND") or "local",
+        },
         "seed": cfg.seed,
         "config": cfg.resolved(),
         "config_sha256": cfg.hash(),
@@ -107,8 +130,9 @@ def write_manifest(run_dir: Path, cfg, invocation: dict, data_lock: dict, base_p
         "timing": timing,
         "outputs": output_files(run_dir),
     }
-    write_atomic(Path(run_dir) / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True)
-                 + "\n")
+    write_atomic(
+        Path(run_dir) / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    )
     write_atomic(Path(run_dir) / "REPRODUCE.md", render_reproduce(manifest))
     return manifest
 
@@ -116,8 +140,11 @@ def write_manifest(run_dir: Path, cfg, invocation: dict, data_lock: dict, base_p
 def read_manifest(run_dir: str | Path) -> dict:
     path = Path(run_dir) / "manifest.json"
     if not path.is_file():
-        raise UserError("no manifest.json: the run did not finish (or this is not a run)",
-                        file=str(run_dir), fix="pass a finished run directory, e.g. runs/<id>")
+        raise UserError(
+            "no manifest.json: the run did not finish (or this is not a run)",
+            file=str(run_dir),
+            fix="pass a finished run directory, e.g. runs/<id>",
+        )
     return json.loads(path.read_text())
 
 
@@ -127,14 +154,32 @@ def reproduce_command(manifest: dict) -> str:
     if cmd.get("backend") == "sky":
         # The same SkyPilot job: image from image.lock, hardware from the config's launch:
         # section; the finished run is fetched back into FT_OUT for the comparison.
-        launch = ["uv", "run", "--frozen", "--group", "launch", "ft", "launch", "--backend", "sky",
-                  "--config", cmd["config"]]
+        launch = [
+            "uv",
+            "run",
+            "--frozen",
+            "--group",
+            "launch",
+            "ft",
+            "launch",
+            "--backend",
+            "sky",
+            "--config",
+            cmd["config"],
+        ]
         for override in cmd["overrides"]:
             launch += ["--set", override]
-        return ("uv sync --frozen --group launch\n" + shlex.join(launch)
-                + ' --fetch "${FT_OUT:-runs/reproduced}"\n')
+        return (
+            "uv sync --frozen --group launch\n"
+            + shlex.join(launch)
+            + ' --fetch "${FT_OUT:-runs/reproduced}"\n'
+        )
     world = manifest["hardware"]["world_size"]
-    launcher = ["torchrun", "--standalone", f"--nproc_per_node={world}", "--no-python"] if world > 1 else []
+    launcher = (
+        ["torchrun", "--standalone", f"--nproc_per_node={world}", "--no-python"]
+        if world > 1
+        else []
+    )
     train = ["uv", "run", "--frozen", *launcher, "ft", "train", "--config", cmd["config"]]
     for override in cmd["overrides"]:
         train += ["--set", override]
@@ -143,11 +188,17 @@ def reproduce_command(manifest: dict) -> str:
 
 def render_reproduce(m: dict) -> str:
     base = m["base_model"]
-    base_pin = (f"`{base['path']}` sha256 `{base['sha256']}`" if "path" in base
-                else f"`{base['hub_id']}` @ `{base['revision']}`")
+    base_pin = (
+        f"`{base['path']}` sha256 `{base['sha256']}`"
+        if "path" in base
+        else f"`{base['hub_id']}` @ `{base['revision']}`"
+    )
     hw = m["hardware"]
-    shape = (f"{hw['device_count']} x {hw['device_name']}" if hw["device_type"] == "cuda"
-             else f"CPU ({hw['cpu_model']}, {hw['cpu_isa']})")
+    shape = (
+        f"{hw['device_count']} x {hw['device_name']}"
+        if hw["device_type"] == "cuda"
+        else f"CPU ({hw['cpu_model']}, {hw['cpu_isa']})"
+    )
     lines = [
         f"# Reproduce run `{m['run_id']}`",
         "",
@@ -196,4 +247,4 @@ def command_block(text: str) -> str | None:
         return None
     body_start = start + len(COMMAND_FENCE) + 1
     end = text.find("\n```", body_start)
-    return None if end < 0 else text[body_start:end + 1]
+    return None if end < 0 else text[body_start : end + 1]

@@ -12,8 +12,14 @@ from .config import Config
 from .errors import UserError
 from .hashing import sha256_file, sha256_tree
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "tokenizer.model", "vocab.json", "merges.txt")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+)
 
 
 def ensure_local_base(cfg: Config) -> str:
@@ -25,15 +31,21 @@ def ensure_local_base(cfg: Config) -> str:
 
         init_tiny(path)
     if not (path / "config.json").is_file():
-        raise UserError(f"base model not found at {path}", file=cfg._path, key="model.base.path",
-                        fix="point it at a model directory, or set `build: tiny` to build the "
-                        "embedded one")
+        raise UserError(
+            f"base model not found at {path}",
+            file=cfg._path,
+            key="model.base.path",
+            fix="point it at a model directory, or set `build: tiny` to build the embedded one",
+        )
     actual = sha256_tree(path)
     if actual != base.sha256:
-        raise UserError(f"{path} has content hash {actual}, the config pins {base.sha256}",
-                        file=cfg._path, key="model.base.sha256",
-                        fix="restore the pinned model (delete it if `build: tiny`), or pin the new "
-                        "one by setting the hash above if the change is intended")
+        raise UserError(
+            f"{path} has content hash {actual}, the config pins {base.sha256}",
+            file=cfg._path,
+            key="model.base.sha256",
+            fix="restore the pinned model (delete it if `build: tiny`), or pin the new "
+            "one by setting the hash above if the change is intended",
+        )
     return actual
 
 
@@ -69,9 +81,13 @@ def load_base(cfg: Config):
         tokenizer = AutoTokenizer.from_pretrained(source, revision=tok_revision)
         model = AutoModelForCausalLM.from_pretrained(source, revision=revision, dtype=dtype)
     except OSError as e:
-        raise UserError(f"could not load base model {source!r}: {e}", file=cfg._path,
-                        key="model.base", fix="check the id and revision; for hub models set "
-                        "HF_TOKEN if gated and make sure the hub is reachable") from None
+        raise UserError(
+            f"could not load base model {source!r}: {e}",
+            file=cfg._path,
+            key="model.base",
+            fix="check the id and revision; for hub models set "
+            "HF_TOKEN if gated and make sure the hub is reachable",
+        ) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tok_dir = base.path if base.path is not None else _hub_snapshot(source, tok_revision)
@@ -83,8 +99,9 @@ def _hub_snapshot(repo_id: str, revision: str) -> str | None:
     from huggingface_hub import snapshot_download
 
     try:
-        return snapshot_download(repo_id, revision=revision, local_files_only=True,
-                                 allow_patterns=list(TOKENIZER_FILES))
+        return snapshot_download(
+            repo_id, revision=revision, local_files_only=True, allow_patterns=list(TOKENIZER_FILES)
+        )
     except Exception:
         return None
 
@@ -94,11 +111,19 @@ def add_lora(cfg: Config, model):
     from peft import LoraConfig, get_peft_model
 
     lora = cfg.model.lora
-    peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                             target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+    peft_config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
     try:
         return get_peft_model(model, peft_config)
     except ValueError as e:
-        raise UserError(str(e), file=cfg._path, key="model.lora.target_modules",
-                        fix="name linear layers that exist in the base model (e.g. q_proj, v_proj)"
-                        ) from None
+        raise UserError(
+            str(e),
+            file=cfg._path,
+            key="model.lora.target_modules",
+            fix="name linear layers that exist in the base model (e.g. q_proj, v_proj)",
+        ) from None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from .diff import _changed
+from .diff import changed_keys
 from .errors import UserError
 from .hashing import write_atomic
 
@@ -64,7 +64,7 @@ def _config_rows(base: str, path: str) -> list[tuple[str, object, object]]:
     old_text, new_text = _show(base, path), Path(path).read_text() if Path(path).exists() else None
     old = yaml.safe_load(old_text) if old_text else {}
     new = yaml.safe_load(new_text) if new_text else {}
-    return _changed(old or {}, new or {})
+    return changed_keys(old or {}, new or {})
 
 
 def _data_rows(old: dict, new: dict) -> list[str]:
@@ -80,24 +80,31 @@ def _data_rows(old: dict, new: dict) -> list[str]:
             rows.append(f"| {split} | `{name}` | {fmt(sa)} | {fmt(sb)}{mark} |")
         old_hash, new_hash = str(a.get("sha256", "-"))[:12], str(b.get("sha256", "-"))[:12]
         mark = "" if old_hash == new_hash else " **changed**"
-        rows.append(f"| {split} | **final** | {a.get('rows', '-')} rows `{old_hash}` | "
-                    f"{b.get('rows', '-')} rows `{new_hash}`{mark} |")
+        rows.append(
+            f"| {split} | **final** | {a.get('rows', '-')} rows `{old_hash}` | "
+            f"{b.get('rows', '-')} rows `{new_hash}`{mark} |"
+        )
     return rows
 
 
 def render(base: str, configs: list[str], lock_path: str = "data.lock") -> str:
     merge_base = _git("merge-base", base, "HEAD")
     if merge_base.returncode != 0:
-        raise UserError(f"cannot find the merge base of {base} and HEAD", key="--base",
-                        fix="fetch the base branch (actions/checkout with fetch-depth: 0)")
+        raise UserError(
+            f"cannot find the merge base of {base} and HEAD",
+            key="--base",
+            fix="fetch the base branch (actions/checkout with fetch-depth: 0)",
+        )
     since = merge_base.stdout.strip()
     changed_files = _git("diff", "--name-only", since).stdout.split()
     changed_files += _git("ls-files", "--others", "--exclude-standard").stdout.split()
     hits = triggers_training(sorted(set(changed_files)), training_paths())
     lines = ["## Training plan", ""]
     if hits:
-        lines.append("Merging this starts **GPU training** of `configs/recipe.yaml` "
-                     f"(training inputs changed: {', '.join(f'`{h}`' for h in hits)}).")
+        lines.append(
+            "Merging this starts **GPU training** of `configs/recipe.yaml` "
+            f"(training inputs changed: {', '.join(f'`{h}`' for h in hits)})."
+        )
     else:
         lines.append("Merging this does not start training (no training input changed).")
     for path in configs:
@@ -111,8 +118,14 @@ def render(base: str, configs: list[str], lock_path: str = "data.lock") -> str:
     old_lock_text = _show(since, lock_path)
     new_lock = json.loads(Path(lock_path).read_text())
     old_lock = json.loads(old_lock_text) if old_lock_text else {}
-    lines += ["", "### Data", "", "| split | filter | base rows in -> out | this branch |",
-              "| --- | --- | --- | --- |", *_data_rows(old_lock, new_lock)]
+    lines += [
+        "",
+        "### Data",
+        "",
+        "| split | filter | base rows in -> out | this branch |",
+        "| --- | --- | --- | --- |",
+        *_data_rows(old_lock, new_lock),
+    ]
     from .data.build import lock_differences
 
     moved = lock_differences(old_lock, new_lock) if old_lock else ["no data.lock on the base"]

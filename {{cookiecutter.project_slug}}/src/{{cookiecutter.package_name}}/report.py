@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
-from .diff import _changed
+from .diff import changed_keys
 from .errors import UserError
 from .hashing import sha256_file
 from .manifest import read_manifest
@@ -220,18 +220,8 @@ def sparkline(values: list[float], lo: float | None = None, hi: float | None = N
     return "".join(SPARKS[min(len(SPARKS) - 1, int((v - lo) / span * len(SPARKS)))] for v in values)
 
 
-def _indexed(value):
-    """Lists of mappings (data.sources, data.filters) keyed by position, so the flattening of
-    diff.py names a change by its `--set` path, e.g. data.filters.2.params.limit."""
-    if isinstance(value, dict):
-        return {k: _indexed(v) for k, v in value.items()}
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        return {str(i): _indexed(v) for i, v in enumerate(value)}
-    return value
-
-
 def config_changes(old: dict, new: dict) -> list[tuple[str, object, object]]:
-    return _changed(_indexed(old), _indexed(new))
+    return changed_keys(old, new)
 
 
 def splits(m: dict) -> list[tuple[str, dict]]:

@@ -34,9 +34,14 @@ def main(run_dir: str) -> int:
     run_dir = Path(run_dir).resolve()
     manifest = read_manifest(run_dir)
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    record = {"schema": SCHEMA, "run_id": manifest["run_id"], "started_at": started,
-              "manifest_sha256": sha256_file(run_dir / "manifest.json"),
-              "commit": manifest["git"]["commit"], "mode": manifest["config"]["reproduce"]["mode"]}
+    record = {
+        "schema": SCHEMA,
+        "run_id": manifest["run_id"],
+        "started_at": started,
+        "manifest_sha256": sha256_file(run_dir / "manifest.json"),
+        "commit": manifest["git"]["commit"],
+        "mode": manifest["config"]["reproduce"]["mode"],
+    }
     try:
         block = _check_document(run_dir, manifest, record)
         _check_run_files(run_dir, manifest)
@@ -46,8 +51,10 @@ def main(run_dir: str) -> int:
         record["compared"] = compare(run_dir, out, manifest)
         failed = [c for c in record["compared"] if not c["equal"]]
         if failed:
-            raise _Failed(f"{len(failed)} output(s) differ: "
-                          + ", ".join(c["file"] for c in failed), detail=report(manifest, fresh))
+            raise _Failed(
+                f"{len(failed)} output(s) differ: " + ", ".join(c["file"] for c in failed),
+                detail=report(manifest, fresh),
+            )
         record |= {"passed": True, "reason": None}
     except _Failed as f:
         record |= {"passed": False, "reason": f.reason}
@@ -57,8 +64,11 @@ def main(run_dir: str) -> int:
     record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_atomic(run_dir / "verification.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
     if record["passed"]:
-        print(f"PASS  {run_dir.name} reproduced ({record['mode']} mode): "
-              f"{len(record['compared'])} outputs compared", file=sys.stderr)
+        print(
+            f"PASS  {run_dir.name} reproduced ({record['mode']} mode): "
+            f"{len(record['compared'])} outputs compared",
+            file=sys.stderr,
+        )
     return 0 if record["passed"] else 1
 
 
@@ -77,11 +87,16 @@ def _check_document(run_dir: Path, manifest: dict, record: dict) -> str:
     expected = render_reproduce(manifest)
     if text != expected:
         got, want = text.splitlines(), expected.splitlines()
-        line = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
-        raise _Failed(f"REPRODUCE.md was edited after the run (line {line + 1}: expected "
-                      f"{want[line] if line < len(want) else '<end>'!r}, found "
-                      f"{got[line] if line < len(got) else '<end>'!r}); it is rendered from "
-                      "manifest.json and must not be changed by hand")
+        line = next(
+            (i for i, (g, w) in enumerate(zip(got, want, strict=False)) if g != w),
+            min(len(got), len(want)),
+        )
+        raise _Failed(
+            f"REPRODUCE.md was edited after the run (line {line + 1}: expected "
+            f"{want[line] if line < len(want) else '<end>'!r}, found "
+            f"{got[line] if line < len(got) else '<end>'!r}); it is rendered from "
+            "manifest.json and must not be changed by hand"
+        )
     block = command_block(text)
     if block is None:
         raise _Failed("REPRODUCE.md has no ```bash command block")
@@ -92,32 +107,48 @@ def _check_document(run_dir: Path, manifest: dict, record: dict) -> str:
 def _check_run_files(run_dir: Path, manifest: dict) -> None:
     """The files in the run directory must still be the ones the manifest describes."""
     actual = output_files(run_dir)
-    changed = sorted(n for n in manifest["outputs"].keys() | actual.keys()
-                     if manifest["outputs"].get(n) != actual.get(n))
+    changed = sorted(
+        n
+        for n in manifest["outputs"].keys() | actual.keys()
+        if manifest["outputs"].get(n) != actual.get(n)
+    )
     if changed:
-        raise _Failed("the run directory no longer matches its manifest (edited after training): "
-                      + ", ".join(changed))
+        raise _Failed(
+            "the run directory no longer matches its manifest (edited after training): "
+            + ", ".join(changed)
+        )
 
 
 def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
     commit = manifest["git"]["commit"]
     if not commit:
-        raise _Failed("the run was not trained inside a git checkout, so there is no commit to "
-                      "rebuild from; train from a committed repo")
+        raise _Failed(
+            "the run was not trained inside a git checkout, so there is no commit to "
+            "rebuild from; train from a committed repo"
+        )
     if manifest["git"]["dirty"]:
-        raise _Failed(f"the run was trained from a dirty tree (uncommitted changes on top of "
-                      f"{commit[:12]}): a checkout of the commit cannot rebuild it; commit, then "
-                      "train again")
+        raise _Failed(
+            f"the run was trained from a dirty tree (uncommitted changes on top of "
+            f"{commit[:12]}): a checkout of the commit cannot rebuild it; commit, then "
+            "train again"
+        )
     top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True)
     if top.returncode != 0:
-        raise UserError("not inside the project's git checkout", file=os.getcwd(),
-                        fix="run ft reproduce from the repository the run was trained in")
+        raise UserError(
+            "not inside the project's git checkout",
+            file=os.getcwd(),
+            fix="run ft reproduce from the repository the run was trained in",
+        )
     out = run_dir / "reproduce"
     shutil.rmtree(out, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(prefix="ft-reproduce-"))
     tree = scratch / "checkout"
-    added = subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit],
-                           capture_output=True, text=True, cwd=top.stdout.strip())
+    added = subprocess.run(
+        ["git", "worktree", "add", "--detach", str(tree), commit],
+        capture_output=True,
+        text=True,
+        cwd=top.stdout.strip(),
+    )
     if added.returncode != 0:
         shutil.rmtree(scratch, ignore_errors=True)
         raise _Failed(f"cannot check out commit {commit}: {added.stderr.strip()}")
@@ -127,8 +158,11 @@ def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
     try:
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tree, env=env)
     finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], capture_output=True,
-                       cwd=top.stdout.strip())
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(tree)],
+            capture_output=True,
+            cwd=top.stdout.strip(),
+        )
         shutil.rmtree(scratch, ignore_errors=True)
     record["exit_code"] = done.returncode
     if done.returncode != 0:
@@ -150,13 +184,19 @@ def compare(run_dir: Path, out: Path, manifest: dict) -> list[dict]:
         if mode == "tolerance" and not entry["equal"] and actual is not None:
             if name.endswith(".safetensors"):
                 delta = max_abs_diff(run_dir / name, out / name)
-                entry |= {"max_abs_diff": delta, "bound": tol["weights_max_abs"],
-                          "equal": delta is not None and delta <= tol["weights_max_abs"]}
+                entry |= {
+                    "max_abs_diff": delta,
+                    "bound": tol["weights_max_abs"],
+                    "equal": delta is not None and delta <= tol["weights_max_abs"],
+                }
             elif name == "eval.json":
                 a = json.loads((run_dir / name).read_text())["eval_loss"]
                 b = json.loads((out / name).read_text())["eval_loss"]
-                entry |= {"abs_diff": abs(a - b), "bound": tol["eval_loss_abs"],
-                          "equal": abs(a - b) <= tol["eval_loss_abs"]}
+                entry |= {
+                    "abs_diff": abs(a - b),
+                    "bound": tol["eval_loss_abs"],
+                    "equal": abs(a - b) <= tol["eval_loss_abs"],
+                }
             elif name not in EXACT_IN_TOLERANCE_MODE:
                 entry |= {"equal": True, "note": "not compared in tolerance mode"}
         compared.append(entry)

@@ -28,8 +28,9 @@ from .hashing import write_atomic
 RUN_FILE = "run.json"  # the invocation, written first: what --resume re-reads
 
 
-def main(config_path: str, overrides: list[str], out: str | None = None,
-         resume: bool = False) -> Path:
+def main(
+    config_path: str, overrides: list[str], out: str | None = None, resume: bool = False
+) -> Path:
     # 1. Config: validated once; a resume re-reads the invocation the run started with.
     # An --out URL (s3://...) trains in a local staging directory mirrored to it (store.py).
     location = store.RunLocation.open(out, resume)
@@ -37,8 +38,11 @@ def main(config_path: str, overrides: list[str], out: str | None = None,
     location.begin(run_dir)
     cfg = load_config(invocation["config"], invocation["overrides"])
     if resume and cfg.hash() != invocation["config_sha256"]:
-        raise UserError("the config changed since this run started", file=str(run_dir / RUN_FILE),
-                        fix="resume with the same config and data, or start a new run")
+        raise UserError(
+            "the config changed since this run started",
+            file=str(run_dir / RUN_FILE),
+            fix="resume with the same config and data, or start a new run",
+        )
 
     # 2. Determinism: seeds and deterministic kernels before anything random or CUDA.
     determinism.configure(cfg.seed)
@@ -46,15 +50,20 @@ def main(config_path: str, overrides: list[str], out: str | None = None,
 
     import torch
 
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+    )
     from accelerate import Accelerator
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     rank, world = accelerator.process_index, accelerator.num_processes
     if cfg.train.batch_size % world:
-        raise UserError(f"train.batch_size {cfg.train.batch_size} does not split over {world} "
-                        "processes", file=cfg._path, key="train.batch_size",
-                        fix=f"use a multiple of {world}")
+        raise UserError(
+            f"train.batch_size {cfg.train.batch_size} does not split over {world} processes",
+            file=cfg._path,
+            key="train.batch_size",
+            fix=f"use a multiple of {world}",
+        )
 
     # 3. Data: rebuilt from the pinned sources; must match the committed data.lock.
     from .data.build import check as check_data
@@ -82,18 +91,28 @@ def main(config_path: str, overrides: list[str], out: str | None = None,
         _log(accelerator, f"resuming from {last.relative_to(run_dir)} (step {start})")
     metrics = _read_metrics(run_dir, start) if start else []
     accum = cfg.train.grad_accum_steps
-    loader = train_loader(train_examples, tokenizer.pad_token_id, cfg.train.batch_size, cfg.seed,
-                          start * accum, cfg.train.max_steps * accum, cfg.train.num_workers,
-                          rank, world)
-    timing = _train(cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir, metrics,
-                    location)
+    loader = train_loader(
+        train_examples,
+        tokenizer.pad_token_id,
+        cfg.train.batch_size,
+        cfg.seed,
+        start * accum,
+        cfg.train.max_steps * accum,
+        cfg.train.num_workers,
+        rank,
+        world,
+    )
+    timing = _train(
+        cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir, metrics, location
+    )
 
     # 6. Evaluate on the held-out split.
     from .evaluate import eval_loss
 
     unwrapped = accelerator.unwrap_model(model)
-    scores = eval_loss(unwrapped, eval_examples, tokenizer.pad_token_id, cfg.eval.batch_size,
-                       accelerator.device)
+    scores = eval_loss(
+        unwrapped, eval_examples, tokenizer.pad_token_id, cfg.eval.batch_size, accelerator.device
+    )
 
     # 7. Outputs, then 8. the manifest (last: its existence means the run finished).
     if accelerator.is_main_process:
@@ -103,40 +122,59 @@ def main(config_path: str, overrides: list[str], out: str | None = None,
         write_atomic(run_dir / "eval.json", json.dumps(scores, indent=2, sort_keys=True) + "\n")
         shutil.copyfile(cfg.data.lock, run_dir / "data.lock")
         summary = _loss_summary(metrics) | scores
-        write_manifest(run_dir, cfg, invocation, data_lock, base_pins, summary, timing,
-                       accelerator)
+        write_manifest(run_dir, cfg, invocation, data_lock, base_pins, summary, timing, accelerator)
         location.push_outputs(run_dir)
-        _log(accelerator, f"done: {run_dir}  eval_loss {scores['eval_loss']:.4f}  "
-             f"(reproduce: uv run ft reproduce {run_dir})")
+        _log(
+            accelerator,
+            f"done: {run_dir}  eval_loss {scores['eval_loss']:.4f}  "
+            f"(reproduce: uv run ft reproduce {run_dir})",
+        )
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return run_dir
 
 
-def _run_dir(config_path: str, overrides: list[str], out: str | None,
-             resume: bool) -> tuple[Path, dict]:
+def _run_dir(
+    config_path: str, overrides: list[str], out: str | None, resume: bool
+) -> tuple[Path, dict]:
     """Pick the run directory and the invocation it records (or re-read it on resume)."""
     if resume:
         if out is None:
-            raise UserError("--resume needs the run to continue", key="--out",
-                            fix="pass --out runs/<id> of the interrupted run")
+            raise UserError(
+                "--resume needs the run to continue",
+                key="--out",
+                fix="pass --out runs/<id> of the interrupted run",
+            )
         run_dir = Path(out)
         if not (run_dir / RUN_FILE).is_file():
-            raise UserError("no run was started here", file=str(run_dir),
-                            fix="pass the --out directory of an interrupted run")
+            raise UserError(
+                "no run was started here",
+                file=str(run_dir),
+                fix="pass the --out directory of an interrupted run",
+            )
         if (run_dir / "manifest.json").exists():
-            raise UserError("this run already finished", file=str(run_dir),
-                            fix="nothing to resume; start a new run with another --out")
+            raise UserError(
+                "this run already finished",
+                file=str(run_dir),
+                fix="nothing to resume; start a new run with another --out",
+            )
         return run_dir, json.loads((run_dir / RUN_FILE).read_text())
     cfg = load_config(config_path, overrides)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_dir = Path(out) if out else Path("runs") / f"{Path(config_path).stem}-{stamp}"
-    invocation = {"config": config_path, "overrides": list(overrides),
-                  "config_sha256": cfg.hash(), "started_at": datetime.now(UTC).isoformat()}
+    invocation = {
+        "config": config_path,
+        "overrides": list(overrides),
+        "config_sha256": cfg.hash(),
+        "started_at": datetime.now(UTC).isoformat(),
+    }
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, only rank 0 sets the run up
         if run_dir.exists() and any(run_dir.iterdir()):
-            raise UserError("the output directory is not empty", file=str(run_dir),
-                            fix="pass a new --out, or add --resume to continue an interrupted run")
+            raise UserError(
+                "the output directory is not empty",
+                file=str(run_dir),
+                fix="pass a new --out, or add --resume to continue an interrupted run",
+            )
         run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(run_dir / RUN_FILE, json.dumps(invocation, indent=2) + "\n")
         write_atomic(run_dir / "config.yaml", dump_yaml(cfg.resolved()))
@@ -149,8 +187,9 @@ def _optimizer(cfg: Config, model):
     params = [p for p in model.parameters() if p.requires_grad]
     t = cfg.train
     if t.optimizer == "adamw_torch":
-        optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay,
-                                      foreach=False, fused=False)
+        optimizer = torch.optim.AdamW(
+            params, lr=t.lr, weight_decay=t.weight_decay, foreach=False, fused=False
+        )
     else:
         optimizer = torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay, foreach=False)
 
@@ -169,8 +208,9 @@ def _optimizer(cfg: Config, model):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _train(cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir, metrics,
-           location):
+def _train(
+    cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir, metrics, location
+):
     """The loop: accumulate micro-batches, clip, step; log and checkpoint on schedule."""
     import torch
 
@@ -193,8 +233,9 @@ def _train(cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir
                 loss_sum, n = token_loss(model, batch)
                 # Normalise by the tokens of the whole micro-batch across processes, so one
                 # process and several compute the same quantity (DDP averages: hence * world).
-                counts = accelerator.reduce(torch.tensor([loss_sum.item(), float(n)],
-                                                         device=accelerator.device), "sum")
+                counts = accelerator.reduce(
+                    torch.tensor([loss_sum.item(), float(n)], device=accelerator.device), "sum"
+                )
                 accelerator.backward(loss_sum * world / (counts[1] * t.grad_accum_steps))
             step_loss += counts[0].item() / counts[1].item() / t.grad_accum_steps
             tokens_total += int(counts[1].item())
@@ -206,8 +247,10 @@ def _train(cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir
         if done % t.log_every == 0 or done == t.max_steps:
             metrics.append({"step": done, "loss": step_loss, "lr": scheduler.get_last_lr()[0]})
             if accelerator.is_main_process:
-                write_atomic(run_dir / "metrics.jsonl",
-                             "".join(json.dumps(m, sort_keys=True) + "\n" for m in metrics))
+                write_atomic(
+                    run_dir / "metrics.jsonl",
+                    "".join(json.dumps(m, sort_keys=True) + "\n" for m in metrics),
+                )
             trackers.log(metrics[-1])
         progress.update(done, step_loss, tokens_total / max(1e-9, time.perf_counter() - began))
         if done % t.checkpoint_every == 0 and done < t.max_steps:
@@ -217,8 +260,11 @@ def _train(cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir
     progress.close()
     trackers.close()
     wall = time.perf_counter() - began
-    return {"train_wall_s": round(wall, 3), "tokens": tokens_total,
-            "tokens_per_s": round(tokens_total / max(wall, 1e-9), 1)}
+    return {
+        "train_wall_s": round(wall, 3),
+        "tokens": tokens_total,
+        "tokens_per_s": round(tokens_total / max(wall, 1e-9), 1),
+    }
 
 
 def _read_metrics(run_dir: Path, upto: int) -> list[dict]:
@@ -246,8 +292,12 @@ def _write_adapter(model, run_dir: Path) -> None:
 
 def _loss_summary(metrics: list[dict]) -> dict:
     losses = [m["loss"] for m in metrics]
-    return {"train_loss_first": losses[0], "train_loss_last": losses[-1],
-            "train_loss_min": min(losses), "steps": metrics[-1]["step"]}
+    return {
+        "train_loss_first": losses[0],
+        "train_loss_last": losses[-1],
+        "train_loss_min": min(losses),
+        "steps": metrics[-1]["step"],
+    }
 
 
 def _log(accelerator, text: str) -> None:

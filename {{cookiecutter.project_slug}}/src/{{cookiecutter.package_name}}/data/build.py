@@ -48,22 +48,33 @@ def resolve_filters(cfg: Config) -> list[tuple[Filter, dict]]:
     for i, spec in enumerate(cfg.data.filters):
         flt = FILTERS.get(spec.name)
         if flt is None:
-            raise UserError(f"unknown data filter {spec.name!r}", file=cfg._path,
-                            key=f"data.filters.{i}.name",
-                            fix=f"use one of: {', '.join(sorted(FILTERS))}, or add it to "
-                            "data/filters.py")
+            raise UserError(
+                f"unknown data filter {spec.name!r}",
+                file=cfg._path,
+                key=f"data.filters.{i}.name",
+                fix=f"use one of: {', '.join(sorted(FILTERS))}, or add it to data/filters.py",
+            )
         params = inspect.signature(flt.fn).parameters
         for p in spec.params:
             if p not in list(params)[1:]:
-                raise UserError(f"filter {spec.name!r} takes no parameter {p!r}", file=cfg._path,
-                                key=f"data.filters.{i}.params.{p}",
-                                fix=f"its parameters are: {', '.join(list(params)[1:]) or 'none'}")
+                raise UserError(
+                    f"filter {spec.name!r} takes no parameter {p!r}",
+                    file=cfg._path,
+                    key=f"data.filters.{i}.params.{p}",
+                    fix=f"its parameters are: {', '.join(list(params)[1:]) or 'none'}",
+                )
         chain.append((flt, dict(spec.params)))
     return chain
 
 
-def apply_chain(cfg: Config, split: str, rows: list[dict], chain: list[tuple[Filter, dict]],
-                workers: int | None = None, chunk_rows: int | None = None) -> SplitResult:
+def apply_chain(
+    cfg: Config,
+    split: str,
+    rows: list[dict],
+    chain: list[tuple[Filter, dict]],
+    workers: int | None = None,
+    chunk_rows: int | None = None,
+) -> SplitResult:
     """Apply the filters in order. `workers` (default: data.workers) > 1 runs each stretch of
     consecutive row filters in that many processes, `chunk_rows` (default:
     PARALLEL_CHUNK_ROWS) rows at a time; a split of one chunk or less stays in process."""
@@ -77,8 +88,7 @@ def apply_chain(cfg: Config, split: str, rows: list[dict], chain: list[tuple[Fil
             while end < len(chain) and chain[end][0].kind == "row":
                 end += 1
             if len(result.rows) > chunk_rows:
-                _row_filters_parallel(cfg, split, result, chain, position, end, workers,
-                                      chunk_rows)
+                _row_filters_parallel(cfg, split, result, chain, position, end, workers, chunk_rows)
                 position = end
                 continue
         for offset, (flt, params) in enumerate(chain[position:end]):
@@ -87,30 +97,37 @@ def apply_chain(cfg: Config, split: str, rows: list[dict], chain: list[tuple[Fil
     return result
 
 
-def _apply_one(cfg: Config, split: str, result: SplitResult, flt: Filter, params: dict,
-               position: int) -> None:
+def _apply_one(
+    cfg: Config, split: str, result: SplitResult, flt: Filter, params: dict, position: int
+) -> None:
     before = len(result.rows)
     try:
         if flt.kind == "dataset":
             result.rows = list(flt.fn(result.rows, **params))
         else:
             kept = []
-            for index, row in enumerate(result.rows):
+            for index, row in enumerate(result.rows):  # noqa: B007 - named in the error below
                 out = flt.fn(row, **params)
                 if out is not None:
                     kept.append(out)
             result.rows = kept
     except Exception as e:
-        at = "" if flt.kind == "dataset" else f" on {split} row {index} ({canonical_json(row)[:80]})"
+        at = (
+            "" if flt.kind == "dataset" else f" on {split} row {index} ({canonical_json(row)[:80]})"
+        )
         raise _filter_error(cfg, flt, position, type(e).__name__, str(e), at) from None
     result.steps.append({"filter": flt.name, "rows_in": before, "rows_out": len(result.rows)})
 
 
-def _filter_error(cfg: Config, flt: Filter, position: int, kind: str, message: str,
-                  at: str) -> UserError:
-    return UserError(f"data filter {flt.name!r} raised {kind}: {message}{at}",
-                     file=cfg._path, key=f"data.filters.{position}",
-                     fix="fix the filter in data/filters.py or the offending row")
+def _filter_error(
+    cfg: Config, flt: Filter, position: int, kind: str, message: str, at: str
+) -> UserError:
+    return UserError(
+        f"data filter {flt.name!r} raised {kind}: {message}{at}",
+        file=cfg._path,
+        key=f"data.filters.{position}",
+        fix="fix the filter in data/filters.py or the offending row",
+    )
 
 
 # What a worker process filters: the run of row filters and the split's rows, set by the
@@ -131,7 +148,7 @@ def _filter_chunk(bounds: tuple[int, int]):
     Returns (kept rows, rows out of each filter that completed, error or None), the error
     being (filter offset, index of the row in that filter's input, type, message, row text).
     """
-    rows = _WORKER_ROWS[bounds[0]:bounds[1]]
+    rows = _WORKER_ROWS[bounds[0] : bounds[1]]
     counts = []
     for offset, (flt, params) in enumerate(_WORKER_CHAIN):
         kept = []
@@ -139,8 +156,11 @@ def _filter_chunk(bounds: tuple[int, int]):
             try:
                 out = flt.fn(row, **params)
             except Exception as e:
-                return [], counts, (offset, index, type(e).__name__, str(e),
-                                    canonical_json(row)[:80])
+                return (
+                    [],
+                    counts,
+                    (offset, index, type(e).__name__, str(e), canonical_json(row)[:80]),
+                )
             if out is not None:
                 kept.append(out)
         counts.append(len(kept))
@@ -148,9 +168,16 @@ def _filter_chunk(bounds: tuple[int, int]):
     return rows, counts, None
 
 
-def _row_filters_parallel(cfg: Config, split: str, result: SplitResult,
-                          chain: list[tuple[Filter, dict]], start: int, end: int, workers: int,
-                          chunk_rows: int) -> None:
+def _row_filters_parallel(
+    cfg: Config,
+    split: str,
+    result: SplitResult,
+    chain: list[tuple[Filter, dict]],
+    start: int,
+    end: int,
+    workers: int,
+    chunk_rows: int,
+) -> None:
     """chain[start:end] (row filters only) over `workers` processes, in ordered chunks."""
     n = len(result.rows)
     bounds = [(i, min(i + chunk_rows, n)) for i in range(0, n, chunk_rows)]
@@ -158,8 +185,9 @@ def _row_filters_parallel(cfg: Config, split: str, result: SplitResult,
     # tasks are index ranges and only the kept rows travel back. Elsewhere spawn, which
     # imports the filters by name.
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    with context.Pool(workers, initializer=_init_worker,
-                      initargs=(chain[start:end], result.rows)) as pool:
+    with context.Pool(
+        workers, initializer=_init_worker, initargs=(chain[start:end], result.rows)
+    ) as pool:
         done = list(pool.imap(_filter_chunk, bounds))
     # Rows entering filter k of the run, per chunk: the chunk, then what filter k-1 kept.
     inputs = [[b - a, *counts] for (a, b), (_, counts, _) in zip(bounds, done, strict=True)]
@@ -168,12 +196,22 @@ def _row_filters_parallel(cfg: Config, split: str, result: SplitResult,
         # The error the serial path meets first: the earliest filter, then the earliest row.
         offset, c, (_, index, kind, message, text) = min(errors, key=lambda e: e[:2])
         index += sum(inputs[prior][offset] for prior in range(c))
-        raise _filter_error(cfg, chain[start + offset][0], start + offset, kind, message,
-                            f" on {split} row {index} ({text})")
+        raise _filter_error(
+            cfg,
+            chain[start + offset][0],
+            start + offset,
+            kind,
+            message,
+            f" on {split} row {index} ({text})",
+        )
     for offset in range(end - start):
-        result.steps.append({"filter": chain[start + offset][0].name,
-                             "rows_in": sum(i[offset] for i in inputs),
-                             "rows_out": sum(i[offset + 1] for i in inputs)})
+        result.steps.append(
+            {
+                "filter": chain[start + offset][0].name,
+                "rows_in": sum(i[offset] for i in inputs),
+                "rows_out": sum(i[offset + 1] for i in inputs),
+            }
+        )
     result.rows = [row for kept, _, _ in done for row in kept]
 
 
@@ -184,7 +222,7 @@ def canonical_chunks(rows: list[dict], chunk_rows: int = CHUNK_ROWS) -> Iterator
     """
     encode = _ENCODER.encode
     for start in range(0, len(rows), chunk_rows):
-        yield ("\n".join(map(encode, rows[start:start + chunk_rows])) + "\n").encode()
+        yield ("\n".join(map(encode, rows[start : start + chunk_rows])) + "\n").encode()
 
 
 def canonical_lines(rows: list[dict]):
@@ -245,8 +283,11 @@ def run_pipeline(cfg: Config, out_dir: str | Path | None = None) -> tuple[dict, 
         rows = list(rows)
         raw[source.split].extend(rows)
         entry = {"name": source.name, "split": source.split, "rows": len(rows)}
-        entry |= {"path": source.path, "sha256": pin} if source.path else {
-            "hub_id": source.hub_id, "revision": pin}
+        entry |= (
+            {"path": source.path, "sha256": pin}
+            if source.path
+            else {"hub_id": source.hub_id, "revision": pin}
+        )
         sources.append(entry)
     lock = {
         "schema": LOCK_SCHEMA,
@@ -257,25 +298,40 @@ def run_pipeline(cfg: Config, out_dir: str | Path | None = None) -> tuple[dict, 
     results = {}
     for split in SPLITS:
         if not raw[split]:
-            raise UserError(f"no {split} rows: no source has split: {split}", file=cfg._path,
-                            key="data.sources", fix=f"add a source with split: {split}")
+            raise UserError(
+                f"no {split} rows: no source has split: {split}",
+                file=cfg._path,
+                key="data.sources",
+                fix=f"add a source with split: {split}",
+            )
         result = apply_chain(cfg, split, raw[split], chain)
         if not result.rows:
-            raise UserError(f"the filters dropped every {split} row", file=cfg._path,
-                            key="data.filters", fix="loosen the filters (see the per-filter counts "
-                            "with `ft data build`)")
+            raise UserError(
+                f"the filters dropped every {split} row",
+                file=cfg._path,
+                key="data.filters",
+                fix="loosen the filters (see the per-filter counts with `ft data build`)",
+            )
         results[split] = result
     # Every split has passed its filters: serialize each once, into the hash and (with
     # out_dir) a temp file beside its target. The renames come last, so a failure leaves
     # the previous training set whole instead of a new train split beside an old eval one.
-    temps = ({split: _temp_for(Path(out_dir) / f"{split}.jsonl") for split in results}
-             if out_dir is not None else {})
+    temps = (
+        {split: _temp_for(Path(out_dir) / f"{split}.jsonl") for split in results}
+        if out_dir is not None
+        else {}
+    )
     try:
         for split, result in results.items():
-            result.sha256 = (_write_temp(result.rows, temps[split]) if temps
-                             else hash_rows(result.rows))
-            lock["splits"][split] = {"rows_in": result.rows_in, "steps": result.steps,
-                                     "rows": len(result.rows), "sha256": result.sha256}
+            result.sha256 = (
+                _write_temp(result.rows, temps[split]) if temps else hash_rows(result.rows)
+            )
+            lock["splits"][split] = {
+                "rows_in": result.rows_in,
+                "steps": result.steps,
+                "rows": len(result.rows),
+                "sha256": result.sha256,
+            }
         for split, tmp in temps.items():
             os.replace(tmp, tmp.with_name(f"{split}.jsonl"))
     finally:
@@ -291,13 +347,19 @@ def render_lock(lock: dict) -> str:
 def read_lock(cfg: Config) -> dict:
     path = Path(cfg.data.lock)
     if not path.is_file():
-        raise UserError("data lock not found", file=str(path),
-                        fix="run `uv run ft data build` and commit data.lock")
+        raise UserError(
+            "data lock not found",
+            file=str(path),
+            fix="run `uv run ft data build` and commit data.lock",
+        )
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise UserError(f"not valid JSON ({e.msg}, line {e.lineno})", file=str(path),
-                        fix="regenerate it with `uv run ft data build`") from None
+        raise UserError(
+            f"not valid JSON ({e.msg}, line {e.lineno})",
+            file=str(path),
+            fix="regenerate it with `uv run ft data build`",
+        ) from None
 
 
 def lock_differences(old: dict, new: dict) -> list[str]:
@@ -316,9 +378,11 @@ def lock_differences(old: dict, new: dict) -> list[str]:
     old_f = [(f["name"], f["params"]) for f in old.get("filters", [])]
     new_f = [(f["name"], f["params"]) for f in new.get("filters", [])]
     if old_f != new_f:
-        diffs.append(f"filter list changed: {[n for n, _ in old_f]} -> {[n for n, _ in new_f]}"
-                     if [n for n, _ in old_f] != [n for n, _ in new_f]
-                     else "filter parameters changed")
+        diffs.append(
+            f"filter list changed: {[n for n, _ in old_f]} -> {[n for n, _ in new_f]}"
+            if [n for n, _ in old_f] != [n for n, _ in new_f]
+            else "filter parameters changed"
+        )
     old_code = {f["name"]: f["code_sha256"] for f in old.get("filters", [])}
     for f in new.get("filters", []):
         if f["name"] in old_code and old_code[f["name"]] != f["code_sha256"]:
@@ -329,11 +393,15 @@ def lock_differences(old: dict, new: dict) -> list[str]:
         for step in b.get("steps", []):
             prev = steps_a.get(step["filter"])
             if prev and (prev["rows_in"], prev["rows_out"]) != (step["rows_in"], step["rows_out"]):
-                diffs.append(f"{split}: filter {step['filter']!r} rows {prev['rows_in']}->"
-                             f"{prev['rows_out']} became {step['rows_in']}->{step['rows_out']}")
+                diffs.append(
+                    f"{split}: filter {step['filter']!r} rows {prev['rows_in']}->"
+                    f"{prev['rows_out']} became {step['rows_in']}->{step['rows_out']}"
+                )
         if a.get("sha256") != b.get("sha256"):
-            diffs.append(f"{split}: {a.get('rows')} rows sha256 {str(a.get('sha256'))[:12]} -> "
-                         f"{b.get('rows')} rows sha256 {str(b.get('sha256'))[:12]}")
+            diffs.append(
+                f"{split}: {a.get('rows')} rows sha256 {str(a.get('sha256'))[:12]} -> "
+                f"{b.get('rows')} rows sha256 {str(b.get('sha256'))[:12]}"
+            )
     return diffs
 
 
@@ -350,7 +418,10 @@ def check(cfg: Config) -> tuple[dict, dict[str, list]]:
     new, rows = run_pipeline(cfg)
     diffs = lock_differences(old, new)
     if diffs or old != new:
-        raise UserError("data.lock is out of date: " + "; ".join(diffs or ["lock content differs"]),
-                        file=cfg.data.lock, fix="if the change is intended, run `uv run ft data "
-                        "build` and commit data.lock with it")
+        raise UserError(
+            "data.lock is out of date: " + "; ".join(diffs or ["lock content differs"]),
+            file=cfg.data.lock,
+            fix="if the change is intended, run `uv run ft data "
+            "build` and commit data.lock with it",
+        )
     return new, rows

@@ -52,8 +52,16 @@ class Collate:
 class StepSampler(Sampler):
     """Yields this process's share of micro-batch `start`, `start + 1`, ... `stop - 1`."""
 
-    def __init__(self, n_rows: int, batch_size: int, seed: int, start: int, stop: int,
-                 rank: int = 0, world: int = 1):
+    def __init__(
+        self,
+        n_rows: int,
+        batch_size: int,
+        seed: int,
+        start: int,
+        stop: int,
+        rank: int = 0,
+        world: int = 1,
+    ):
         if batch_size % world:
             raise ValueError(f"batch_size {batch_size} is not divisible by {world} processes")
         self.n, self.batch, self.seed = n_rows, batch_size, seed
@@ -75,16 +83,29 @@ class StepSampler(Sampler):
                     epoch = pos // self.n
                     perm = self._epoch(epoch)
                 chunk.append(int(perm[pos % self.n]))
-            yield chunk[self.rank::self.world]
+            yield chunk[self.rank :: self.world]
 
 
-def train_loader(examples: list[dict], pad_id: int, batch_size: int, seed: int, start: int,
-                 stop: int, num_workers: int, rank: int = 0, world: int = 1) -> DataLoader:
+def train_loader(
+    examples: list[dict],
+    pad_id: int,
+    batch_size: int,
+    seed: int,
+    start: int,
+    stop: int,
+    num_workers: int,
+    rank: int = 0,
+    world: int = 1,
+) -> DataLoader:
     # A generator of our own: DataLoader draws its worker base seed from it, never from
     # the global torch stream that dropout uses.
     generator = torch.Generator().manual_seed(derive(seed, f"loader-rank{rank}"))
-    return DataLoader(examples, batch_sampler=StepSampler(len(examples), batch_size, seed, start,
-                                                          stop, rank, world),
-                      collate_fn=Collate(pad_id), num_workers=num_workers,
-                      worker_init_fn=worker_init, generator=generator,
-                      persistent_workers=False)
+    return DataLoader(
+        examples,
+        batch_sampler=StepSampler(len(examples), batch_size, seed, start, stop, rank, world),
+        collate_fn=Collate(pad_id),
+        num_workers=num_workers,
+        worker_init_fn=worker_init,
+        generator=generator,
+        persistent_workers=False,
+    )

@@ -5,6 +5,7 @@ sha256; a hub source is a dataset repo named by id and 40-hex revision, read
 through `datasets` (needs network, so it is not exercised by the offline tests).
 """
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,22 +13,27 @@ from ..config import Config, SourceSpec
 from ..errors import UserError
 from ..hashing import sha256_file
 
-import json
-
 
 def verify_local(cfg: Config, index: int, source: SourceSpec) -> str:
     """Check a local source against its pin; return its sha256."""
     key = f"data.sources.{index}.sha256"
     path = Path(source.path)
     if not path.is_file():
-        raise UserError(f"data source {source.name!r} not found at {path}", file=cfg._path,
-                        key=f"data.sources.{index}.path", fix="fix the path or restore the file")
+        raise UserError(
+            f"data source {source.name!r} not found at {path}",
+            file=cfg._path,
+            key=f"data.sources.{index}.path",
+            fix="fix the path or restore the file",
+        )
     actual = sha256_file(path)
     if actual != source.sha256:
         raise UserError(
-            f"{path} has sha256 {actual} but the config pins {source.sha256}", file=cfg._path,
-            key=key, fix=f"if the data change is intended, set {key} to {actual}; otherwise "
-            f"restore {path} (git checkout -- {path})")
+            f"{path} has sha256 {actual} but the config pins {source.sha256}",
+            file=cfg._path,
+            key=key,
+            fix=f"if the data change is intended, set {key} to {actual}; otherwise "
+            f"restore {path} (git checkout -- {path})",
+        )
     return actual
 
 
@@ -39,11 +45,17 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise UserError(f"line {lineno} is not valid JSON: {e.msg}", file=str(path),
-                                fix="one JSON object per line") from None
+                raise UserError(
+                    f"line {lineno} is not valid JSON: {e.msg}",
+                    file=str(path),
+                    fix="one JSON object per line",
+                ) from None
             if not isinstance(row, dict):
-                raise UserError(f"line {lineno} is not a JSON object", file=str(path),
-                                fix="one JSON object per line") from None
+                raise UserError(
+                    f"line {lineno} is not a JSON object",
+                    file=str(path),
+                    fix="one JSON object per line",
+                ) from None
             yield row
 
 
