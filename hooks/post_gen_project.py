@@ -15,7 +15,9 @@ import subprocess
 import sys
 
 AUTHOR = {{ cookiecutter.author | tojson }}
-CONTEXT = json.loads({{ cookiecutter | tojson | tojson }})
+# Key order matters: `cruft create` rewrites .cruft.json after this hook, and the bake
+# must stay a clean tree, so keys keep cookiecutter.json's order (as pairs: tojson sorts).
+CONTEXT = dict(json.loads({{ cookiecutter.items() | list | tojson | tojson }}))
 
 
 def template_source() -> tuple[str, str | None]:
@@ -39,7 +41,8 @@ def write_cruft_state() -> None:
     template, commit = template_source()
     if commit is None:
         return
-    context = {k: v for k, v in CONTEXT.items() if k not in ("_output_dir", "_repo_dir")}
+    dropped = ("_output_dir", "_repo_dir", "_checkout", "_template", "_commit")
+    context = {k: v for k, v in CONTEXT.items() if k not in dropped}
     context |= {"_template": template, "_commit": commit}
     state = {"template": template, "commit": commit, "checkout": None,
              "context": {"cookiecutter": context}, "directory": None}
