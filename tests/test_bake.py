@@ -1,0 +1,342 @@
+"""Bake the template for each selected answer set and check what the user gets.
+
+    uv run --frozen pytest tests/test_bake.py                  # fast subset
+    uv run --frozen pytest tests/test_bake.py --all-variants   # every combination
+
+Fixtures and the variant matrix live in conftest.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import (
+    BASE_MODELS,
+    CLOUDS,
+    HOST_PYTHON,
+    HUB_MODEL,
+    HUB_REVISION,
+    PYTHON_VERSIONS,
+    REGISTRIES,
+    SHAPES,
+    UV,
+    Baked,
+    Variant,
+    fast_variants,
+    run,
+    run_proc,
+)
+
+# Every file a bake produces, `{package}` standing for the package directory. Keep in
+# step with the template: the failure message lists what is missing or unexpected.
+FILES = [
+    ".cruft.json",
+    ".github/CODEOWNERS",
+    ".github/DRILL_FAILURE.md",
+    ".github/dependabot.yml",
+    ".github/pull_request_template.md",
+    ".github/workflows/ci.yml",
+    ".github/workflows/drill.yml",
+    ".github/workflows/release.yml",
+    ".github/workflows/template-update.yml",
+    ".github/workflows/train.yml",
+    ".gitignore",
+    ".pre-commit-config.yaml",
+    ".python-version",
+    "Dockerfile",
+    "README.md",
+    "configs/recipe.yaml",
+    "configs/smoke.yaml",
+    "data.lock",
+    "data/raw/eval.jsonl",
+    "data/raw/train.jsonl",
+    "docs/artifact-store.md",
+    "docs/config.md",
+    "docs/data.md",
+    "docs/decisions/0000-template.md",
+    "docs/decisions/0001-typed-config-with-pydantic.md",
+    "docs/decisions/0002-training-loop-on-accelerate.md",
+    "docs/decisions/0003-skypilot-click-override.md",
+    "docs/decisions/0004-derived-seeds-and-own-sampler.md",
+    "docs/decisions/0005-registry-immutability.md",
+    "docs/decisions/0006-image-pinned-by-digest-launch-by-sdk.md",
+    "docs/decisions/0007-checkpoint-commit-protocol-on-object-stores.md",
+    "docs/decisions/0008-reports-and-trackers-stay-outside-the-closure.md",
+    "docs/determinism.md",
+    "docs/gitops.md",
+    "docs/governance.md",
+    "docs/launch.md",
+    "docs/publish.md",
+    "docs/reports.md",
+    "image.lock",
+    "pyproject.toml",
+    "scripts/install-chromium.sh",
+    "sky/train.yaml",
+    "src/{package}/__init__.py",
+    "src/{package}/base.py",
+    "src/{package}/checkpoint.py",
+    "src/{package}/cli.py",
+    "src/{package}/commands.py",
+    "src/{package}/config.py",
+    "src/{package}/data/__init__.py",
+    "src/{package}/data/build.py",
+    "src/{package}/data/filters.py",
+    "src/{package}/data/loader.py",
+    "src/{package}/data/sources.py",
+    "src/{package}/determinism.py",
+    "src/{package}/diff.py",
+    "src/{package}/errors.py",
+    "src/{package}/evaluate.py",
+    "src/{package}/hashing.py",
+    "src/{package}/history.py",
+    "src/{package}/image.py",
+    "src/{package}/launch.py",
+    "src/{package}/manifest.py",
+    "src/{package}/model.py",
+    "src/{package}/plan.py",
+    "src/{package}/publish.py",
+    "src/{package}/registry/__init__.py",
+    "src/{package}/registry/hf.py",
+    "src/{package}/registry/local.py",
+    "src/{package}/registry/mlflow.py",
+    "src/{package}/report.py",
+    "src/{package}/reproduce.py",
+    "src/{package}/store.py",
+    "src/{package}/tracking.py",
+    "src/{package}/train.py",
+    "tests/conftest.py",
+    "tests/fixtures/filter_rows.jsonl",
+    "tests/launch_support.py",
+    "tests/report_runs.py",
+    "tests/test_base.py",
+    "tests/test_cli.py",
+    "tests/test_closure.py",
+    "tests/test_config.py",
+    "tests/test_data.py",
+    "tests/test_data_parallel.py",
+    "tests/test_filters.py",
+    "tests/test_history.py",
+    "tests/test_image.py",
+    "tests/test_launch.py",
+    "tests/test_publish.py",
+    "tests/test_registry.py",
+    "tests/test_report.py",
+    "tests/test_store.py",
+    "uv.lock",
+]
+
+# Files that only some answers get: {path: predicate on the variant}. The post-gen
+# hook's decision table prunes the rest; empty while every answer gets every file.
+OPTIONAL_FILES: dict[str, Callable[[Variant], bool]] = {}
+
+# A Jinja tag left unrendered. `${{` (GitHub Actions expressions) and `${#` (shell
+# string length) are legitimate outputs, so a `$` right before the brace is allowed.
+JINJA_LEFT = re.compile(r"(?<!\$)\{[{%#]")
+# Braces that are meant to reach the user, per file: name each one exactly.
+BRACES_SHIPPED = {
+    # Issue template filled in by the drill workflow's create-an-issue step.
+    ".github/DRILL_FAILURE.md": ["{{ env.RUN_URL }}"],
+}
+
+
+def expected_files(variant: Variant) -> set[str]:
+    keep = {f for f in FILES if OPTIONAL_FILES.get(f, lambda _: True)(variant)}
+    return {f.format(package=variant.package) for f in keep}
+
+
+def recipe(path: Path, name: str = "recipe.yaml") -> dict:
+    return yaml.safe_load((path / "configs" / name).read_text())
+
+
+# --- the matrix itself ------------------------------------------------------
+
+
+def test_default_variant_is_cookiecutter_json_defaults() -> None:
+    assert fast_variants()[0] == Variant()
+    assert Variant().extra_context() == {}
+
+
+def test_fast_subset_covers_every_answer() -> None:
+    fast = fast_variants()
+    for field, values in {
+        "python_version": PYTHON_VERSIONS,
+        "base_model": BASE_MODELS,
+        "registry": REGISTRIES,
+        "cloud": CLOUDS,
+        "accelerator": tuple(a for a, _ in SHAPES),
+        "num_nodes": tuple(n for _, n in SHAPES),
+    }.items():
+        assert {getattr(v, field) for v in fast} == set(values), field
+    pairs = {(v.base_model, v.registry) for v in fast}
+    assert pairs == {(b, r) for b in BASE_MODELS for r in REGISTRIES}
+    assert any(v.hub and v.runs_here for v in fast), "no hub bake runs on the host Python"
+
+
+# --- every selected variant -------------------------------------------------
+
+
+def test_file_set(baked: Baked) -> None:
+    got, want = baked.files, expected_files(baked.variant)
+    assert got == want, f"missing: {sorted(want - got)}\nunexpected: {sorted(got - want)}"
+
+
+def test_no_jinja_left(baked: Baked) -> None:
+    leftovers = []
+    for rel in sorted(baked.files):
+        if JINJA_LEFT.search(rel) or "cookiecutter" in rel:
+            leftovers.append(f"{rel}: in the file name")
+        try:
+            text = (baked.path / rel).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # binary
+        for n, line in enumerate(text.splitlines(), 1):
+            for shipped in BRACES_SHIPPED.get(rel, []):
+                line = line.replace(shipped, "")
+            if JINJA_LEFT.search(line):
+                leftovers.append(f"{rel}:{n}: {line.strip()}")
+    assert not leftovers, "unrendered Jinja:\n" + "\n".join(leftovers)
+
+
+def test_uv_lock_is_current(baked: Baked) -> None:
+    # --python: 3.12 / 3.13 bakes are locked with the host interpreter, not a download.
+    run([UV, "lock", "--check", "--python", HOST_PYTHON], cwd=baked.path)
+
+
+def test_python_version_file(baked: Baked) -> None:
+    assert (baked.path / ".python-version").read_text() == f"{baked.variant.python_version}\n"
+
+
+def test_names(baked: Baked) -> None:
+    v = baked.variant
+    assert baked.path.name == v.slug
+    assert (baked.path / "src" / v.package / "__init__.py").is_file()
+    pyproject = (baked.path / "pyproject.toml").read_text()
+    assert f'name = "{v.slug}"' in pyproject
+    assert f'ft = "{v.package}.cli:main"' in pyproject
+    assert f'module-name = "{v.package}"' in pyproject
+
+
+def test_recipe_reflects_answers(baked: Baked) -> None:
+    v, cfg = baked.variant, recipe(baked.path)
+    base = cfg["model"]["base"]
+    if v.hub:
+        assert base["hub_id"] == HUB_MODEL
+        assert base["revision"] == HUB_REVISION
+        assert "path" not in base
+    else:
+        assert base["path"] == "base/tiny-llama"
+        assert re.fullmatch(r"[0-9a-f]{64}", base["sha256"])
+        assert "hub_id" not in base and "revision" not in base
+    assert (
+        cfg["publish"]["registry"]
+        == {
+            "local": "file://./registry",
+            "hf": f"hf://my-org/{v.slug}",  # owner from the default ml_owners @my-org/ml-team
+            "mlflow": f"mlflow://{v.slug}",
+        }[v.registry]
+    )
+    assert cfg["launch"]["infra"] == v.cloud
+    assert cfg["launch"]["accelerators"] == v.accelerator
+    assert cfg["launch"]["num_nodes"] == int(v.num_nodes)
+
+
+def test_smoke_config_always_uses_tiny_model(baked: Baked) -> None:
+    base = recipe(baked.path, "smoke.yaml")["model"]["base"]
+    assert base["path"] == "base/tiny-llama" and "hub_id" not in base
+
+
+def test_git_one_clean_commit(baked: Baked) -> None:
+    assert baked.commits == 1
+    assert baked.porcelain == "", f"dirty tree after bake:\n{baked.porcelain}"
+    # Nothing the template ships is hidden by its own .gitignore.
+    hidden = baked.files - baked.tracked
+    assert not hidden, f"shipped but ignored by the baked .gitignore: {sorted(hidden)}"
+
+
+def test_cruft_link(baked: Baked, template: Path) -> None:
+    # The template-update workflow runs `cruft check` against this record.
+    state = json.loads((baked.path / ".cruft.json").read_text())
+    head = run(["git", "rev-parse", "HEAD"], cwd=template).strip()
+    assert (state["template"], state["commit"]) == (str(template), head)
+    context = state["context"]["cookiecutter"]
+    assert {k: context[k] for k in baked.variant.answers()} == baked.variant.answers()
+
+
+def test_pre_commit_hooks_install_from_pypi_only(baked: Baked) -> None:
+    # Behind a package mirror with no git host, only local hooks with pinned PyPI
+    # dependencies install; ruff must be the dev group's ruff, or the two disagree.
+    config = yaml.safe_load((baked.path / ".pre-commit-config.yaml").read_text())
+    assert [repo["repo"] for repo in config["repos"]] == ["local"]
+    hooks = config["repos"][0]["hooks"]
+    for hook in hooks:
+        assert hook["language"] == "python", hook["id"]
+        deps = hook["additional_dependencies"]
+        assert deps and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[\w.]+", d) for d in deps), hook["id"]
+    ruff = {d for h in hooks for d in h["additional_dependencies"] if d.startswith("ruff==")}
+    assert ruff == set(re.findall(r'"(ruff==[^"]+)"', (baked.path / "pyproject.toml").read_text()))
+
+
+def test_configs_validate(baked: Baked, default_ft: Path) -> None:
+    out = run(
+        [
+            default_ft,
+            "config",
+            "validate",
+            "--config",
+            "configs/recipe.yaml",
+            "--config",
+            "configs/smoke.yaml",
+        ],
+        cwd=baked.path,
+    )
+    assert out.count("ok ") == 2, out
+
+
+# --- a few on the host Python: the baked repo installs and its own gates pass
+
+
+def test_cli_runs(sync: Callable[[Variant], Path], run_variant: Variant) -> None:
+    path = sync(run_variant)
+    run(
+        [
+            ".venv/bin/ft",
+            "config",
+            "validate",
+            "--config",
+            "configs/recipe.yaml",
+            "--config",
+            "configs/smoke.yaml",
+        ],
+        cwd=path,
+    )
+    run([".venv/bin/ft", "data", "check"], cwd=path)
+
+
+def test_pre_commit(sync: Callable[[Variant], Path], run_variant: Variant) -> None:
+    path = sync(run_variant)
+    proc = run_proc([".venv/bin/pre-commit", "run", "--all-files", "--color=never"], cwd=path)
+    if proc.returncode != 0:
+        failed = [line for line in proc.stdout.splitlines() if line.endswith("Failed")]
+        pytest.fail(
+            "pre-commit hooks failed in the baked repo:\n"
+            + "\n".join(failed)
+            + f"\n--- output (tail) ---\n{proc.stdout[-12000:]}{proc.stderr[-2000:]}",
+            pytrace=False,
+        )
+
+
+@pytest.mark.slow
+def test_baked_repo_tests(sync: Callable[[Variant], Path], run_variant: Variant) -> None:
+    path = sync(run_variant)
+    # The whole suite (minutes) on the default bake; the others differ only in answers
+    # that the slow end-to-end tests do not read (they train configs/smoke.yaml).
+    select = [] if run_variant.is_default else ["-m", "not slow"]
+    proc = run_proc([".venv/bin/pytest", "-q", "-p", "no:cacheprovider", *select], path, 3600)
+    if proc.returncode == 5 and not list(path.glob("tests/**/test_*.py")):
+        pytest.skip("the baked repo ships no tests yet")
+    assert proc.returncode == 0, f"{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"

@@ -1,0 +1,72 @@
+"""The pre-gen hook refuses bad answers: one line on stderr, nothing left on disk.
+
+uv run --frozen pytest tests/test_hooks.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import HUB_MODEL, HUB_REVISION
+from cookiecutter.exceptions import FailedHookException
+from cookiecutter.main import cookiecutter
+
+HUB = {"base_model": HUB_MODEL, "base_model_revision": HUB_REVISION}
+
+BAD_ANSWERS = {
+    "slug-with-capitals": ({"project_slug": "My_Finetune"}, "project_slug"),
+    "slug-starts-with-digit": ({"project_slug": "1finetune"}, "project_slug"),
+    "package-not-identifier": ({"package_name": "my-finetune"}, "package_name"),
+    "base-model-not-hub-id": ({"base_model": "llama tiny"}, "base_model"),
+    "revision-is-a-branch": ({**HUB, "base_model_revision": "main"}, "base_model_revision"),
+    "revision-too-short": (
+        {**HUB, "base_model_revision": HUB_REVISION[:12]},
+        "base_model_revision",
+    ),
+    "revision-uppercase-hex": (
+        {**HUB, "base_model_revision": HUB_REVISION.upper()},
+        "base_model_revision",
+    ),
+    "hub-without-revision": ({"base_model": HUB_MODEL}, "base_model_revision"),
+    "revision-with-tiny": ({"base_model_revision": HUB_REVISION}, "base_model_revision"),
+    "nodes-not-integer": ({"num_nodes": "two"}, "num_nodes"),
+    "nodes-fraction": ({"num_nodes": "1.5"}, "num_nodes"),
+    "nodes-zero": ({"num_nodes": "0"}, "num_nodes"),
+    "accelerator-without-count": ({"accelerator": "H100"}, "accelerator"),
+    "accelerator-zero-count": ({"accelerator": "H100:0"}, "accelerator"),
+    "accelerator-with-space": ({"accelerator": "H100 :1"}, "accelerator"),
+}
+
+
+@pytest.mark.parametrize(("answers", "key"), BAD_ANSWERS.values(), ids=BAD_ANSWERS.keys())
+def test_pre_gen_hook_refuses(
+    answers: dict[str, str],
+    key: str,
+    template: Path,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(FailedHookException):
+        cookiecutter(
+            str(template),
+            no_input=True,
+            extra_context=answers,
+            output_dir=str(tmp_path),
+            default_config=True,
+        )
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"ft-template: bad answer {key}="), lines[0]
+    assert list(tmp_path.iterdir()) == [], "a refused bake left files behind"
+
+
+def test_pre_gen_hook_accepts_a_pinned_hub_model(template: Path, tmp_path: Path) -> None:
+    baked = cookiecutter(
+        str(template),
+        no_input=True,
+        extra_context={**HUB, "num_nodes": "4", "accelerator": "A100-80GB:8"},
+        output_dir=str(tmp_path),
+        default_config=True,
+    )
+    assert Path(baked, "configs", "recipe.yaml").is_file()
