@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent.parent / "{{cookiecutter.project_slug}}" / "data" / "raw"
-WORDS = (
+WORDS = (  # noqa: SIM905
     "apple river stone cloud tiger lemon piano rocket garden window silver orange "
     "forest candle bridge pepper marble violet thunder planet button castle meadow "
     "harbor jacket kettle ladder mirror needle pillow rabbit saddle tunnel wallet"
@@ -25,7 +25,10 @@ def task(rng: random.Random) -> dict:
     words = rng.sample(WORDS, rng.randint(2, 5))
     kind = rng.randrange(6)
     if kind == 0:
-        return {"prompt": f"Reverse the words: {' '.join(words)}", "response": " ".join(words[::-1])}
+        return {
+            "prompt": f"Reverse the words: {' '.join(words)}",
+            "response": " ".join(words[::-1]),
+        }
     if kind == 1:
         a, b = rng.randint(0, 99), rng.randint(0, 99)
         return {"prompt": f"Add {a} and {b}.", "response": str(a + b)}
@@ -48,8 +51,10 @@ def mess(rng: random.Random, row: dict, rows: list[dict]) -> dict:
     if roll < 0.10 and rows:
         return dict(rng.choice(rows))
     if roll < 0.12:
-        return {"prompt": row["prompt"] + " " + " ".join(rng.choices(WORDS, k=120)),
-                "response": row["response"]}
+        return {
+            "prompt": row["prompt"] + " " + " ".join(rng.choices(WORDS, k=120)),
+            "response": row["response"],
+        }
     if roll < 0.13:
         return {"prompt": row["prompt"], "response": "TODO fill in"}
     return row
@@ -67,8 +72,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, seed, n in (("train", 1, 1200), ("eval", 2, 120)):
         with open(OUT / f"{name}.jsonl", "w", encoding="utf-8") as f:
-            for row in split(seed, n):
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in split(seed, n))
 
 
 if __name__ == "__main__":

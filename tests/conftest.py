@@ -327,7 +327,9 @@ def sync(bake: Callable[[Variant], Baked]) -> Callable[[Variant], Path]:
     def _sync(variant: Variant) -> Path:
         path = bake(variant).path
         if variant not in synced:
-            run([UV, "sync", "--frozen"], cwd=path)
+            run(
+                [UV, "sync", "--frozen", "--group", "launch"], cwd=path
+            )  # launch: SkyPilot SDK tests
             synced.add(variant)
         return path
 

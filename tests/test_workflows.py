@@ -46,7 +46,9 @@ pytestmark = [pytest.mark.act, pytest.mark.slow]
 
 def git(cwd: Path, *args: str) -> str:
     ident = ["-c", "user.name=test", "-c", "user.email=test@localhost"]
-    done = subprocess.run(["git", *ident, *args], cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run(
+        ["git", *ident, *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -124,7 +126,7 @@ class Act:
             f"FT_REGISTRY=file://{self.registry}",
         ]
         done = subprocess.run(
-            cmd, cwd=self.repo, env=env, capture_output=True, text=True, timeout=1500
+            cmd, cwd=self.repo, env=env, capture_output=True, text=True, timeout=1500, check=False
         )
         self.log_index += 1
         log = self.root / f"act-{self.log_index}-{workflow_file}.log"
@@ -139,10 +141,10 @@ class Act:
 
 
 @pytest.fixture(scope="module")
-def act(tmp_path_factory) -> Act:
+def act(tmp_path_factory, template) -> Act:
     root = tmp_path_factory.mktemp("act")
     env_before = os.environ.get("FT_TEMPLATE_NO_GIT")
-    baked = Path(cookiecutter(str(ROOT), no_input=True, output_dir=str(root / "bake")))
+    baked = Path(cookiecutter(str(template), no_input=True, output_dir=str(root / "bake")))
     assert env_before != "1"
     shutil.move(str(baked), root / "repo")
     acting = Act(root)
