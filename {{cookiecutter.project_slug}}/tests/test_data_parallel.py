@@ -171,23 +171,27 @@ def test_parallel_error_is_the_one_the_serial_path_raises(pkg, data_workdir, mon
     assert "'late_fail' raised ValueError: late row on train row " in serial
     assert error_of(pkg, cfg, rows, chain, workers=2, chunk_rows=1000) == serial
     # Same filter failing in two chunks: the first row, its index counted after earlier drops.
-    chain = chain_of(pkg, ("drop_empty", {}), ("drop_containing", {"phrases": ["TODO"]}),
-                     ("early_fail", {}))
+    chain = chain_of(
+        pkg, ("drop_empty", {}), ("drop_containing", {"phrases": ["TODO"]}), ("early_fail", {})
+    )
     serial = error_of(pkg, cfg, rows, chain, workers=1)
     kept_before = sum(1 for r in rows[:40] if r["response"] and r["response"] != "TODO")
     assert f"raised KeyError: 'early row' on train row {kept_before} (" in serial
     assert error_of(pkg, cfg, rows, chain, workers=2, chunk_rows=700) == serial
 
 
-def test_data_build_with_workers_writes_the_same_lock_and_files(pkg, ft, data_workdir,
-                                                               monkeypatch):
+def test_data_build_with_workers_writes_the_same_lock_and_files(pkg, ft, data_workdir, monkeypatch):
     monkeypatch.setattr(pkg.data.build, "PARALLEL_CHUNK_ROWS", 100)
     assert ft("data", "build").code == 0
-    one = {p: Path(p).read_bytes() for p in ("data.lock", "data/build/train.jsonl",
-                                            "data/build/eval.jsonl")}
+    one = {
+        p: Path(p).read_bytes()
+        for p in ("data.lock", "data/build/train.jsonl", "data/build/eval.jsonl")
+    }
     result = ft("data", "build", "--set=data.workers=2")
     assert result.code == 0, result.err
     assert {p: Path(p).read_bytes() for p in one} == one
     lock = json.loads(one["data.lock"])
-    assert lock["splits"]["train"]["sha256"] == hashlib.sha256(
-        one["data/build/train.jsonl"]).hexdigest()
+    assert (
+        lock["splits"]["train"]["sha256"]
+        == hashlib.sha256(one["data/build/train.jsonl"]).hexdigest()
+    )
