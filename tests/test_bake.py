@@ -42,6 +42,7 @@ FILES = [
     ".github/pull_request_template.md",
     ".github/workflows/ci.yml",
     ".github/workflows/drill.yml",
+    ".github/workflows/image.yml",
     ".github/workflows/release.yml",
     ".github/workflows/template-update.yml",
     ".github/workflows/train.yml",

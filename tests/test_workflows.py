@@ -38,6 +38,9 @@ STAND_INS = {
     "JasonEtco/create-an-issue": "create-issue",
     "aws-actions/configure-aws-credentials": "noop",
     "peter-evans/create-pull-request": "noop",
+    "docker/setup-buildx-action": "noop",
+    "docker/login-action": "noop",
+    "docker/build-push-action": "noop",
 }
 REPO_NAME = "acme/my-finetune"
 

@@ -6,10 +6,11 @@
 
 import importlib
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from test_closure import copy_repo
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG_NAME = next(p.name for p in sorted((ROOT / "src").iterdir()) if (p / "__init__.py").is_file())
@@ -32,22 +33,7 @@ def git(cwd: Path, *args: str) -> str:
 
 def copy_project(dest: Path, remote: str | None = REMOTE) -> Path:
     """This repo's working files (tracked and untracked, not ignored), committed in `dest`."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.splitlines()
-    for rel in files:
-        if (ROOT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
-    git(dest, "init", "-q", "-b", "main")
-    if remote:
-        git(dest, "remote", "add", "origin", remote)
-    commit(dest, "test project")
-    return dest
+    return copy_repo(dest, remote=remote)
 
 
 def commit(project: Path, message: str) -> str:

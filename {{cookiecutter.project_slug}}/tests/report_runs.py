@@ -16,9 +16,10 @@ per session whichever module asks first.
 
 import importlib
 import os
-import shutil
 import subprocess
 from pathlib import Path
+
+from test_closure import copy_repo
 
 REPO = Path(__file__).resolve().parents[1]
 PKG = next(p.name for p in sorted((REPO / "src").iterdir()) if (p / "__init__.py").is_file())
@@ -65,21 +66,8 @@ def project(tmp_path_factory, tiny_base: Path) -> Path:
     """A git copy of this repo (tracked and untracked-but-not-ignored files), base included."""
     if "project" not in _CACHE:
         dest = tmp_path_factory.mktemp("report-project")
-        files = subprocess.run(
-            ["git", "ls-files", "-co", "--exclude-standard"],
-            cwd=REPO,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        for rel in files:
-            if (REPO / rel).is_file():
-                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(REPO / rel, dest / rel)
-        shutil.copytree(tiny_base, dest / "base" / "tiny-llama")  # ignored by .gitignore
-        git(dest, "init", "-q", "-b", "main")
-        git(dest, "add", "-A")
-        git(dest, "commit", "-q", "-m", "test project")
+        # base/ is ignored by .gitignore: copied in, left untracked.
+        copy_repo(dest, extra={"base/tiny-llama": tiny_base})
         _CACHE["project"] = dest
     return _CACHE["project"]
 

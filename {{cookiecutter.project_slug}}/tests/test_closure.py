@@ -46,22 +46,36 @@ def _git(cwd: Path, *args: str) -> str:
     ).stdout.strip()
 
 
-def _make_project(dest: Path) -> Path:
-    """Copy this repo's working files into `dest`, commit them, give it its own venv."""
+def copy_repo(dest: Path, remote: str | None = None, extra: dict | None = None) -> Path:
+    """This repo's working files (tracked and untracked, not ignored) committed in `dest`.
+
+    `extra` maps a destination path to a directory copied in before the commit (ignored
+    paths such as base/ stay untracked); `remote` becomes `origin`.
+    """
     files = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"],
         cwd=REPO,
         check=True,
         capture_output=True,
         text=True,
-    ).stdout.split()
+    ).stdout.splitlines()
     for rel in files:
         if (REPO / rel).is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / rel, dest / rel)
+    for rel, src in (extra or {}).items():
+        shutil.copytree(src, dest / rel)
     _git(dest, "init", "-q", "-b", "main")
+    if remote:
+        _git(dest, "remote", "add", "origin", remote)
     _git(dest, "add", "-A")
     _git(dest, "commit", "-q", "-m", "test project")
+    return dest
+
+
+def _make_project(dest: Path) -> Path:
+    """A committed copy of this repo (`copy_repo`) with its own venv."""
+    copy_repo(dest)
     subprocess.run([_uv(), "sync", "--frozen", "--quiet"], cwd=dest, check=True, env=_env())
     return dest
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_closure import _make_project
 
 # Trains real runs in `ft` processes: not part of the quick suite (`-m "not slow"`).
 pytestmark = pytest.mark.slow
@@ -72,23 +73,7 @@ def _ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """This repo's files, committed in a fresh git repo, with their own venv."""
-    dest = tmp_path_factory.mktemp("publish-project")
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    for rel in listed:
-        if (REPO / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, dest / rel)
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "test project"]):
-        _ok(_run(dest, *git, *args))
-    _ok(_run(dest, str(Path(sys.executable).parent / "uv"), "sync", "--frozen", "--quiet"))
-    return dest
+    return _make_project(tmp_path_factory.mktemp("publish-project"))
 
 
 @pytest.fixture(scope="module")
