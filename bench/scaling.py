@@ -3,6 +3,7 @@
     cd <baked repo> && .venv/bin/python <template>/bench/scaling.py \
         --seq 64,128,256 --rank 4,16,64 --steps 20 --reps 3 > scaling.json
     .venv/bin/python <template>/bench/scaling.py --plot scaling.json --png scaling.png
+    (--plot also takes a bench/results/*.json file of bench/run.py)
 
 Each grid point trains in a process of its own, with the recipe's settings: LoRA on
 q/k/v/o (alpha = 2 x rank), AdamW, batch 8, float32, deterministic algorithms. Batches
@@ -122,6 +123,7 @@ def plot(results: dict, png: str) -> None:
         left.plot(seqs, [p["tokens_per_s"] for p in row], marker="o", label=f"rank {rank}")
         right.plot(seqs, [p["point_mb"] for p in row], marker="o", label=f"rank {rank}")
     for ax, title in ((left, "training tokens/s"), (right, "peak RSS above baseline (MB)")):
+        ax.set_ylim(bottom=0)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted({p["seq"] for p in points}))
         ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
@@ -151,7 +153,8 @@ def main() -> int:
     p.add_argument("--png", default="scaling.png")
     args = p.parse_args()
     if args.plot:
-        plot(json.loads(Path(args.plot).read_text()), args.png)
+        data = json.loads(Path(args.plot).read_text())
+        plot(data["figures"]["scaling"] if "figures" in data else data, args.png)  # run.py's file
         return 0
     if args.point:
         seq, rank, steps = (int(x) for x in args.point.split(","))

@@ -158,6 +158,9 @@ def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
     try:
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tree, env=env)
     finally:
+        # The worktree's fresh .venv holds tens of thousands of files: removing it directly
+        # is several times faster than letting `git worktree remove` walk it.
+        shutil.rmtree(tree / ".venv", ignore_errors=True)
         subprocess.run(
             ["git", "worktree", "remove", "--force", str(tree)],
             capture_output=True,
