@@ -13,16 +13,9 @@ import shutil
 from pathlib import Path
 
 from .determinism import rng_state, set_rng_state
+from .hashing import fsync_dir
 
 STEP_DIR = re.compile(r"step-(\d{8})")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _save(obj, path: Path) -> None:
@@ -60,9 +53,9 @@ def save(run_dir: Path, step: int, model, optimizer, scheduler, accelerator) -> 
             },
             partial / "state.pt",
         )
-        _fsync_dir(partial)
+        fsync_dir(partial)
         os.replace(partial, final)
-        _fsync_dir(root)
+        fsync_dir(root)
     accelerator.wait_for_everyone()
     return final
 

@@ -48,6 +48,15 @@ def sha256_json(obj) -> str:
     return sha256_bytes(canonical_json(obj).encode())
 
 
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make a rename or link inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     """Write to a temp file beside `path`, fsync, then rename over it.
 

@@ -154,15 +154,6 @@ def copy_hashing(src: Path, dst: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename or link inside `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def make_index(version: str, entries: dict[str, dict], meta: dict) -> dict:
     return {
         "schema": INDEX_SCHEMA,

@@ -17,7 +17,7 @@ import os
 import uuid
 from pathlib import Path
 
-from ..hashing import sha256_file
+from ..hashing import fsync_dir, sha256_file
 from . import (
     IntegrityError,
     VersionExists,
@@ -25,7 +25,6 @@ from . import (
     check_name,
     check_version,
     copy_hashing,
-    fsync_dir,
     index_bytes,
     make_index,
     pull_into,
