@@ -87,10 +87,20 @@ def verified(project) -> Path:
 
 
 def copy_run(verified: Path, name: str) -> Path:
-    """A copy of the verified run (what the gate sees is unchanged, so it passes)."""
+    """A copy of the verified run and its reproduction (what the gate sees is unchanged)."""
     dest = verified.parent / name
-    shutil.copytree(verified, dest, ignore=shutil.ignore_patterns("reproduce", "checkpoints"))
+    shutil.copytree(verified, dest, ignore=shutil.ignore_patterns("checkpoints"))
     return dest
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _rewrite(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def registry_files(root: Path) -> dict[str, bytes]:
@@ -203,6 +213,78 @@ def test_file_added_after_verification_is_refused(verified, tmp_path, ft):
     )
 
 
+# --- a record is never taken at its word ---------------------------------------------------
+
+
+def test_a_record_saying_equal_for_different_hashes_is_refused(verified, tmp_path, ft):
+    run = copy_run(verified, "equal-but-not")
+    record = json.loads((run / "verification.json").read_text())
+    entry = next(c for c in record["compared"] if c["file"] == WEIGHTS)
+    entry |= {"actual": "0" * 64, "equal": True}  # the claim, against the recorded hashes
+    _rewrite(run / "verification.json", record)
+    ft("publish", run, "--version", "v0.1.0", "--registry", f"file://{tmp_path}/r").user_error(
+        "verification.json", WEIGHTS, "not the ones recomputed", "ft reproduce"
+    )
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_run_never_reproduced_with_a_copied_record_is_refused(verified, tmp_path, ft):
+    run = copy_run(verified, "copied-record")
+    shutil.rmtree(run / "reproduce")  # this copy was never reproduced; its record was copied
+    ft("publish", run, "--version", "v0.1.0", "--registry", f"file://{tmp_path}/r").user_error(
+        "verification.json", "no reproduction", "ft reproduce"
+    )
+
+
+def test_a_record_of_another_run_is_refused(verified, tmp_path, ft):
+    run = copy_run(verified, "other-run-record")
+    record = json.loads((run / "verification.json").read_text())
+    _rewrite(run / "verification.json", record | {"run_id": "someone-else"})
+    ft("publish", run, "--version", "v0.1.0", "--registry", f"file://{tmp_path}/r").user_error(
+        "verification.json", "someone-else", "ft reproduce"
+    )
+
+
+def test_a_reproduction_swapped_after_the_record_is_refused(verified, tmp_path, ft):
+    run = copy_run(verified, "swapped-reproduction")
+    fresh = run / "reproduce" / "manifest.json"
+    fresh.write_text(fresh.read_text().replace('"seed": ', '"seed":  ', 1))
+    ft("publish", run, "--version", "v0.1.0", "--registry", f"file://{tmp_path}/r").user_error(
+        "reproduce/manifest.json", "not the reproduction this record was written for"
+    )
+
+
+def test_nan_weights_are_refused_even_with_every_record_rewritten(project, verified, tmp_path, ft):
+    """The whole forgery: NaN weights, and the manifest, REPRODUCE.md, the reproduction and
+    the record all rewritten to match them. The hashes agree; the weights are no model."""
+    from safetensors.numpy import load_file, save_file
+
+    run = copy_run(verified, "nan-weights")
+    tensors = load_file(run / WEIGHTS)
+    tensors = {k: (v * float("nan")).astype(v.dtype) for k, v in tensors.items()}
+    for where in (run, run / "reproduce"):
+        save_file(tensors, where / WEIGHTS)
+        manifest = json.loads((where / "manifest.json").read_text())
+        manifest["outputs"][WEIGHTS] = _sha(where / WEIGHTS)
+        _rewrite(where / "manifest.json", manifest)
+    render = __import__(f"{PKG}.manifest", fromlist=["render_reproduce"]).render_reproduce
+    (run / "REPRODUCE.md").write_text(render(json.loads((run / "manifest.json").read_text())))
+    record = json.loads((run / "verification.json").read_text())
+    for entry in record["compared"]:
+        if entry["file"] == WEIGHTS:
+            entry["expected"] = entry["actual"] = _sha(run / WEIGHTS)
+    record |= {
+        "manifest_sha256": _sha(run / "manifest.json"),
+        "reproduce_md_sha256": _sha(run / "REPRODUCE.md"),
+        "reproduction_manifest_sha256": _sha(run / "reproduce" / "manifest.json"),
+    }
+    _rewrite(run / "verification.json", record)
+    ft("publish", run, "--version", "v0.1.0", "--registry", f"file://{tmp_path}/r").user_error(
+        str(run / WEIGHTS), "NaN or infinite", "train.lr"
+    )
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize(
     "version", ["0.1.0", "v1.2", "v1.2.0+build.5", "v01.2.0", "latest", "v1.2.0-", "v1.2.0-rc..1"]
 )
@@ -265,6 +347,7 @@ CHILD = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
 
     sys.addaudithook(hook)
+    print("pid=" + str(os.getpid()), file=sys.stderr, flush=True)
     from PACKAGE.cli import main
     code = main(sys.argv[3:])
     print("steps=" + str(steps), file=sys.stderr)
@@ -272,7 +355,11 @@ CHILD = textwrap.dedent("""
 """).replace("PACKAGE", PKG)
 
 
-def _publish_child(project: Path, registry: Path, kill_at: int, *args: str):
+def killed_pid(done: subprocess.CompletedProcess) -> int:
+    return int(done.stderr.split("pid=", 1)[1].split()[0])
+
+
+def _publish_child(project: Path, registry: Path, kill_at: int, *args: str, **env: str):
     return _run(
         project,
         str(project / ".venv" / "bin" / "python"),
@@ -284,6 +371,7 @@ def _publish_child(project: Path, registry: Path, kill_at: int, *args: str):
         *args,
         "--registry",
         f"file://{registry}",
+        **env,
     )
 
 
@@ -307,10 +395,15 @@ def test_killed_publish_leaves_no_version_and_a_retry_succeeds(
         "before-index": publish_steps - 1,
         "before-commit": publish_steps,
     }[where]
-    registry = tmp_path / "registry"
-    killed = _publish_child(project, registry, kill_at, "runs/smoke", "--version", "v0.2.0")
+    registry, scratch = tmp_path / "registry", tmp_path / "tmp"
+    scratch.mkdir()
+    killed = _publish_child(
+        project, registry, kill_at, "runs/smoke", "--version", "v0.2.0", TMPDIR=str(scratch)
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert versions_in(registry) == []
+    # The killed process could not remove its private copy of the release ...
+    assert [p.name.split("-")[2] for p in scratch.iterdir()] == [str(killed_pid(killed))]
     if where == "before-commit":  # every blob and the index were written, but not linked
         assert len(list((registry / "blobs" / "sha256").iterdir())) == len(PUSHED)
         assert [p.suffix for p in (registry / ".tmp").iterdir()] == [".json"]
@@ -325,9 +418,11 @@ def test_killed_publish_leaves_no_version_and_a_retry_succeeds(
             "v0.2.0",
             "--registry",
             f"file://{registry}",
+            TMPDIR=str(scratch),
         )
     )
     assert versions_in(registry) == ["v0.2.0.json"]
+    assert list(scratch.iterdir()) == []  # ... the next publish swept it
     _ok(
         _ft(
             project,

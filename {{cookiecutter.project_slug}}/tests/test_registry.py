@@ -24,6 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from release_support import make_release
 
 REPO = Path(__file__).resolve().parents[1]
 PKG = next(p.name for p in sorted((REPO / "src").iterdir()) if (p / "__init__.py").is_file())
@@ -207,14 +208,18 @@ def test_registry_commands_on_a_local_registry(reg, release, tmp_path, ft, data_
     # The default: publish.registry of --config (smoke.yaml leaves it at file://./registry).
     empty = ft("registry", "list", "--config", "configs/smoke.yaml")
     assert empty.code == 0 and empty.out == "" and "no versions in file://./registry" in empty.err
-    reg.open_registry(uri).publish("v0.1.0", release, META)
+    # `ft registry pull` checks a release against its own manifest: publish a whole one.
+    real, meta = make_release(tmp_path / "real", "v0.1.0")
+    reg.open_registry(uri).publish("v0.1.0", real, meta)
     listed = ft("registry", "list", "--registry", uri)
-    assert listed.out == f"v0.1.0\trun smoke\tcommit {'a' * 12}\teval_loss 1.5\tverified None\n"
+    assert listed.out == (
+        f"v0.1.0\trun smoke\tcommit {'a' * 12}\teval_loss 1.5\tverified 2026-01-01T00:00:00+00:00\n"
+    )
     shown = json.loads(ft("registry", "show", "v0.1.0", "--registry", uri).out)
-    assert shown["version"] == "v0.1.0" and set(shown["files"]) == set(release)
+    assert shown["version"] == "v0.1.0" and set(shown["files"]) == set(real)
     pulled = ft("registry", "pull", "v0.1.0", tmp_path / "out", "--registry", uri)
     assert pulled.code == 0 and "every sha256 verified" in pulled.out
-    same_bytes(tmp_path / "out", release)
+    same_bytes(tmp_path / "out", real)
     ft("registry", "show", "v9.0.0", "--registry", uri).user_error("VERSION", "no version v9.0.0")
     ft("registry", "show", "9.0", "--registry", uri).user_error("VERSION", "not a release")
     # `latest` is the highest release; pre-releases do not count.

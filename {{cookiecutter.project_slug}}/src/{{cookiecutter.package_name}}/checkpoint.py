@@ -13,7 +13,8 @@ import shutil
 from pathlib import Path
 
 from .determinism import rng_state, set_rng_state
-from .hashing import fsync_dir
+from .errors import UserError
+from .hashing import fsync_dir, naming
 
 STEP_DIR = re.compile(r"step-(\d{8})")
 
@@ -21,7 +22,7 @@ STEP_DIR = re.compile(r"step-(\d{8})")
 def _save(obj, path: Path) -> None:
     import torch
 
-    with open(path, "wb") as f:
+    with naming(path), open(path, "wb") as f:
         torch.save(obj, f)
         f.flush()
         os.fsync(f.fileno())
@@ -75,11 +76,13 @@ def load(path: Path, model, optimizer, scheduler, accelerator) -> int:
     """Restore everything saved by `save`; return the step to continue from."""
     import torch
 
-    state = torch.load(path / "state.pt", weights_only=False)
-    if state["world_size"] != accelerator.num_processes:
-        raise RuntimeError(
-            f"checkpoint {path} was written by {state['world_size']} processes, "
-            f"this run has {accelerator.num_processes}"
+    state = _load(path / "state.pt")
+    if state.get("world_size") != accelerator.num_processes:
+        raise UserError(
+            f"the checkpoint was written by {state.get('world_size')} processes, "
+            f"this run has {accelerator.num_processes}",
+            file=str(path),
+            fix=f"resume with {state.get('world_size')} processes (torchrun --nproc_per_node)",
         )
     params = dict(accelerator.unwrap_model(model).named_parameters())
     with torch.no_grad():
@@ -87,5 +90,28 @@ def load(path: Path, model, optimizer, scheduler, accelerator) -> int:
             params[name].copy_(value)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(torch.load(path / f"rng-rank{accelerator.process_index}.pt", weights_only=False))
+    set_rng_state(_load(path / f"rng-rank{accelerator.process_index}.pt"))
     return state["step"]
+
+
+def _load(file: Path) -> dict:
+    """A checkpoint file; a truncated or damaged one is a UserError naming it."""
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(file, weights_only=False)
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError, ValueError) as e:
+        raise UserError(
+            f"cannot be loaded ({type(e).__name__}): the checkpoint is truncated or damaged",
+            file=str(file),
+            fix=f"remove {file.parent} to resume from the checkpoint before it, or start a new run",
+        ) from None
+    if not isinstance(state, dict):
+        raise UserError(
+            "is not a checkpoint written by `ft train`",
+            file=str(file),
+            fix=f"remove {file.parent} to resume from the checkpoint before it",
+        )
+    return state

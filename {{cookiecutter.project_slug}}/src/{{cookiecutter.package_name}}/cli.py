@@ -355,14 +355,49 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e.format()}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # `ft registry show v1 | head`: the reader left; not an error
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:
+        # The filesystem refused (full, read-only, a file where a directory belongs, no
+        # permission): the user's to fix, so one line naming the path, never a traceback.
+        # Only errors that carry a path qualify; anything else is a bug and keeps its trace.
+        if e.filename is None:
+            raise
+        print(f"error: {filesystem_error(e).format()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+FS_FIXES = {
+    "ENOSPC": "free disk space (or point --out at a larger disk), then run the command again",
+    "EDQUOT": "free space under your quota, then run the command again",
+    "EROFS": "the filesystem is read-only: use a writable location",
+    "EACCES": "check the permissions of that path, or use another location",
+    "EPERM": "check the permissions of that path, or use another location",
+    "ENOTDIR": "a file stands where a directory is needed: remove or rename it",
+    "EISDIR": "a directory stands where a file is needed: pass the file",
+    "ENOENT": "check that the path exists",
+    "EEXIST": "remove it, or use another path",
+    "ENOTEMPTY": "empty or remove that directory, or use another path",
+    "ENAMETOOLONG": "use a shorter path",
+}
+
+
+def filesystem_error(e: OSError) -> UserError:
+    import errno
+
+    code = errno.errorcode.get(e.errno or 0, "")
+    where = str(e.filename) + (f" -> {e.filename2}" if e.filename2 else "")
+    return UserError(
+        e.strerror or str(e),
+        file=where,
+        fix=FS_FIXES.get(code, "check the path and the filesystem, then run the command again"),
+    )
 
 
 if __name__ == "__main__":

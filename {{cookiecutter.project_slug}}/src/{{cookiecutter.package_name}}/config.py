@@ -33,7 +33,20 @@ IMAGE_DIGEST = re.compile(r"[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}")
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf/nan validate as floats by default (`lr: .inf`): refused, a run would diverge.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, raw):
+        """`seed: true` would silently become 1: a number key takes a number only."""
+        if isinstance(raw, dict):
+            for name, field in cls.model_fields.items():
+                if field.annotation in (int, float, int | None, float | None) and isinstance(
+                    raw.get(name), bool
+                ):
+                    raise ValueError(f"`{name}` must be a number, got {raw[name]!r}")
+        return raw
 
 
 class BaseModelSpec(Section):
@@ -227,7 +240,7 @@ class TrackSpec(Section):
 
 
 class Config(Section):
-    seed: int = Field(ge=0)
+    seed: int = Field(ge=0, lt=2**63)  # torch takes seeds below 2**64; derive() stays below 2**63
     # The file this config was read from, for error messages; not part of the hash.
     _path: str = PrivateAttr(default=DEFAULT_CONFIG)
     model: ModelSpec
@@ -282,6 +295,24 @@ def apply_override(raw: dict, assignment: str) -> None:
             node = node[part]
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, but a key given twice in one mapping is an error, not a silent overwrite."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (the second one would silently win)",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _dotted(loc: tuple) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
@@ -300,14 +331,21 @@ def _fix_for(error: dict) -> str:
 def load_config(path: str | Path = DEFAULT_CONFIG, overrides: list[str] = ()) -> Config:
     """Read, override and validate; every user mistake becomes one UserError."""
     path = Path(path)
+    fix = "pass --config with a YAML file under configs/"
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        raise UserError("config file not found", file=str(path), fix=fix) from None
+    except IsADirectoryError:
+        raise UserError("is a directory, not a config file", file=str(path), fix=fix) from None
+    except UnicodeDecodeError as e:
         raise UserError(
-            "config file not found", file=str(path), fix="pass --config with a file under configs/"
+            f"is not UTF-8 text (byte {e.start})", file=str(path), fix="save it as UTF-8"
         ) from None
+    except OSError as e:
+        raise UserError(f"cannot be read ({e.strerror or e})", file=str(path), fix=fix) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else None

@@ -9,7 +9,7 @@ uv.lock, image, hardware, libraries, seed, config keys, commit), then outputs.
 
 from pathlib import Path
 
-from .manifest import read_manifest
+from .manifest import check_outputs, read_manifest
 
 
 def flatten(value, prefix: str = "") -> dict:
@@ -106,6 +106,8 @@ def report(a: dict, b: dict) -> str:
 
 def main(run_a: str, run_b: str) -> int:
     a, b = read_manifest(Path(run_a)), read_manifest(Path(run_b))
+    check_outputs(run_a, a)  # the hashes compared below must be the files' own
+    check_outputs(run_b, b)
     print(report(a, b))
     inputs, outputs = explain(a, b)
     return 1 if inputs or outputs else 0

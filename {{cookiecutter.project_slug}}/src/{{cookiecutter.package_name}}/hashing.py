@@ -8,6 +8,7 @@ not depend on the filesystem's listing order.
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 CHUNK = 1 << 20
@@ -65,8 +66,29 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:  # a full or read-only disk: no temp file left, the path named
+        tmp.unlink(missing_ok=True)
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
+    except BaseException:  # a signal: never leave the temp file behind
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def naming(path: str | os.PathLike):
+    """An OSError raised inside (a write hitting a full or read-only disk carries no file
+    name) is re-raised naming `path`, so the CLI can say which file and what to do."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise

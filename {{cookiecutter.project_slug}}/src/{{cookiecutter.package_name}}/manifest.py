@@ -18,7 +18,9 @@ from importlib import metadata
 from pathlib import Path
 
 from .errors import UserError
-from .hashing import sha256_file, write_atomic
+from .hashing import sha256_bytes, sha256_file, write_atomic
+from .util.paths import safe_name
+from .util.records import read_json
 
 SCHEMA = 1
 VOLATILE = ("created_at", "run_id", "timing", "invocation")
@@ -55,14 +57,26 @@ def output_files(run_dir: Path) -> dict[str, str]:
     return hashes
 
 
-def _git() -> dict:
+def git_state() -> dict:
+    """The checkout's commit, whether it is dirty, and a hash of exactly how.
+
+    `ft train` samples this once, before it reads any pin, and again before the
+    manifest: a tree edited (or reverted) while the run trained is refused, so the
+    recorded state is the one that produced the run.
+    """
+
     def run(*args):
-        r = subprocess.run(["git", *args], capture_output=True, text=True)
-        return r.stdout.strip() if r.returncode == 0 else None
+        r = subprocess.run(["git", *args], capture_output=True)
+        return r.stdout if r.returncode == 0 else None
 
     commit = run("rev-parse", "HEAD")
     status = run("status", "--porcelain", "--untracked-files=normal")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    changes = run("diff", "HEAD", "--no-ext-diff", "--binary") if commit else None
+    return {
+        "commit": commit.decode().strip() if commit else None,
+        "dirty": bool(status.strip()) if status is not None else None,
+        "state_sha256": sha256_bytes((status or b"") + b"\0" + (changes or b"")),
+    }
 
 
 def _hardware(accelerator) -> dict:
@@ -99,8 +113,10 @@ def write_manifest(
     metrics: dict,
     timing: dict,
     accelerator,
+    git: dict | None = None,
 ) -> dict:
     lock_path = Path("uv.lock")
+    git = git or git_state()
     manifest = {
         "schema": SCHEMA,
         "run_id": Path(run_dir).name,
@@ -124,16 +140,18 @@ def write_manifest(
             "python": platform.python_version(),
             "libraries": {name: metadata.version(name) for name in LIBRARIES},
         },
-        "git": _git(),
+        "git": {"commit": git["commit"], "dirty": git["dirty"]},
         "hardware": _hardware(accelerator),
         "metrics": metrics,
         "timing": timing,
         "outputs": output_files(run_dir),
     }
+    # REPRODUCE.md first: a kill between the two leaves no manifest, so the run is simply
+    # unfinished (resumable); the manifest stays the last file, the commit point.
+    write_atomic(Path(run_dir) / "REPRODUCE.md", render_reproduce(manifest))
     write_atomic(
         Path(run_dir) / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     )
-    write_atomic(Path(run_dir) / "REPRODUCE.md", render_reproduce(manifest))
     return manifest
 
 
@@ -145,7 +163,49 @@ def read_manifest(run_dir: str | Path) -> dict:
             file=str(run_dir),
             fix="pass a finished run directory, e.g. runs/<id>",
         )
-    return json.loads(path.read_text())
+    manifest = read_json(path, fix="restore it from the run's store, or train the run again")
+    for key in ("run_id", "outputs", "git", "config", "command"):
+        if key not in manifest:
+            raise UserError(
+                f"has no `{key}`: not a manifest written by `ft train`",
+                file=str(path),
+                key=key,
+                fix="restore it from the run's store, or train the run again",
+            )
+    if not isinstance(manifest["outputs"], dict):
+        raise UserError(
+            "`outputs` is not an object",
+            file=str(path),
+            key="outputs",
+            fix="restore it from the run's store, or train the run again",
+        )
+    for name in manifest["outputs"]:
+        safe_name(name, source=str(path))
+    return manifest
+
+
+def check_outputs(run_dir: str | Path, manifest: dict, names=None) -> None:
+    """The run's files (or `names` of them) must still hash as its manifest says.
+
+    Readers of outputs (`ft report`, `ft diff`) call this first, so what they show is
+    what the run produced, not a file edited or swapped since.
+    """
+    run_dir = Path(run_dir)
+    for name in sorted(names if names is not None else manifest["outputs"]):
+        want = manifest["outputs"].get(name)
+        path = run_dir / safe_name(name, source=str(run_dir / "manifest.json"))
+        if want is None or not path.is_file():
+            raise UserError(
+                "is missing from the run directory" if want else "is not in manifest.json",
+                file=str(path),
+                fix="restore the run's files (e.g. `ft fetch` it again)",
+            )
+        if (actual := sha256_file(path)) != want:
+            raise UserError(
+                f"changed after training (sha256 {actual[:16]}, manifest.json says {want[:16]})",
+                file=str(path),
+                fix="restore the file the run produced (e.g. `ft fetch` it again), or train again",
+            )
 
 
 def reproduce_command(manifest: dict) -> str:

@@ -28,11 +28,40 @@ from pathlib import Path
 
 from .errors import UserError
 from .manifest import command_block, output_files, read_manifest
-from .registry import VersionNotFound, check_version, copy_hashing, open_registry
+from .registry import (
+    IntegrityError,
+    VersionNotFound,
+    check_version,
+    copy_hashing,
+    open_registry,
+)
+from .util.records import read_json
 
 RECORDS = ("manifest.json", "REPRODUCE.md", "verification.json")
 CARD = "README.md"
 HEX40 = re.compile(r"[0-9a-f]{40}")
+STAGING_PREFIX = "ft-publish-"  # + pid: a killed publish's copy is swept by the next one
+
+
+def sweep_stale_staging() -> None:
+    """Remove the private copies of publishes that were killed (their process is gone).
+
+    A SIGKILLed process cannot clean up after itself; its staging directory carries its
+    pid, so the next `ft publish` on this machine removes it instead of leaking a copy of
+    a release into the temp directory for ever.
+    """
+    import shutil
+
+    for path in Path(tempfile.gettempdir()).glob(f"{STAGING_PREFIX}*-*"):
+        pid = path.name.removeprefix(STAGING_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass
 
 
 def main(
@@ -41,7 +70,8 @@ def main(
     run_dir = Path(run_dir)
     check_version(version)
     read_manifest(run_dir)  # a run that never finished is refused before anything else
-    with tempfile.TemporaryDirectory(prefix="ft-publish-") as tmp:
+    sweep_stale_staging()
+    with tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{os.getpid()}-") as tmp:
         staging = Path(tmp)
         # 1. The record, then the manifest and REPRODUCE.md it vouches for, read from the
         #    staged copies: what is checked is what gets pushed.
@@ -115,7 +145,7 @@ def stage_records(run_dir: Path, record: dict, staging: Path) -> dict:
         ("REPRODUCE.md", "reproduce_md_sha256"),
     ):
         _stage_one(run_dir, name, record[key], "verification.json says", staging)
-    return json.loads((staging / "manifest.json").read_text())
+    return read_json(staging / "manifest.json")
 
 
 def _stage_one(run_dir: Path, name: str, want: str, who: str, staging: Path) -> Path:
@@ -182,27 +212,122 @@ def stage_outputs(run_dir: Path, manifest: dict, record: dict, staging: Path) ->
             "is not listed in manifest.json (added after training)",
             "remove it; a release holds exactly what the run produced",
         )
-    compared = {c.get("file"): c for c in record["compared"]}
-    if compared.keys() != outputs.keys():
-        odd = sorted(outputs.keys() ^ compared.keys())
-        raise UserError(
-            f"the verification compared other files than manifest.json lists ({', '.join(odd)})",
-            file=str(run_dir / "verification.json"),
-            fix=f"run `ft reproduce {run_dir}` again",
-        )
-    for name, entry in sorted(compared.items()):
-        if entry.get("expected") != outputs[name] or entry.get("equal") is not True:
-            raise UserError(
-                f"the verification of {name} does not match manifest.json",
-                file=str(run_dir / "verification.json"),
-                fix=f"run `ft reproduce {run_dir}` again",
-            )
+    check_verdict(run_dir, manifest, record)
+    check_finite(run_dir, manifest)
     files = {name: staging / name for name in RECORDS}
     for name, want in sorted(outputs.items()):
         files[name] = _stage_one(
             run_dir, name, want, "manifest.json and verification.json say", staging
         )
     return files
+
+
+# The inputs a reproduction must share with the run it reproduces (outputs are compared apart).
+PINS = ("seed", "config_sha256", "data", "base_model", "git")
+
+
+def check_verdict(run_dir: Path, manifest: dict, record: dict) -> None:
+    """Recompute the verdict from hashes; `passed`/`equal` in the record are never trusted.
+
+    The record must belong to this run (its run id and manifest hash) and name the
+    reproduction it saw (RUN_DIR/reproduce/manifest.json by sha256). That reproduction's
+    files must hash as its own manifest says, its pins must be this run's, and every
+    output must compare equal again, here, from those hashes (or, in tolerance mode,
+    from the files within the declared bounds).
+    """
+    from .hashing import sha256_file
+    from .reproduce import compare
+
+    where = str(run_dir / "verification.json")
+    again = f"run `ft reproduce {run_dir}` again"
+    if record.get("run_id") != manifest["run_id"]:
+        raise UserError(
+            f"the record is for run {record.get('run_id')!r}, not {manifest['run_id']!r}",
+            file=where,
+            fix=again,
+        )
+    repro_dir = run_dir / "reproduce"
+    repro_manifest = repro_dir / "manifest.json"
+    want = record.get("reproduction_manifest_sha256")
+    if not isinstance(want, str) or not repro_manifest.is_file():
+        raise UserError(
+            "no reproduction to check the record against (reproduce/manifest.json and its "
+            "sha256 in the record are both needed)",
+            file=where,
+            fix=f"{again}; keep RUN_DIR/reproduce/ until the run is published",
+        )
+    if sha256_file(repro_manifest) != want:
+        raise UserError(
+            "reproduce/manifest.json is not the reproduction this record was written for",
+            file=str(repro_manifest),
+            fix=again,
+        )
+    fresh = read_json(repro_manifest)
+    for key in PINS:
+        if fresh.get(key) != manifest.get(key):
+            raise UserError(
+                f"the reproduction was made from other inputs than the run ({key} differs)",
+                file=str(repro_manifest),
+                fix=again,
+            )
+    actual = output_files(repro_dir)
+    for name in sorted(set(fresh.get("outputs") or {}) | set(actual)):
+        if (fresh.get("outputs") or {}).get(name) != actual.get(name):
+            raise UserError(
+                f"{name} of the reproduction does not match its manifest",
+                file=str(repro_dir / name),
+                fix=again,
+            )
+    recomputed = {c["file"]: c for c in compare(run_dir, repro_dir, manifest)}
+    claimed = {c.get("file"): c for c in record.get("compared") or [] if isinstance(c, dict)}
+    for name, entry in sorted(recomputed.items()):
+        if not entry["equal"]:
+            raise UserError(
+                f"{name} was not reproduced: sha256 {str(entry['actual'])[:16]} in the "
+                f"reproduction, {str(entry['expected'])[:16]} in manifest.json",
+                file=str(run_dir / name),
+                fix=again + " and make it pass",
+            )
+        said = claimed.get(name, {})
+        if (said.get("expected"), said.get("actual")) != (entry["expected"], entry["actual"]):
+            raise UserError(
+                f"the record's hashes for {name} are not the ones recomputed from the reproduction",
+                file=where,
+                fix=again,
+            )
+    if claimed.keys() != recomputed.keys():
+        raise UserError(
+            "the record compared other files than the reproduction holds",
+            file=where,
+            fix=again,
+        )
+
+
+def check_finite(run_dir: Path, manifest: dict) -> None:
+    """Refuse NaN or infinite metrics and weights: such a run reproduces, but is no model."""
+    import math
+
+    for key, value in sorted((manifest.get("metrics") or {}).items()):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(
+                f"metric {key} is {value}: the run diverged",
+                file=str(run_dir / "manifest.json"),
+                key=f"metrics.{key}",
+                fix="lower train.lr or fix the data, then train and reproduce again",
+            )
+    weights = sorted(n for n in manifest["outputs"] if n.endswith(".safetensors"))
+    if not weights:
+        return
+    from safetensors.torch import load_file
+
+    for name in weights:
+        for tensor_name, tensor in sorted(load_file(run_dir / name).items()):
+            if tensor.is_floating_point() and not tensor.isfinite().all():
+                raise UserError(
+                    f"tensor {tensor_name} holds NaN or infinite values",
+                    file=str(run_dir / name),
+                    fix="lower train.lr or fix the data, then train and reproduce again",
+                )
 
 
 def _changed(run_dir: Path, name: str, problem: str, fix: str) -> UserError:
@@ -360,11 +485,97 @@ def show_version(registry_uri: str, version: str) -> int:
 
 
 def pull_version(registry_uri: str, version: str, dest: str) -> int:
+    """Pull into a private directory, check the release against itself, then rename it in.
+
+    The registry checks its index (every file's sha256); this checks what the index
+    cannot vouch for: that the release is the one its manifest describes.
+    """
+    import shutil
+    import uuid
+
     registry = open_registry(registry_uri)
     version = resolve_version(registry, version)
-    index = registry.pull(version, Path(dest))
+    target = Path(os.path.normpath(dest))
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise UserError(
+            "the destination exists and is not empty",
+            file=str(target),
+            fix="pull into a new or empty directory",
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    private = target.parent / f".{target.name}.verify-{uuid.uuid4().hex[:12]}"
+    try:
+        index = registry.pull(version, private)
+        verify_release(private, index, f"{registry_uri} {version}")
+        if target.exists():
+            target.rmdir()
+        os.rename(private, target)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
     print(
         f"pulled {version} from {registry_uri} into {dest}: {len(index['files'])} files, every "
-        "sha256 verified"
+        "sha256 verified, the release matches its manifest"
     )
     return 0
+
+
+def verify_release(root: Path, index: dict, where: str) -> None:
+    """A pulled release must be what its own manifest and verification record describe.
+
+    Every output the manifest lists is present with its hash and nothing else rides
+    along; REPRODUCE.md and the model card are the renderings of the manifest; the
+    verification record is for this manifest and compares equal; and the index's
+    metadata (run, commit, hashes, metrics) is the manifest's, not a hand edit.
+    """
+    from .hashing import sha256_file
+    from .manifest import render_reproduce
+
+    fix = "the release was altered after `ft publish`; restore the registry from a backup"
+
+    def bad(name: str, problem: str) -> UserError:
+        return IntegrityError(f"{name} {problem}", file=f"{where}: {name}", fix=fix)
+
+    for name in (*RECORDS, CARD):
+        if not (root / name).is_file():
+            raise bad(name, "is missing from the release")
+    manifest = read_json(root / "manifest.json", fix=fix)
+    outputs = manifest.get("outputs")
+    if not isinstance(outputs, dict):
+        raise bad("manifest.json", "has no outputs")
+    have = {n for n in index["files"]}
+    for name, digest in sorted(outputs.items()):
+        if name not in have:
+            raise bad(name, "is listed in manifest.json but missing from the release")
+        if index["files"][name]["sha256"] != digest or sha256_file(root / name) != digest:
+            raise bad(name, "does not have the sha256 manifest.json gives it")
+    extra = sorted(have - outputs.keys() - {*RECORDS, CARD})
+    if extra:
+        raise bad(extra[0], "is in the release but not in its manifest.json")
+    if (root / "REPRODUCE.md").read_text(encoding="utf-8") != render_reproduce(manifest):
+        raise bad("REPRODUCE.md", "is not the rendering of manifest.json")
+    record = read_json(root / "verification.json", fix=fix)
+    manifest_sha = sha256_file(root / "manifest.json")
+    if record.get("manifest_sha256") != manifest_sha or record.get("run_id") != manifest.get(
+        "run_id"
+    ):
+        raise bad("verification.json", "is not the record of this manifest.json")
+    compared = {c.get("file"): c for c in record.get("compared") or [] if isinstance(c, dict)}
+    mode = manifest.get("config", {}).get("reproduce", {}).get("mode", "exact")
+    for name, digest in sorted(outputs.items()):
+        entry = compared.get(name) or {}
+        if entry.get("expected") != digest or (mode == "exact" and entry.get("actual") != digest):
+            raise bad("verification.json", f"does not show {name} reproduced")
+    meta = index.get("meta") or {}
+    expected_meta = release_meta(manifest, record) | {"manifest_sha256": manifest_sha}
+    expected_meta["reproduce_md_sha256"] = sha256_file(root / "REPRODUCE.md")
+    for key in sorted(expected_meta):
+        if meta.get(key) != expected_meta[key]:
+            raise IntegrityError(
+                f"the index says {key} = {json.dumps(meta.get(key))[:60]}, the release's "
+                f"manifest.json says {json.dumps(expected_meta[key])[:60]}",
+                file=f"{where}: index metadata",
+                fix=fix,
+            )
+    card = model_card(manifest, record, index["version"], {"REPRODUCE.md": root / "REPRODUCE.md"})
+    if (root / CARD).read_text(encoding="utf-8") != card:
+        raise bad(CARD, "is not the model card of this manifest")

@@ -31,7 +31,7 @@ from pathlib import Path
 from .diff import changed_keys
 from .errors import UserError
 from .hashing import sha256_file
-from .manifest import read_manifest
+from .manifest import check_outputs, read_manifest
 
 REPORT = "report.md"
 LOSS_PNG, DATA_PNG = "loss.png", "data.png"
@@ -62,6 +62,30 @@ class Side:
 
 
 # --- loading ------------------------------------------------------------------------------
+
+
+READ_OUTPUTS = ("metrics.jsonl", "eval.json")
+FIGURE_SCHEMES = ("https", "http")
+
+
+def check_figures_url(url: str | None) -> None:
+    """Figures are linked from Markdown a browser renders: only http(s) or a relative path."""
+    if url is None:
+        return
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if (
+        (scheme and scheme not in FIGURE_SCHEMES)
+        or (scheme and not parts.netloc)
+        or (not scheme and (url.strip().startswith("//") or ":" in url.split("/", 1)[0]))
+    ):
+        raise UserError(
+            f"{url!r} is not an http(s) URL or a relative path",
+            key="--figures-url",
+            fix="pass https://HOST/PATH (where the figures are uploaded) or a relative path",
+        )
 
 
 def _read_json(path: Path) -> dict | None:
@@ -107,6 +131,8 @@ def read_curve(path: Path) -> list[dict] | None:
 def load_run(run_dir: str | Path, label: str | None = None) -> Side:
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
+    # The report reads outputs (metrics.jsonl): each must be the file the run produced.
+    check_outputs(run_dir, manifest, [n for n in READ_OUTPUTS if n in manifest["outputs"]])
     verification = _read_json(run_dir / "verification.json")
     current = bool(verification) and verification.get("manifest_sha256") == sha256_file(
         run_dir / "manifest.json"
@@ -669,6 +695,7 @@ def build(
     figures_url: str | None = None,
 ) -> dict[str, bytes]:
     """The report's files, by name: report.md, loss.png, data.png."""
+    check_figures_url(figures_url)
     run = load_run(run_dir, label="this run")
     base, how = resolve_baseline(baseline, registry, Path(run_dir))
     return {

@@ -47,6 +47,9 @@ def main(run_dir: str) -> int:
         _check_run_files(run_dir, manifest)
         out = _execute(run_dir, manifest, block, record)
         fresh = read_manifest(out)
+        # Binds this record to the reproduction it saw: publish re-reads that manifest and
+        # recomputes every verdict from it instead of trusting "equal"/"passed" below.
+        record["reproduction_manifest_sha256"] = sha256_file(out / "manifest.json")
         record["reproduced_on"] = fresh["hardware"]
         record["compared"] = compare(run_dir, out, manifest)
         failed = [c for c in record["compared"] if not c["equal"]]
@@ -54,11 +57,13 @@ def main(run_dir: str) -> int:
             raise _Failed(
                 f"{len(failed)} output(s) differ: " + ", ".join(c["file"] for c in failed),
                 detail=report(manifest, fresh),
+                file=failed[0]["file"],
+                fix="the lines below say which pinned input moved; see docs/determinism.md",
             )
         record |= {"passed": True, "reason": None}
     except _Failed as f:
         record |= {"passed": False, "reason": f.reason}
-        print(f"FAIL  {f.reason}", file=sys.stderr)
+        print(f"FAIL  {run_dir / f.file}: {f.reason} (fix: {f.fix})", file=sys.stderr)
         if f.detail:
             print(f.detail, file=sys.stderr)
     record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -73,15 +78,27 @@ def main(run_dir: str) -> int:
 
 
 class _Failed(Exception):
-    def __init__(self, reason: str, detail: str | None = None):
+    """A verdict: the FAIL line names the file (relative to the run) and the fix."""
+
+    def __init__(
+        self,
+        reason: str,
+        detail: str | None = None,
+        *,
+        file: str = "REPRODUCE.md",
+        fix: str = "fix the cause named here, then run `ft reproduce` again",
+    ):
         super().__init__(reason)
-        self.reason, self.detail = reason, detail
+        self.reason, self.detail, self.file, self.fix = reason, detail, file, fix
 
 
 def _check_document(run_dir: Path, manifest: dict, record: dict) -> str:
     path = run_dir / "REPRODUCE.md"
     if not path.is_file():
-        raise _Failed("REPRODUCE.md is missing from the run directory")
+        raise _Failed(
+            "REPRODUCE.md is missing from the run directory",
+            fix="restore it from the run's store (it is rendered by `ft train`)",
+        )
     text = path.read_text()
     record["reproduce_md_sha256"] = sha256_file(path)
     expected = render_reproduce(manifest)
@@ -95,11 +112,15 @@ def _check_document(run_dir: Path, manifest: dict, record: dict) -> str:
             f"REPRODUCE.md was edited after the run (line {line + 1}: expected "
             f"{want[line] if line < len(want) else '<end>'!r}, found "
             f"{got[line] if line < len(got) else '<end>'!r}); it is rendered from "
-            "manifest.json and must not be changed by hand"
+            "manifest.json and must not be changed by hand",
+            fix="restore the rendered REPRODUCE.md (e.g. `ft fetch` the run again)",
         )
     block = command_block(text)
     if block is None:
-        raise _Failed("REPRODUCE.md has no ```bash command block")
+        raise _Failed(
+            "REPRODUCE.md has no ```bash command block",
+            fix="restore the rendered REPRODUCE.md (e.g. `ft fetch` the run again)",
+        )
     record["command"] = block
     return block
 
@@ -115,7 +136,9 @@ def _check_run_files(run_dir: Path, manifest: dict) -> None:
     if changed:
         raise _Failed(
             "the run directory no longer matches its manifest (edited after training): "
-            + ", ".join(changed)
+            + ", ".join(changed),
+            file=changed[0],
+            fix="restore the files the run produced (e.g. `ft fetch` it again), or train again",
         )
 
 
@@ -123,14 +146,16 @@ def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
     commit = manifest["git"]["commit"]
     if not commit:
         raise _Failed(
-            "the run was not trained inside a git checkout, so there is no commit to "
-            "rebuild from; train from a committed repo"
+            "the run was not trained inside a git checkout, so there is no commit to rebuild from",
+            file="manifest.json",
+            fix="train from a committed git checkout",
         )
     if manifest["git"]["dirty"]:
         raise _Failed(
             f"the run was trained from a dirty tree (uncommitted changes on top of "
-            f"{commit[:12]}): a checkout of the commit cannot rebuild it; commit, then "
-            "train again"
+            f"{commit[:12]}): a checkout of the commit cannot rebuild it",
+            file="manifest.json",
+            fix="commit the changes, then train again",
         )
     top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True)
     if top.returncode != 0:
@@ -151,7 +176,11 @@ def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
     )
     if added.returncode != 0:
         shutil.rmtree(scratch, ignore_errors=True)
-        raise _Failed(f"cannot check out commit {commit}: {added.stderr.strip()}")
+        raise _Failed(
+            f"cannot check out commit {commit}: {added.stderr.strip()}",
+            file="manifest.json",
+            fix="fetch the commit (git fetch origin), or reproduce in the repo it was made in",
+        )
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "FT_OUT")}
     env["FT_OUT"] = str(out)
     print(f"reproducing {run_dir.name} at {commit[:12]} in {tree}", file=sys.stderr, flush=True)
@@ -169,9 +198,15 @@ def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
         shutil.rmtree(scratch, ignore_errors=True)
     record["exit_code"] = done.returncode
     if done.returncode != 0:
-        raise _Failed(f"the REPRODUCE.md command exited with status {done.returncode}")
+        raise _Failed(
+            f"the REPRODUCE.md command exited with status {done.returncode}",
+            fix="its output above names the cause; fix it at the recorded commit",
+        )
     if not (out / "manifest.json").is_file():
-        raise _Failed("the REPRODUCE.md command finished but wrote no run to $FT_OUT")
+        raise _Failed(
+            "the REPRODUCE.md command finished but wrote no run to $FT_OUT",
+            fix="the command block must train into $FT_OUT; re-render it with `ft train`",
+        )
     return out
 
 

@@ -26,6 +26,8 @@ AWS_SECRET_ACCESS_KEY or AWS_PROFILE; gcsfs: the gcloud login).
 import hashlib
 import json
 import os
+import posixpath
+import re
 import shutil
 import sys
 import time
@@ -36,16 +38,20 @@ from urllib.parse import urlsplit
 from .checkpoint import STEP_DIR
 from .errors import UserError
 from .hashing import sha256_file, tree_files, write_atomic
+from .util.paths import inside, safe_name
+from .util.records import loads
 
 MARKER = "COMPLETE"
 STAGING = Path("runs") / ".staging"
 START_FILES = ("run.json", "config.yaml")  # mirrored when a run starts
 RESUME_FILES = ("run.json", "config.yaml", "metrics.jsonl")  # pulled before a resume
-FINAL_FILES = ("manifest.json", "REPRODUCE.md")  # pushed last, in this order
+FINAL_FILES = ("REPRODUCE.md", "manifest.json")  # pushed last, in this order: manifest commits
+_HELD: dict[str, int] = {}  # run directory -> open lock descriptor, for this process's life
 ACCESS_FIX = (
     "check the URL, that the bucket exists, and the credentials in the environment "
     "(S3: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
 )
+RESTORE_FIX = "the object was tampered with or damaged; restore it, or train the run again"
 READY_WAIT_S = 3600  # how long the other processes of one machine wait for a resume's pull
 
 
@@ -53,9 +59,59 @@ def is_url(out: str | os.PathLike | None) -> bool:
     return out is not None and "://" in str(out)
 
 
+def normalise_url(url: str) -> str:
+    """`s3://b/runs/x/..` is `s3://b/runs`: a URL's path is normalised like a local one."""
+    scheme, _, rest = url.partition("://")
+    head, slash, path = rest.partition("/")
+    if not slash:
+        return url.rstrip("/")
+    clean = posixpath.normpath("/" + path).lstrip("/")
+    return f"{scheme}://{head}/{clean}".rstrip("/") if clean != "." else f"{scheme}://{head}"
+
+
+def is_scratch(name: str) -> bool:
+    """Files a run directory may hold before it starts: temps of a write that was killed."""
+    return bool(re.fullmatch(r"\..+\.tmp-\d+", name))
+
+
+def lock_run_dir(run_dir: Path) -> None:
+    """Take the run directory's exclusive lock for this process's life, or refuse.
+
+    Two `ft train --resume` (or a train and a resume) on one directory would interleave
+    checkpoints and metrics; the second is refused. The lock is flock(2) on the directory
+    itself: no lock file to leave behind, and the kernel releases it when the process
+    dies, so a killed run never leaves a stale lock. (flock is per machine; on a shared
+    filesystem across machines, and for --out URLs, the checkpoint markers are the
+    protocol, docs/decisions/0007.)
+    """
+    import fcntl
+
+    key = str(Path(run_dir).resolve())
+    if key in _HELD:
+        return
+    fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(
+            "another `ft train` is writing this run directory",
+            file=str(run_dir),
+            key="--out",
+            fix="wait for it to finish (or stop it), then resume; or pass a new --out",
+        ) from None
+    _HELD[key] = fd
+
+
+def unlock_run_dir(run_dir: Path) -> None:
+    fd = _HELD.pop(str(Path(run_dir).resolve()), None)
+    if fd is not None:
+        os.close(fd)
+
+
 def staging_dir(url: str) -> Path:
     """The local directory a URL run trains in; its name is the URL's last part (the run id)."""
-    url = url.rstrip("/")
+    url = normalise_url(url)
     return STAGING / hashlib.sha256(url.encode()).hexdigest()[:16] / url.rsplit("/", 1)[-1]
 
 
@@ -66,7 +122,7 @@ class RemoteDir:
         import fsspec
         from fsspec.implementations.local import LocalFileSystem
 
-        self.url = url.rstrip("/")
+        self.url = normalise_url(url)
         parts = urlsplit(self.url)
         if "@" in parts.netloc:  # named without its credentials: this message is a log line too
             shown = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
@@ -186,6 +242,9 @@ class RunLocation:
     def push_outputs(self, run_dir: Path) -> None:
         """The run finished: outputs, manifest.json and REPRODUCE.md exist (main process only)."""
 
+    def abandon(self) -> None:
+        """A fresh run failed on a user error: remove what it mirrored (nothing here)."""
+
 
 class RemoteRunLocation(RunLocation):
     """A run under a URL, trained in a local staging directory mirrored to it."""
@@ -242,11 +301,23 @@ class RemoteRunLocation(RunLocation):
     def pull_checkpoint(self, name: str, run_dir: Path) -> Path:
         """Download checkpoints/<name>/ as its marker lists it, verified, renamed into place."""
         prefix = f"checkpoints/{name}"
-        marker = json.loads(self.remote.read(f"{prefix}/{MARKER}"))
+        where = f"{self.url}/{prefix}/{MARKER}"
+        try:
+            marker = loads(self.remote.read(f"{prefix}/{MARKER}"))
+            files, step = marker["files"], marker["step"]
+            if not isinstance(files, dict) or type(step) is not int:
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise UserError(
+                "is not a checkpoint marker written by `ft train`",
+                file=where,
+                fix=RESTORE_FIX,
+            ) from None
         partial = Path(run_dir) / "checkpoints" / f".partial-{name}"
         shutil.rmtree(partial, ignore_errors=True)
-        for rel, digest in sorted(marker["files"].items()):
-            self.remote.get(f"{prefix}/{rel}", partial / rel, digest, against=MARKER)
+        for rel, digest in sorted(files.items()):
+            dest = inside(partial, rel, source=where, fix=RESTORE_FIX)
+            self.remote.get(f"{prefix}/{rel}", dest, digest, against=MARKER)
         final = partial.with_name(name)
         os.replace(partial, final)
         print(f"pulled {self.url}/{prefix} (step {marker['step']})", file=sys.stderr, flush=True)
@@ -256,6 +327,16 @@ class RemoteRunLocation(RunLocation):
         if int(os.environ.get("RANK", "0")) == 0:  # as in train._run_dir: one process sets up
             for name in START_FILES:
                 self.remote.put(Path(run_dir) / name, name)
+
+    def abandon(self) -> None:
+        """Remove the start files this fresh run mirrored, unless a checkpoint was committed."""
+        present = self.remote.names()
+        if latest_checkpoint(present) is not None or "manifest.json" in present:
+            return
+        with self.remote.errors("removing the failed run's start files"):
+            for name in START_FILES:
+                if name in present:
+                    self.remote.fs.rm_file(self.remote._path(name))
 
     def push_checkpoint(self, path: Path) -> None:
         path = Path(path)
@@ -306,7 +387,7 @@ def fetch(url: str, dest: str | os.PathLike) -> Path:
     lists (not checkpoints) into a temp directory beside DIR, renamed into place
     only when every hash matched: DIR is complete or absent.
     """
-    remote, dest = RemoteDir(url), Path(dest)
+    remote, dest = RemoteDir(url), Path(os.path.normpath(dest))
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise UserError(
             "the destination is not empty",
@@ -320,7 +401,18 @@ def fetch(url: str, dest: str | os.PathLike) -> Path:
             fix="pass the URL of a finished run (its manifest is written last)",
         )
     manifest_bytes = remote.read("manifest.json")
-    manifest = json.loads(manifest_bytes)
+    try:
+        manifest = loads(manifest_bytes)
+        if not isinstance(manifest["outputs"], dict):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise UserError(
+            "is not a manifest written by `ft train`",
+            file=f"{remote.url}/manifest.json",
+            fix=RESTORE_FIX,
+        ) from None
+    for name in manifest["outputs"]:  # every name checked before anything is downloaded
+        safe_name(name, source=f"{remote.url}/manifest.json", fix=RESTORE_FIX)
     partial = dest.with_name(f".partial-{dest.name}-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     try:
@@ -328,7 +420,8 @@ def fetch(url: str, dest: str | os.PathLike) -> Path:
         for name in ("run.json", "REPRODUCE.md"):
             remote.get(name, partial / name)
         for name, digest in sorted(manifest["outputs"].items()):
-            remote.get(name, partial / name, digest, against="manifest.json")
+            dest_file = inside(partial, name, source=f"{remote.url}/manifest.json", fix=RESTORE_FIX)
+            remote.get(name, dest_file, digest, against="manifest.json")
         if dest.exists():
             dest.rmdir()
         os.replace(partial, dest)

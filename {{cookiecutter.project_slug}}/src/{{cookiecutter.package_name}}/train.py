@@ -12,6 +12,7 @@ resumed from its last complete checkpoint and ends with the same bytes.
 """
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -33,8 +34,22 @@ def main(
 ) -> Path:
     # 1. Config: validated once; a resume re-reads the invocation the run started with.
     # An --out URL (s3://...) trains in a local staging directory mirrored to it (store.py).
+    # A fresh run that fails on a user error (a bad pin, a diverging loss) leaves nothing,
+    # so the same --out can be used again; an interrupted one keeps its checkpoints.
     location = store.RunLocation.open(out, resume)
     run_dir, invocation = _run_dir(config_path, overrides, location.local_dir, resume)
+    try:
+        return _pipeline(run_dir, invocation, location, resume)
+    except UserError:
+        if not resume and int(os.environ.get("RANK", "0")) == 0:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            location.abandon()
+        raise
+    finally:
+        store.unlock_run_dir(run_dir)
+
+
+def _pipeline(run_dir: Path, invocation: dict, location, resume: bool) -> Path:
     location.begin(run_dir)
     cfg = load_config(invocation["config"], invocation["overrides"])
     if resume and cfg.hash() != invocation["config_sha256"]:
@@ -43,6 +58,17 @@ def main(
             file=str(run_dir / RUN_FILE),
             fix="resume with the same config and data, or start a new run",
         )
+    # Git is sampled once, before the data pins are read; a tree that moves under the run
+    # (an edit, then a revert) is refused at the end instead of being recorded as clean.
+    from .manifest import git_state
+
+    if resume and invocation.get("git") not in (None, git_state()):
+        raise UserError(
+            "the git tree changed since this run started (commit or uncommitted changes)",
+            file=str(run_dir / RUN_FILE),
+            fix="restore the tree the run started from (see `git` in run.json), or start a new run",
+        )
+    git_at_start = invocation.get("git") or git_state()
 
     # 2. Determinism: seeds and deterministic kernels before anything random or CUDA.
     determinism.configure(cfg.seed)
@@ -122,7 +148,25 @@ def main(
         write_atomic(run_dir / "eval.json", json.dumps(scores, indent=2, sort_keys=True) + "\n")
         shutil.copyfile(cfg.data.lock, run_dir / "data.lock")
         summary = _loss_summary(metrics) | scores
-        write_manifest(run_dir, cfg, invocation, data_lock, base_pins, summary, timing, accelerator)
+        if git_state() != git_at_start:
+            raise UserError(
+                "the git tree changed while the run trained: what it recorded at the start "
+                "is no longer what produced it",
+                file=str(run_dir),
+                fix="leave the checkout alone while training (use a separate worktree), "
+                "then train again",
+            )
+        write_manifest(
+            run_dir,
+            cfg,
+            invocation,
+            data_lock,
+            base_pins,
+            summary,
+            timing,
+            accelerator,
+            git=git_at_start,
+        )
         location.push_outputs(run_dir)
         _log(
             accelerator,
@@ -145,37 +189,66 @@ def _run_dir(
                 key="--out",
                 fix="pass --out runs/<id> of the interrupted run",
             )
-        run_dir = Path(out)
+        run_dir = Path(os.path.normpath(out))
         if not (run_dir / RUN_FILE).is_file():
             raise UserError(
                 "no run was started here",
                 file=str(run_dir),
                 fix="pass the --out directory of an interrupted run",
             )
+        if int(os.environ.get("RANK", "0")) == 0:
+            store.lock_run_dir(run_dir)
         if (run_dir / "manifest.json").exists():
             raise UserError(
                 "this run already finished",
                 file=str(run_dir),
                 fix="nothing to resume; start a new run with another --out",
             )
-        return run_dir, json.loads((run_dir / RUN_FILE).read_text())
+        from .util.records import read_json
+
+        return run_dir, read_json(
+            run_dir / RUN_FILE, fix="start a new run with another --out (this one's record is lost)"
+        )
     cfg = load_config(config_path, overrides)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(out) if out else Path("runs") / f"{Path(config_path).stem}-{stamp}"
+    # Normalised first: `--out runs/x/new/..` is runs/x, and must meet the not-empty guard.
+    run_dir = (
+        Path(os.path.normpath(out)) if out else Path("runs") / f"{Path(config_path).stem}-{stamp}"
+    )
+    from .manifest import git_state
+
     invocation = {
         "config": config_path,
         "overrides": list(overrides),
         "config_sha256": cfg.hash(),
         "started_at": datetime.now(UTC).isoformat(),
+        "git": git_state(),
     }
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, only rank 0 sets the run up
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if run_dir.exists() and not run_dir.is_dir():
             raise UserError(
-                "the output directory is not empty",
+                "is a file, not a run directory",
                 file=str(run_dir),
-                fix="pass a new --out, or add --resume to continue an interrupted run",
+                key="--out",
+                fix="pass a new directory for --out",
             )
-        run_dir.mkdir(parents=True, exist_ok=True)
+        # Checked before mkdir (never create anything inside someone's directory), and again
+        # under the directory's lock (another `ft train` may have started in between).
+        for locked in (False, True):
+            if run_dir.is_dir() and any(not store.is_scratch(p.name) for p in run_dir.iterdir()):
+                if locked:
+                    store.unlock_run_dir(run_dir)
+                raise UserError(
+                    "the output directory is not empty",
+                    file=str(run_dir),
+                    fix="pass a new --out, or add --resume to continue an interrupted run",
+                )
+            if not locked:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                store.lock_run_dir(run_dir)
+        for p in run_dir.iterdir():  # temp files of a run killed while it set up
+            if store.is_scratch(p.name):
+                p.unlink(missing_ok=True)
         write_atomic(run_dir / RUN_FILE, json.dumps(invocation, indent=2) + "\n")
         write_atomic(run_dir / "config.yaml", dump_yaml(cfg.resolved()))
     return run_dir, invocation
@@ -239,6 +312,14 @@ def _train(
                 accelerator.backward(loss_sum * world / (counts[1] * t.grad_accum_steps))
             step_loss += counts[0].item() / counts[1].item() / t.grad_accum_steps
             tokens_total += int(counts[1].item())
+        if not math.isfinite(step_loss):  # every rank holds the same reduced loss: all stop
+            raise UserError(
+                f"the training loss is {step_loss} at step {step + 1}: the run diverged "
+                "(nothing was written as finished)",
+                file=cfg._path,
+                key="train.lr",
+                fix="lower train.lr (or train.max_grad_norm), check the data, and train again",
+            )
         accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -271,7 +352,15 @@ def _read_metrics(run_dir: Path, upto: int) -> list[dict]:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return []
-    return [m for m in map(json.loads, path.read_text().splitlines()) if m["step"] <= upto]
+    try:
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [m for m in records if m["step"] <= upto]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(
+            "is damaged (not one JSON record with `step` per line)",
+            file=str(path),
+            fix="restore it from the run's store, or start a new run",
+        ) from None
 
 
 def _write_adapter(model, run_dir: Path) -> None:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import UserError
-from ..hashing import canonical_json, write_atomic
+from ..hashing import canonical_json, naming, write_atomic
+from ..util.records import read_json
 from .filters import FILTERS, Filter
 from .sources import load_source
 
@@ -254,7 +255,7 @@ def _temp_for(out: Path) -> Path:
 def _write_temp(rows: list[dict], tmp: Path) -> str:
     """Serialize into `tmp` (fsynced) and return the hash of what was written."""
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as f:
+    with naming(tmp.with_name(tmp.name.split(".tmp-")[0].lstrip("."))), open(tmp, "wb") as f:
         digest = serialize(rows, f)
         f.flush()
         os.fsync(f.fileno())
@@ -346,20 +347,20 @@ def render_lock(lock: dict) -> str:
 
 def read_lock(cfg: Config) -> dict:
     path = Path(cfg.data.lock)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(
             "data lock not found",
             file=str(path),
             fix="run `uv run ft data build` and commit data.lock",
         )
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    lock = read_json(path, fix="regenerate it with `uv run ft data build`")
+    if not isinstance(lock.get("splits"), dict) or not isinstance(lock.get("filters"), list):
         raise UserError(
-            f"not valid JSON ({e.msg}, line {e.lineno})",
+            "is not a data lock written by `ft data build` (no splits or filters)",
             file=str(path),
             fix="regenerate it with `uv run ft data build`",
-        ) from None
+        )
+    return lock
 
 
 def lock_differences(old: dict, new: dict) -> list[str]:

@@ -28,8 +28,51 @@ class Filter:
 
     @property
     def code_sha256(self) -> str:
-        """Hash of the function's source: data.lock notices an edited filter."""
-        return hashlib.sha256(inspect.getsource(self.fn).encode()).hexdigest()
+        """Hash of the filter's code closure: data.lock notices an edited filter, and also an
+        edited helper function, constant or compiled pattern the filter uses (`code_closure`)."""
+        return hashlib.sha256(code_closure(self.fn).encode()).hexdigest()
+
+
+def _names(code) -> set[str]:
+    """Global names a code object (and the lambdas/comprehensions inside it) refers to."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            names |= _names(const)
+    return names
+
+
+def code_closure(fn: Callable) -> str:
+    """The source of `fn`, then of every function or class of this project it reaches through
+    its globals, then the value of every plain constant (numbers, text, tuples, regex patterns)
+    it reads, each under its name. Library modules are pinned by uv.lock, not hashed here."""
+    package = __name__.split(".", 1)[0]
+    parts, seen, todo = [], set(), [fn]
+    while todo:
+        f = todo.pop(0)
+        if id(f) in seen:
+            continue
+        seen.add(id(f))
+        # The qualified name, not the module: the package name differs from bake to bake.
+        parts.append(f"# {f.__qualname__}\n{inspect.getsource(f)}")
+        scope = dict(getattr(f, "__globals__", None) or vars(inspect.getmodule(f)))
+        code = getattr(f, "__code__", None)
+        names = _names(code) if code else set()
+        if code and f.__closure__:  # variables of an enclosing function count like globals
+            for name, cell in zip(code.co_freevars, f.__closure__, strict=True):
+                scope[name] = cell.cell_contents
+                names.add(name)
+        for name in sorted(names):
+            value = scope.get(name)
+            if (inspect.isfunction(value) or inspect.isclass(value)) and (
+                value.__module__ or ""
+            ).split(".", 1)[0] == package:
+                todo.append(value)
+            elif isinstance(value, re.Pattern):
+                parts.append(f"# {name} = re.compile({value.pattern!r}, {value.flags})\n")
+            elif isinstance(value, int | float | str | bytes | tuple | frozenset | bool):
+                parts.append(f"# {name} = {value!r}\n")
+    return "".join(parts)
 
 
 FILTERS: dict[str, Filter] = {}

@@ -23,10 +23,12 @@ import re
 import shutil
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Protocol
 
 from ..errors import UserError
+from ..hashing import naming
+from ..util.paths import HEX64, safe_name
 
 INDEX_NAME = "release.json"
 INDEX_SCHEMA = 1
@@ -124,27 +126,23 @@ def sort_versions(names) -> list[str]:
     return sorted({n for n in names if VERSION.fullmatch(n)}, key=version_key)
 
 
-def check_name(name: str) -> str:
+def check_name(name: str, where: str = INDEX_NAME) -> str:
     """A file name inside a version: relative, POSIX, no `..`; a pull never writes elsewhere."""
-    path = PurePosixPath(name)
-    if (
-        not name
-        or "\\" in name
-        or path.is_absolute()
-        or any(p in ("", ".", "..") for p in name.split("/"))
-    ):
-        raise IntegrityError(
-            f"unsafe file name {name!r} in a release index",
+    try:
+        return safe_name(
+            name,
+            source=where,
             fix="the index was tampered with; restore the registry from a backup",
         )
-    return name
+    except UserError as e:
+        raise IntegrityError(e.problem, file=e.file, fix=e.fix) from None
 
 
 def copy_hashing(src: Path, dst: Path) -> tuple[str, int]:
     """Copy src to dst (created, fsynced) and return the sha256 and size of the bytes copied."""
     h, size = hashlib.sha256(), 0
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with open(src, "rb") as fin, open(dst, "xb") as fout:
+    with naming(dst), open(src, "rb") as fin, open(dst, "xb") as fout:
         while chunk := fin.read(CHUNK):
             h.update(chunk)
             size += len(chunk)
@@ -195,8 +193,25 @@ def read_index(data: bytes, version: str, where: str) -> dict:
             file=where,
             fix="the registry was modified by hand; restore it from a backup",
         )
-    for name in index["files"]:
-        check_name(name)
+    for name, entry in index["files"].items():
+        check_name(name, where)
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("sha256"), str)
+            or not HEX64.fullmatch(entry["sha256"])
+            or type(entry.get("size")) is not int
+        ):
+            raise IntegrityError(
+                f"the index entry of {name} has no valid sha256 and size",
+                file=where,
+                fix="the registry was modified by hand; restore it from a backup",
+            )
+    if not isinstance(index.get("meta", {}), dict):
+        raise IntegrityError(
+            "the index metadata is not an object",
+            file=where,
+            fix="the registry was modified by hand; restore it from a backup",
+        )
     return index
 
 

@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 from ..hashing import fsync_dir, sha256_file
+from ..util.paths import safe_digest
 from . import (
     IntegrityError,
     VersionExists,
@@ -105,7 +106,7 @@ class LocalRegistry:
         index = self.show(version)
 
         def fetch(name: str, entry: dict) -> Path:
-            blob = self.blobs / entry["sha256"]
+            blob = self.blobs / safe_digest(entry.get("sha256"), source=f"{self.uri} {version}")
             if not blob.is_file():
                 raise IntegrityError(
                     f"blob of {name} ({entry['sha256'][:16]}) is missing from {version}",

@@ -1,0 +1,1 @@
+"""Small helpers shared by every stage: hashing and atomic writes, git, safe paths."""
