@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..config import Config, SourceSpec
 from ..errors import UserError
-from ..hashing import sha256_file
+from ..util.hashing import sha256_file
 
 
 def verify_local(cfg: Config, index: int, source: SourceSpec) -> str:
