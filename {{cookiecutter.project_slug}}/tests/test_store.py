@@ -337,9 +337,9 @@ def test_tampered_object_fails_fetch_naming_it(project, s3_run, s3):
             f"error: s3://{BUCKET}/runs/smoke: listing failed: PermissionError: ",
         ),
         (
-            ["fetch", "gs://bucket/runs/x", "runs/x"],
+            ["fetch", "abfs://bucket/runs/x", "runs/x"],
             {},
-            "error: gs://bucket/runs/x: no fsspec backend for gs://",
+            "error: abfs://bucket/runs/x: no fsspec backend for abfs://",
         ),
         (
             ["fetch", f"s3://{ACCESS_KEY}:{SECRET_KEY}@{BUCKET}/runs/smoke", "runs/x"],

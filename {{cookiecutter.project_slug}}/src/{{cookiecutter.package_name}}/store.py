@@ -82,8 +82,8 @@ class RemoteDir:
             raise UserError(
                 f"no fsspec backend for {protocol}:// ({e})",
                 file=url,
-                fix="add the backend package (e.g. `uv add gcsfs` for gs://), or use "
-                "s3:// or file://",
+                fix="add the backend package (e.g. `uv add adlfs` for abfs://), or use "
+                "s3://, gs:// or file://",
             ) from None
         except ValueError as e:
             raise UserError(
