@@ -89,6 +89,7 @@ FILES = [
     "src/{package}/data/filters.py",
     "src/{package}/data/loader.py",
     "src/{package}/data/sources.py",
+    "src/{package}/data/progress.py",
     "src/{package}/determinism.py",
     "src/{package}/diff.py",
     "src/{package}/errors.py",
@@ -128,6 +129,8 @@ FILES = [
     "tests/test_registry.py",
     "tests/test_report.py",
     "tests/test_store.py",
+    "tests/test_sources.py",
+    "tests/s3_server.py",
     "uv.lock",
 ]
 

@@ -90,6 +90,11 @@ def _(p):
 )
 def _(p):
     _config_args(p)
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help="on a terminal, show rows/s, bytes read and the time left",
+    )
 
 
 @command(
@@ -97,6 +102,15 @@ def _(p):
 )
 def _(p):
     _config_args(p)
+
+
+@command(
+    "data hash",
+    "commands:data_hash",
+    "Print the pins (sha256, size, ETag) of a data file, directory or bucket object",
+)
+def _(p):
+    p.add_argument("path", help="a local path or a URL: s3://, gs://, az://, https://")
 
 
 @command(
