@@ -90,6 +90,7 @@ FILES = [
     "src/{package}/data/build.py",
     "src/{package}/data/filters.py",
     "src/{package}/data/loader.py",
+    "src/{package}/data/progress.py",
     "src/{package}/data/sources.py",
     "src/{package}/errors.py",
     "src/{package}/evaluate.py",
@@ -134,6 +135,8 @@ FILES = [
     "tests/test_registry.py",
     "tests/test_report.py",
     "tests/test_store.py",
+    "tests/test_sources.py",
+    "tests/s3_server.py",
     "uv.lock",
 ]
 

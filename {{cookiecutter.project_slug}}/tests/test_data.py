@@ -80,9 +80,13 @@ def test_check_passes_on_the_shipped_lock(ft, data_workdir, path):
 
 @pytest.mark.shipped
 def test_pipeline_reproduces_the_shipped_lock_exactly(pkg, data_workdir):
-    lock, rows = pkg.data.build.run_pipeline(pkg.config.load_config(RECIPE))
+    rows = {"train": [], "eval": []}
+    lock = pkg.data.build.run_pipeline(
+        pkg.config.load_config(RECIPE), sink=lambda split, chunk: rows[split].extend(chunk)
+    )
     assert pkg.data.build.render_lock(lock) == Path("data.lock").read_text()
     assert (len(rows["train"]), len(rows["eval"])) == (955, 105)
+    assert pkg.data.build.hash_rows(rows["train"]) == TRAIN_SHA256
 
 
 @pytest.mark.shipped
@@ -90,7 +94,7 @@ def test_content_hash_is_stable_across_processes(pkg, data_workdir, run_python):
     code = (
         f"from {pkg.__name__}.config import load_config\n"
         f"from {pkg.__name__}.data.build import run_pipeline\n"
-        f"lock, _ = run_pipeline(load_config({RECIPE!r}))\n"
+        f"lock = run_pipeline(load_config({RECIPE!r}))\n"
         "print(lock['splits']['train']['sha256'], lock['splits']['eval']['sha256'])"
     )
     # Different hash seeds: set and dict iteration order must not reach the data.

@@ -96,12 +96,24 @@ COMMANDS: dict[str, Command] = {
     "data build": Command(
         commands.data_build,
         "Run sources through the filters; write the training set and data.lock",
-        (*CONFIG,),
+        (
+            *CONFIG,
+            arg(
+                "--progress",
+                action="store_true",
+                help="on a terminal, show rows/s, bytes read and the time left",
+            ),
+        ),
     ),
     "data check": Command(
         commands.data_check,
         "Fail if data or filters changed but data.lock did not",
         (*CONFIG,),
+    ),
+    "data hash": Command(
+        commands.data_hash,
+        "Print the pins (sha256, size, ETag) of a data file, directory or bucket object",
+        (arg("path", help="a local path or a URL: s3://, gs://, az://, https://"),),
     ),
     "train": Command(
         commands.train,

@@ -6,6 +6,7 @@ work, and prints the result for a person. cli.py imports this module to build
 the handler that needs it.
 """
 
+import json
 import sys
 
 
@@ -70,9 +71,10 @@ def _print_lock(lock: dict) -> None:
 
 def data_build(args) -> int:
     from .data.build import build
+    from .data.progress import Progress
 
     cfg = _load(args)
-    lock = build(cfg)
+    lock = build(cfg, progress=Progress.on_terminal() if args.progress else None)
     _print_lock(lock)
     print(f"wrote {cfg.data.out_dir}/ and {cfg.data.lock}")
     return 0
@@ -82,9 +84,16 @@ def data_check(args) -> int:
     from .data.build import check
 
     cfg = _load(args)
-    lock, _ = check(cfg)
+    lock = check(cfg)
     _print_lock(lock)
     print(f"ok  {cfg.data.lock} matches the sources and filters")
+    return 0
+
+
+def data_hash(args) -> int:
+    from .data.sources import describe
+
+    print(json.dumps(describe(args.path), indent=2))
     return 0
 
 

@@ -81,7 +81,8 @@ def main(
     # 3. Data: rebuilt from the pinned sources; must match the committed data.lock.
     from ..data.build import check as check_data
 
-    data_lock, rows = check_data(cfg)
+    rows = {"train": [], "eval": []}
+    data_lock = check_data(cfg, sink=lambda split, chunk: rows[split].extend(chunk))
 
     # 4. Model: base at its pin; adapter initialised from a seed of its own.
     from ..data.loader import encode, train_loader
