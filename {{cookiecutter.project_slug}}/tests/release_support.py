@@ -24,8 +24,8 @@ def _sha(data: bytes) -> str:
 
 
 def make_release(root: Path, version: str = VERSION) -> tuple[dict[str, Path], dict]:
-    publish = importlib.import_module(f"{PKG}.publish")
-    render_reproduce = importlib.import_module(f"{PKG}.manifest").render_reproduce
+    publish = importlib.import_module(f"{PKG}.publish.gate")
+    render_reproduce = importlib.import_module(f"{PKG}.closure.manifest").render_reproduce
     outputs = {
         "adapter/adapter_model.safetensors": hashlib.sha256(b"w").digest() * 64,
         "adapter/adapter_config.json": b'{"r": 4}\n',

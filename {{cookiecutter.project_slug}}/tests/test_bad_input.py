@@ -240,13 +240,7 @@ for kind, data in {
     )
 case("resume", "nothing started", ("train", "--out", RUN, "--resume"), _mkdir(RUN), ("runs/r",))
 case("resume", "no --out", ("train", "--resume"), needles=("--out",))
-case(
-    "resume",
-    "finished run",
-    ("train", "--out", RUN, "--resume"),
-    _run_with(_manifest(), extra={"run.json": "{}"}),
-    ("runs/r", "finished"),
-)
+# (`--resume` of a finished run is a no-op that exits 0: not a bad input.)
 
 # --- 5. data.lock ---------------------------------------------------------------------------
 
@@ -320,7 +314,7 @@ def _published(work: Path) -> Path:
 
     from conftest import PKG_NAME
 
-    importlib.import_module(f"{PKG_NAME}.registry").open_registry(REG).publish(
+    importlib.import_module(f"{PKG_NAME}.publish.registries").open_registry(REG).publish(
         "v1.0.0", files, meta
     )
     return work / "reg" / "versions" / "v1.0.0.json"

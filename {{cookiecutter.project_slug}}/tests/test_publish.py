@@ -267,7 +267,7 @@ def test_nan_weights_are_refused_even_with_every_record_rewritten(project, verif
         manifest = json.loads((where / "manifest.json").read_text())
         manifest["outputs"][WEIGHTS] = _sha(where / WEIGHTS)
         _rewrite(where / "manifest.json", manifest)
-    render = __import__(f"{PKG}.manifest", fromlist=["render_reproduce"]).render_reproduce
+    render = __import__(f"{PKG}.closure.manifest", fromlist=["render_reproduce"]).render_reproduce
     (run / "REPRODUCE.md").write_text(render(json.loads((run / "manifest.json").read_text())))
     record = json.loads((run / "verification.json").read_text())
     for entry in record["compared"]:

@@ -1,1 +1,1 @@
-"""Small helpers shared by every stage: hashing and atomic writes, git, safe paths."""
+"""Helpers every stage shares: hashing and atomic writes, safe names, JSON records."""

@@ -29,17 +29,17 @@ def read_json(path: str | os.PathLike, *, fix: str = REDO, kind: type = dict):
     try:
         data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except FileNotFoundError:
-        raise UserError("is missing", file=str(path), fix=fix) from None
+        raise UserError("not found", file=str(path), fix=fix) from None
     except IsADirectoryError:
-        raise UserError("is a directory, not a file", file=str(path), fix=fix) from None
+        raise UserError("a directory, not a file", file=str(path), fix=fix) from None
     except UnicodeDecodeError:
-        raise UserError("is not UTF-8 text", file=str(path), fix=fix) from None
+        raise UserError("not UTF-8 text", file=str(path), fix=fix) from None
     except ValueError as e:
-        raise UserError(f"is not valid JSON ({e})", file=str(path), fix=fix) from None
+        raise UserError(f"not valid JSON ({e})", file=str(path), fix=fix) from None
     except OSError as e:
         raise UserError(f"cannot be read ({e.strerror or e})", file=str(path), fix=fix) from None
     if not isinstance(data, kind):
-        raise UserError(f"is not a JSON {kind.__name__}", file=str(path), fix=fix)
+        raise UserError(f"not a JSON {kind.__name__}", file=str(path), fix=fix)
     return data
 
 

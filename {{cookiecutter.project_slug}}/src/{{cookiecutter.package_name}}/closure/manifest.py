@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from .errors import UserError
-from .hashing import sha256_bytes, sha256_file, write_atomic
-from .util.paths import safe_name
-from .util.records import read_json
+from ..errors import UserError
+from ..util.hashing import sha256_bytes, sha256_file, write_atomic
+from ..util.paths import safe_name
+from ..util.records import read_json
 
 SCHEMA = 1
 VOLATILE = ("created_at", "run_id", "timing", "invocation")
@@ -77,6 +77,16 @@ def git_state() -> dict:
         "dirty": bool(status.strip()) if status is not None else None,
         "state_sha256": sha256_bytes((status or b"") + b"\0" + (changes or b"")),
     }
+
+
+def dirty_files() -> list[str]:
+    """Paths `git status` reports as changed or untracked (what makes a run's tree dirty)."""
+    r = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=normal"], capture_output=True, text=True
+    )
+    if r.returncode != 0:
+        return []  # not a git checkout: the manifest records that instead
+    return [line[3:] for line in r.stdout.splitlines() if len(line) > 3]
 
 
 def _hardware(accelerator) -> dict:

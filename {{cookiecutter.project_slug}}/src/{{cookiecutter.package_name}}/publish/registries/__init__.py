@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import UserError
-from ..hashing import naming
-from ..util.paths import HEX64, safe_name
+from ...errors import UserError
+from ...util.hashing import naming
+from ...util.paths import HEX64, safe_name
 
 INDEX_NAME = "release.json"
 INDEX_SCHEMA = 1

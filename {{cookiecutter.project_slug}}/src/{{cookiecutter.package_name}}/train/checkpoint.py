@@ -12,9 +12,9 @@ import re
 import shutil
 from pathlib import Path
 
+from ..errors import UserError
+from ..util.hashing import fsync_dir, naming
 from .determinism import rng_state, set_rng_state
-from .errors import UserError
-from .hashing import fsync_dir, naming
 
 STEP_DIR = re.compile(r"step-(\d{8})")
 

@@ -17,8 +17,8 @@ import os
 import uuid
 from pathlib import Path
 
-from ..hashing import fsync_dir, sha256_file
-from ..util.paths import safe_digest
+from ...util.hashing import fsync_dir, sha256_file
+from ...util.paths import safe_digest
 from . import (
     IntegrityError,
     VersionExists,

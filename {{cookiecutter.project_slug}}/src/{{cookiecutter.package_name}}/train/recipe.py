@@ -2,7 +2,7 @@
 
     uv run ft train --config configs/smoke.yaml            # seconds on CPU
     uv run ft train --out runs/x --resume                  # continue a killed run
-    uv run ft train --out s3://bucket/runs/x [--resume]    # staged locally, mirrored (store.py)
+    uv run ft train --out s3://bucket/runs/x [--resume]    # staged locally, mirrored (ops/store.py)
     torchrun --nproc_per_node 2 -m <package>.cli train ... # several processes (gloo on CPU)
 
 Reads top to bottom in pipeline order. The run directory gets the resolved
@@ -21,10 +21,11 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import checkpoint, determinism, store
-from .config import Config, dump_yaml, load_config
-from .errors import UserError
-from .hashing import write_atomic
+from ..config import Config, dump_yaml, load_config
+from ..errors import UserError
+from ..ops import store
+from ..util.hashing import default_mode, write_atomic
+from . import checkpoint, determinism
 
 RUN_FILE = "run.json"  # the invocation, written first: what --resume re-reads
 
@@ -33,11 +34,23 @@ def main(
     config_path: str, overrides: list[str], out: str | None = None, resume: bool = False
 ) -> Path:
     # 1. Config: validated once; a resume re-reads the invocation the run started with.
-    # An --out URL (s3://...) trains in a local staging directory mirrored to it (store.py).
+    # An --out URL (s3://...) trains in a local staging directory mirrored to it (ops/store.py).
+    try:
+        location = store.RunLocation.open(out, resume)
+        run_dir, invocation = _run_dir(config_path, overrides, location.local_dir, resume)
+    except store.RunComplete as done:
+        # Retry wrappers and SkyPilot restarts re-issue `--resume` blindly: a finished run
+        # is success, not an error.
+        print(
+            f"nothing to resume: {done.where} is complete (manifest.json exists)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return Path(done.where)
+    if int(os.environ.get("RANK", "0")) == 0:
+        _warn_if_dirty()
     # A fresh run that fails on a user error (a bad pin, a diverging loss) leaves nothing,
     # so the same --out can be used again; an interrupted one keeps its checkpoints.
-    location = store.RunLocation.open(out, resume)
-    run_dir, invocation = _run_dir(config_path, overrides, location.local_dir, resume)
     try:
         return _pipeline(run_dir, invocation, location, resume)
     except UserError:
@@ -60,7 +73,7 @@ def _pipeline(run_dir: Path, invocation: dict, location, resume: bool) -> Path:
         )
     # Git is sampled once, before the data pins are read; a tree that moves under the run
     # (an edit, then a revert) is refused at the end instead of being recorded as clean.
-    from .manifest import git_state
+    from ..closure.manifest import git_state
 
     if resume and invocation.get("git") not in (None, git_state()):
         raise UserError(
@@ -92,13 +105,14 @@ def _pipeline(run_dir: Path, invocation: dict, location, resume: bool) -> Path:
         )
 
     # 3. Data: rebuilt from the pinned sources; must match the committed data.lock.
-    from .data.build import check as check_data
+    from ..data.build import check as check_data
 
-    data_lock, rows = check_data(cfg)
+    rows = {"train": [], "eval": []}
+    data_lock = check_data(cfg, sink=lambda split, chunk: rows[split].extend(chunk))
 
     # 4. Model: base at its pin; adapter initialised from a seed of its own.
-    from .data.loader import encode, train_loader
-    from .model import add_lora, load_base
+    from ..data.loader import encode, train_loader
+    from ..model import add_lora, load_base
 
     with accelerator.main_process_first():  # the first process builds a missing tiny base
         base, tokenizer, base_pins = load_base(cfg)
@@ -133,7 +147,7 @@ def _pipeline(run_dir: Path, invocation: dict, location, resume: bool) -> Path:
     )
 
     # 6. Evaluate on the held-out split.
-    from .evaluate import eval_loss
+    from ..evaluate import eval_loss
 
     unwrapped = accelerator.unwrap_model(model)
     scores = eval_loss(
@@ -142,7 +156,7 @@ def _pipeline(run_dir: Path, invocation: dict, location, resume: bool) -> Path:
 
     # 7. Outputs, then 8. the manifest (last: its existence means the run finished).
     if accelerator.is_main_process:
-        from .manifest import write_manifest
+        from ..closure.manifest import write_manifest
 
         _write_adapter(unwrapped, run_dir)
         write_atomic(run_dir / "eval.json", json.dumps(scores, indent=2, sort_keys=True) + "\n")
@@ -199,12 +213,9 @@ def _run_dir(
         if int(os.environ.get("RANK", "0")) == 0:
             store.lock_run_dir(run_dir)
         if (run_dir / "manifest.json").exists():
-            raise UserError(
-                "this run already finished",
-                file=str(run_dir),
-                fix="nothing to resume; start a new run with another --out",
-            )
-        from .util.records import read_json
+            store.unlock_run_dir(run_dir)
+            raise store.RunComplete(str(run_dir))
+        from ..util.records import read_json
 
         return run_dir, read_json(
             run_dir / RUN_FILE, fix="start a new run with another --out (this one's record is lost)"
@@ -215,7 +226,7 @@ def _run_dir(
     run_dir = (
         Path(os.path.normpath(out)) if out else Path("runs") / f"{Path(config_path).stem}-{stamp}"
     )
-    from .manifest import git_state
+    from ..closure.manifest import git_state
 
     invocation = {
         "config": config_path,
@@ -254,6 +265,22 @@ def _run_dir(
     return run_dir, invocation
 
 
+def _warn_if_dirty() -> None:
+    """One line up front: a run from uncommitted changes can be neither reproduced nor
+    published (`ft reproduce` rebuilds from the recorded commit), so say so before it trains."""
+    from ..closure.manifest import dirty_files
+
+    dirty = dirty_files()
+    if dirty:
+        shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+        print(
+            f"warning: uncommitted changes ({shown}): this run will not be reproducible or "
+            "publishable; commit them and train again for a release",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _optimizer(cfg: Config, model):
     import torch
 
@@ -287,8 +314,8 @@ def _train(
     """The loop: accumulate micro-batches, clip, step; log and checkpoint on schedule."""
     import torch
 
-    from .evaluate import token_loss
-    from .tracking import Trackers
+    from ..evaluate import token_loss
+    from ..ops.tracking import Trackers
 
     t = cfg.train
     world = accelerator.num_processes
@@ -375,6 +402,8 @@ def _write_adapter(model, run_dir: Path) -> None:
     if isinstance(adapter_config.get("target_modules"), list):
         adapter_config["target_modules"] = sorted(adapter_config["target_modules"])
     write_atomic(config_file, json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
+    for path in partial.iterdir():  # safetensors creates its file 0600; outputs are shared
+        default_mode(path)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(partial, final)
 
@@ -395,24 +424,45 @@ def _log(accelerator, text: str) -> None:
 
 
 class _Progress:
-    """A tqdm bar on a terminal; plain lines (one per log_every steps) in CI and pipes."""
+    """Where training is: a tqdm bar on a terminal (step/total, loss, tokens/s, ETA), plain
+    lines in CI logs and pipes (`step 5/100  loss ...  eta 0:42`, about 20 per run).
+
+    It only reads the loop's numbers and writes to stderr: no run output depends on it.
+    """
 
     def __init__(self, accelerator, start: int, total: int):
         self.main = accelerator.is_main_process
         self.bar = None
+        self.start, self.total = start, total
         self.every = max(1, total // 20)
+        self.began = time.perf_counter()
         if self.main and sys.stderr.isatty() and not os.environ.get("CI"):
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total, initial=start, unit="step", dynamic_ncols=True, desc="train"
+            )
 
     def update(self, step: int, loss: float, tok_s: float) -> None:
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tok_s:,.0f}")
-        elif self.main and (step % self.every == 0 or step == 1):
-            print(f"step {step}  loss {loss:.4f}  tok/s {tok_s:,.0f}", file=sys.stderr, flush=True)
+        elif self.main and (step % self.every == 0 or step == self.start + 1 or step == self.total):
+            elapsed = time.perf_counter() - self.began
+            eta = elapsed / (step - self.start) * (self.total - step)
+            print(
+                f"step {step}/{self.total}  loss {loss:.4f}  tok/s {tok_s:,.0f}  "
+                f"elapsed {_clock(elapsed)}  eta {_clock(eta)}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

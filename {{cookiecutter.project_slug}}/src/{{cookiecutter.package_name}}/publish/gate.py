@@ -26,16 +26,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import UserError
-from .manifest import command_block, output_files, read_manifest
-from .registry import (
+from ..closure.manifest import command_block, output_files, read_manifest
+from ..errors import UserError
+from ..util.records import read_json
+from .registries import (
     IntegrityError,
     VersionNotFound,
     check_version,
     copy_hashing,
     open_registry,
 )
-from .util.records import read_json
 
 RECORDS = ("manifest.json", "REPRODUCE.md", "verification.json")
 CARD = "README.md"
@@ -202,7 +202,7 @@ def stage_outputs(run_dir: Path, manifest: dict, record: dict, staging: Path) ->
             run_dir,
             CARD,
             "is a run output, but a release's README.md is the model card",
-            "rename that output in train.py",
+            "rename that output in train/recipe.py",
         )
     extra = sorted(output_files(run_dir).keys() - outputs.keys())
     if extra:
@@ -235,8 +235,8 @@ def check_verdict(run_dir: Path, manifest: dict, record: dict) -> None:
     output must compare equal again, here, from those hashes (or, in tolerance mode,
     from the files within the declared bounds).
     """
-    from .hashing import sha256_file
-    from .reproduce import compare
+    from ..closure.reproduce import compare
+    from ..util.hashing import sha256_file
 
     where = str(run_dir / "verification.json")
     again = f"run `ft reproduce {run_dir}` again"
@@ -527,8 +527,8 @@ def verify_release(root: Path, index: dict, where: str) -> None:
     verification record is for this manifest and compares equal; and the index's
     metadata (run, commit, hashes, metrics) is the manifest's, not a hand edit.
     """
-    from .hashing import sha256_file
-    from .manifest import render_reproduce
+    from ..closure.manifest import render_reproduce
+    from ..util.hashing import sha256_file
 
     fix = "the release was altered after `ft publish`; restore the registry from a backup"
 
