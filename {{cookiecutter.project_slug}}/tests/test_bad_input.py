@@ -255,6 +255,33 @@ BAD_LOCKS = {
         ("data.lock", "directory"),
     ),
 }
+
+
+def _non_utf8_source(work: Path) -> None:
+    """A data source whose bytes are pinned correctly but are not UTF-8 text."""
+    import hashlib
+
+    data = b'{"prompt": "a", "response": "b"}\n{"prompt": "\xff\xfe"}\n'
+    (work / "data/raw/latin1.jsonl").write_bytes(data)
+
+    def change(raw: dict) -> None:
+        raw["data"]["sources"][0] |= {
+            "path": "data/raw/latin1.jsonl",
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+
+    _write_config(change)(work)
+
+
+for command in ("data build", "data check"):
+    case(
+        "data file",
+        f"{command} / not UTF-8",
+        (*CONFIG_COMMANDS[command], BAD),
+        _non_utf8_source,
+        ("data/raw/latin1.jsonl", "line 2 is not UTF-8"),
+    )
+
 for kind, (setup, needles) in BAD_LOCKS.items():
     case("data.lock", f"data check / {kind}", ("data", "check", "--config", SMOKE), setup, needles)
 

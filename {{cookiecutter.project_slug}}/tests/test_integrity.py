@@ -495,6 +495,18 @@ def test_report_refuses_a_metrics_file_that_changed(ft, tmp_path):
     )
 
 
+def test_a_reproduce_fail_line_names_the_file_and_the_fix(ft, tmp_path):
+    run = _finished_run(tmp_path / "r", {"eval.json": b"{}"})
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["config"] = {"reproduce": {"mode": "exact"}}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    done = ft("reproduce", run)
+    assert done.code == 1 and "Traceback" not in done.err
+    fail = done.err.splitlines()[0]
+    assert fail.startswith(f"FAIL  {run.resolve() / 'REPRODUCE.md'}: REPRODUCE.md is missing")
+    assert "(fix: restore it" in fail
+
+
 # --- the filesystem refusing, at the CLI boundary --------------------------------------------
 
 
@@ -554,3 +566,48 @@ def test_a_file_where_a_directory_belongs_is_one_line(ft, data_workdir):
     Path("runs").write_text("not a directory")
     ft("train", "--config", "configs/smoke.yaml", "--out", "runs/x").user_error("runs", "fix:")
     assert Path("runs").read_text() == "not a directory"
+
+
+# --- training that must stop: a diverging loss, a tree that moved (these train: slow) -------
+
+
+def _git_repo(root: Path) -> None:
+    """root as a committed checkout, with this repo's .gitignore (runs/, base/ ignored)."""
+    shutil.copy(Path(__file__).resolve().parents[1] / ".gitignore", root / ".gitignore")
+    ident = ["-c", "user.name=t", "-c", "user.email=t@localhost"]
+    for args in (["init", "-q"], [*ident, "add", "-A"], [*ident, "commit", "-qm", "x"]):
+        subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+
+@pytest.mark.slow  # trains until the loss overflows (a few steps, in process)
+def test_a_non_finite_loss_stops_the_run_and_leaves_nothing(ft, workdir):
+    ft(
+        "train",
+        "--config",
+        "configs/smoke.yaml",
+        "--out",
+        "runs/diverged",
+        "--set",
+        "train.lr=1e30",
+    ).user_error("configs/smoke.yaml", "train.lr", "diverged")
+    assert not (workdir / "runs" / "diverged").exists()  # not finished, not resumable junk
+
+
+@pytest.mark.slow  # trains the smoke config in process
+def test_a_tree_changed_while_training_is_refused(pkg, ft, workdir, monkeypatch):
+    """Git is sampled when the run starts; an edit made (or reverted) while it trains is
+    caught before the manifest, instead of the end state being recorded."""
+    _git_repo(workdir)
+    recipe = importlib_module(pkg, "train.recipe")
+    summary = recipe._loss_summary
+
+    def edit_then_summarise(metrics):  # runs after the last step, before the manifest
+        (workdir / "configs" / "smoke.yaml").write_text("# edited mid-run\n")
+        return summary(metrics)
+
+    monkeypatch.setattr(recipe, "_loss_summary", edit_then_summarise)
+    assert importlib_module(pkg, "closure.manifest").git_state()["dirty"] is False
+    ft("train", "--config", "configs/smoke.yaml", "--out", "runs/moved").user_error(
+        "runs/moved", "git tree changed while the run trained"
+    )
+    assert not (workdir / "runs" / "moved" / "manifest.json").exists()

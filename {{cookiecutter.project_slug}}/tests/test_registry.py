@@ -391,6 +391,35 @@ def test_hf_pull_verifies_every_file(reg, hub, release, tmp_path):
     assert not (tmp_path / "again").exists()
 
 
+@pytest.mark.parametrize("case", ["swapped model card", "dropped eval.json"])
+def test_hf_pull_checks_the_release_against_its_manifest(reg, hub, tmp_path, ft, monkeypatch, case):
+    """A tag re-pointed at a commit whose files and release.json were edited together:
+    every sha256 matches the index, the release no longer matches its manifest."""
+    recorder, registry = hub
+    gate = importlib.import_module(f"{PKG}.publish.gate")
+    monkeypatch.setattr(gate, "open_registry", lambda uri: registry)
+    files, meta = make_release(tmp_path / "release")
+    registry.publish("v1.0.0", files, meta)
+    assert ft("registry", "pull", "v1.0.0", tmp_path / "ok", "--registry", registry.uri).code == 0
+    (stored,) = recorder.commits.values()
+    index = json.loads(stored["release.json"])
+    if case == "swapped model card":
+        name = "README.md"
+        stored[name] = stored[name].replace(b"apache-2.0", b"mit")
+        index["files"][name] = {
+            "sha256": hashlib.sha256(stored[name]).hexdigest(),
+            "size": len(stored[name]),
+        }
+    else:
+        name = "eval.json"
+        del stored[name], index["files"][name]
+    stored["release.json"] = (json.dumps(index, indent=2, sort_keys=True) + "\n").encode()
+    ft("registry", "pull", "v1.0.0", tmp_path / "out", "--registry", registry.uri).user_error(
+        name, "v1.0.0", "restore the registry"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_hf_auth_and_offline_failures_are_one_line_user_errors(reg, hub, release):
     recorder, registry = hub
 
@@ -547,10 +576,60 @@ def test_mlflow_publish_list_show_pull_and_immutability(reg, mlflow_env, release
     assert not (tmp_path / "again").exists()
 
 
+@pytest.mark.slow  # publishes to the real mlflow server started for this module
+@pytest.mark.parametrize(
+    "case", ["metadata", "re-pointed adapter", "swapped model card", "dropped eval.json"]
+)
+def test_mlflow_pull_checks_the_release_against_its_manifest(reg, mlflow_env, tmp_path, ft, case):
+    """Someone with write access to the MLflow server edits a release consistently (the
+    artifacts, release.json's hashes and the index_sha256 tag): every sha256 still matches
+    the index, so only the check against the release's own manifest catches it."""
+    from mlflow import MlflowClient
+
+    name = "ft-tamper-" + case.replace(" ", "-").replace(".", "-")
+    uri = f"mlflow://{name}"
+    files, meta = make_release(tmp_path / "release")
+    reg.open_registry(uri).publish("v1.0.0", files, meta)
+    assert ft("registry", "pull", "v1.0.0", tmp_path / "ok", "--registry", uri).code == 0
+
+    client = MlflowClient(mlflow_env.url)
+    mv = client.get_model_version_by_alias(name, "v1-0-0")
+    index_file = next(mlflow_env.root.glob(f"artifacts/**/{mv.run_id}/**/release.json"))
+    root = index_file.parent
+    index = json.loads(index_file.read_text())
+    if case == "metadata":
+        index["meta"]["metrics"]["eval_loss"] = 0.01
+        needle = "metrics"
+    else:
+        target, data = {
+            "re-pointed adapter": ("adapter/adapter_model.safetensors", b"\0" * 64),
+            "swapped model card": (
+                "README.md",
+                (root / "README.md").read_bytes().replace(b"apache-2.0", b"mit"),
+            ),
+            "dropped eval.json": ("eval.json", None),
+        }[case]
+        needle = target
+        if data is None:
+            (root / target).unlink()
+            del index["files"][target]
+        else:
+            (root / target).write_bytes(data)
+            index["files"][target] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    index_file.write_bytes((json.dumps(index, indent=2, sort_keys=True) + "\n").encode())
+    client.set_model_version_tag(
+        name, mv.version, "index_sha256", hashlib.sha256(index_file.read_bytes()).hexdigest()
+    )
+    ft("registry", "pull", "v1.0.0", tmp_path / "out", "--registry", uri).user_error(
+        needle, "v1.0.0", "restore the registry"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 MLFLOW_CHILD = textwrap.dedent("""
     import os, signal, sys, time
     from mlflow import MlflowClient
-    from PACKAGE.registry import open_registry
+    from PACKAGE.publish.registries import open_registry
 
     name, version, release, kill_after, go = sys.argv[1:6]
     if kill_after != "-":  # die right after this client call returns, like a killed job

@@ -420,7 +420,7 @@ def _filesystem(config_file: str, index: int, path: str):
 
 def parse_jsonl(lines, name: str) -> Iterator[dict]:
     """JSON objects from an iterable of lines; blank lines skipped; errors name the line."""
-    for lineno, line in enumerate(lines, 1):
+    for lineno, line in enumerate(_decoded(lines, name), 1):
         if not line.strip():
             continue
         try:
@@ -436,6 +436,24 @@ def parse_jsonl(lines, name: str) -> Iterator[dict]:
                 f"line {lineno} is not a JSON object", file=name, fix="one JSON object per line"
             )
         yield row
+
+
+def _decoded(lines, name: str) -> Iterator[str]:
+    """The lines of a text stream; bytes that are not UTF-8 are a UserError naming the file."""
+    it, lineno = iter(lines), 0
+    while True:
+        try:
+            line = next(it)
+        except StopIteration:
+            return
+        except UnicodeDecodeError:
+            raise UserError(
+                f"line {lineno + 1} is not UTF-8 text",
+                file=name,
+                fix="save the file as UTF-8 (one JSON object per line)",
+            ) from None
+        lineno += 1
+        yield line
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict]:
