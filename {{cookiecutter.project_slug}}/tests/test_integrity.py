@@ -579,18 +579,35 @@ def _git_repo(root: Path) -> None:
         subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
 
 
-@pytest.mark.slow  # trains until the loss overflows (a few steps, in process)
-def test_a_non_finite_loss_stops_the_run_and_leaves_nothing(ft, workdir):
-    ft(
-        "train",
-        "--config",
-        "configs/smoke.yaml",
-        "--out",
-        "runs/diverged",
-        "--set",
-        "train.lr=1e30",
-    ).user_error("configs/smoke.yaml", "train.lr", "diverged")
-    assert not (workdir / "runs" / "diverged").exists()  # not finished, not resumable junk
+def _stopped(result, *needles: str) -> str:
+    """A run stopped by a user error: progress lines, then the one `error:` line, exit 2."""
+    assert result.code == 2, result.err[-2000:]
+    assert "Traceback" not in result.err and result.out == ""
+    line = result.err.strip().splitlines()[-1]
+    assert line.startswith("error: ") and "(fix: " in line, line
+    for needle in needles:
+        assert needle in line, f"{needle!r} not in: {line}"
+    return line
+
+
+@pytest.mark.slow  # trains a few steps in process
+def test_a_non_finite_loss_stops_the_run_and_leaves_nothing(pkg, ft, workdir, monkeypatch):
+    """The loss turns NaN at step 3 (made so at the loss function: the tiny model's loss
+    saturates rather than overflow however high the learning rate): the run stops there,
+    writes no adapter or manifest, and removes its directory."""
+    evaluate = importlib_module(pkg, "evaluate")
+    token_loss, calls = evaluate.token_loss, []
+
+    def diverging(model, batch):
+        loss_sum, n = token_loss(model, batch)
+        calls.append(1)
+        return (loss_sum * float("nan"), n) if len(calls) >= 3 else (loss_sum, n)
+
+    monkeypatch.setattr(evaluate, "token_loss", diverging)
+    result = ft("train", "--config", "configs/smoke.yaml", "--out", "runs/diverged")
+    _stopped(result, "configs/smoke.yaml", "train.lr", "nan at step 3", "diverged")
+    assert "step 3/" not in result.err  # stopped before logging or checkpointing it
+    assert not (workdir / "runs" / "diverged").exists()
 
 
 @pytest.mark.slow  # trains the smoke config in process
@@ -607,7 +624,6 @@ def test_a_tree_changed_while_training_is_refused(pkg, ft, workdir, monkeypatch)
 
     monkeypatch.setattr(recipe, "_loss_summary", edit_then_summarise)
     assert importlib_module(pkg, "closure.manifest").git_state()["dirty"] is False
-    ft("train", "--config", "configs/smoke.yaml", "--out", "runs/moved").user_error(
-        "runs/moved", "git tree changed while the run trained"
-    )
-    assert not (workdir / "runs" / "moved" / "manifest.json").exists()
+    result = ft("train", "--config", "configs/smoke.yaml", "--out", "runs/moved")
+    _stopped(result, "runs/moved", "git tree changed while the run trained")
+    assert not (workdir / "runs" / "moved").exists()
