@@ -18,7 +18,7 @@ SMOKE = "configs/smoke.yaml"
 # The resolved smoke config's hash. smoke.yaml does not depend on the bake answers, so
 # this moves only when smoke.yaml or the schema (a key or a default) changes; such a
 # change alters every run's recorded config hash, so update this pin on purpose.
-SMOKE_CONFIG_SHA256 = "677aa23367650cdb600c4468ffa21d0d013cf0085589647884dcb1fe7eac26bc"
+SMOKE_CONFIG_SHA256 = "cf5dc73e159a584be07b494f7bc81de6649005c2d21e3ec61b60925319060b9f"
 HEX40 = "0123456789abcdef0123456789abcdef01234567"
 DIGEST = "sha256:" + "ab" * 32
 # smoke.yaml with its local tiny base swapped for a hub model (revision still to add).

@@ -71,13 +71,14 @@ def main(
     data_lock, rows = check_data(cfg)
 
     # 4. Model: base at its pin; adapter initialised from a seed of its own.
-    from .data.loader import encode, train_loader
+    from .data.loader import encode_rows, train_loader
     from .model import add_lora, load_base
 
     with accelerator.main_process_first():  # the first process builds a missing tiny base
         base, tokenizer, base_pins = load_base(cfg)
-    train_examples = encode(rows["train"], tokenizer, cfg.data.max_seq_len)
-    eval_examples = encode(rows["eval"], tokenizer, cfg.data.max_seq_len)
+    # Chat rows go through the base tokenizer's chat template (data/chat.py).
+    train_examples = encode_rows(cfg, rows["train"], tokenizer)
+    eval_examples = encode_rows(cfg, rows["eval"], tokenizer)
     torch.manual_seed(determinism.derive(cfg.seed, "adapter-init"))
     model = add_lora(cfg, base)
     optimizer, scheduler = _optimizer(cfg, model)

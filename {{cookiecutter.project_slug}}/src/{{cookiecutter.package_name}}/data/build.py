@@ -281,6 +281,7 @@ def run_pipeline(cfg: Config, out_dir: str | Path | None = None) -> tuple[dict, 
     for i, source in enumerate(cfg.data.sources):
         pin, rows = load_source(cfg, i)
         rows = list(rows)
+        _check_format(cfg, i, rows)
         raw[source.split].extend(rows)
         entry = {"name": source.name, "split": source.split, "rows": len(rows)}
         entry |= (
@@ -338,6 +339,24 @@ def run_pipeline(cfg: Config, out_dir: str | Path | None = None) -> tuple[dict, 
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
     return lock, {split: result.rows for split, result in results.items()}
+
+
+def _check_format(cfg: Config, index: int, rows: list[dict]) -> None:
+    """Every row of source `index` has the shape `data.format` names (data/chat.py)."""
+    from .chat import row_problem
+
+    fmt = cfg.data.format
+    for n, row in enumerate(rows, 1):
+        problem = row_problem(row, fmt)
+        if problem is not None:
+            source = cfg.data.sources[index]
+            raise UserError(
+                f"row {n} of source {source.name!r} is not a {fmt} row: {problem}",
+                file=source.path or cfg._path,
+                key="data.format",
+                fix="fix the row, or set data.format to the format the source holds "
+                "(chat: messages; prompt_response: prompt and response)",
+            )
 
 
 def render_lock(lock: dict) -> str:
