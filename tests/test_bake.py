@@ -156,7 +156,8 @@ BRACES_SHIPPED = {
         "{%- endif -%}",
         "{{- '<|' + message['role'] + '|>\\\\n' + message['content'] + eos_token + '\\\\n' -}}",
         "{%- endfor -%}",
-        "{%- if add_generation_prompt -%}{{- '<|assistant|>\\\\n' -}}{%- endif -%}",
+        "{%- if add_generation_prompt -%}",
+        "{{- '<|assistant|>\\\\n' -}}",
     ],
     "tests/test_chat.py": ["{{ messages|length }}"],
 }
