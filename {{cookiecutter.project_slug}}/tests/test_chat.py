@@ -90,8 +90,8 @@ def test_template_hash_is_the_sha256_of_its_text(pkg, tokenizer):
     from importlib import import_module
 
     chat = import_module(f"{pkg.__name__}.data.chat")
-    digest = hashlib.sha256(pkg.base.CHAT_TEMPLATE.encode()).hexdigest()
-    assert tokenizer.chat_template == pkg.base.CHAT_TEMPLATE
+    digest = hashlib.sha256(pkg.model.tiny.CHAT_TEMPLATE.encode()).hexdigest()
+    assert tokenizer.chat_template == pkg.model.tiny.CHAT_TEMPLATE
     assert chat.template_sha256(tokenizer) == digest
 
 
@@ -101,7 +101,7 @@ def test_a_template_that_is_not_prefix_stable_is_refused(pkg, tokenizer):
     chat = import_module(f"{pkg.__name__}.data.chat")
     odd = type(tokenizer).from_pretrained(tokenizer.name_or_path)
     # Announces the number of turns up front: a prefix renders differently from the whole.
-    odd.chat_template = "{{ messages|length }}" + pkg.base.CHAT_TEMPLATE
+    odd.chat_template = "{{ messages|length }}" + pkg.model.tiny.CHAT_TEMPLATE
     with pytest.raises(pkg.errors.UserError) as caught:
         chat.encode_chat([{"messages": CONVERSATION}], odd, 512, "assistant", "configs/x.yaml")
     assert "data.loss_on" in str(caught.value) and "loss_on: all" in str(caught.value)
@@ -117,7 +117,7 @@ def test_a_base_without_a_chat_template_is_a_user_error(pkg, tokenizer):
     bare.chat_template = None
     with pytest.raises(pkg.errors.UserError) as caught:
         chat.encode_chat([{"messages": CONVERSATION}], bare, 512, "assistant", "configs/x.yaml")
-    assert "data.format" in str(caught.value) and "prompt_response" in str(caught.value)
+    assert "data.row_format" in str(caught.value) and "prompt_response" in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -137,7 +137,7 @@ def test_a_row_of_the_wrong_shape_names_source_row_and_key(ft, data_workdir, row
 
     pin = f"--set=data.sources.0.sha256={hashlib.sha256(path.read_bytes()).hexdigest()}"
     ft("data", "check", pin).user_error(
-        "error: data/raw/chat-train.jsonl: data.format: row 1201 of source 'chat-train' "
+        "error: data/raw/chat-train.jsonl: data.row_format: row 1201 of source 'chat-train' "
         "is not a chat row",
         problem,
     )
@@ -148,7 +148,7 @@ def test_prompt_response_sources_are_still_a_format(ft, data_workdir):
     result = ft(
         "data",
         "build",
-        "--set=data.format=prompt_response",
+        "--set=data.row_format=prompt_response",
         "--set=data.sources.0.path=data/raw/train.jsonl",
         f"--set=data.sources.0.sha256={_sha('data/raw/train.jsonl')}",
         "--set=data.sources.1.path=data/raw/eval.jsonl",
@@ -159,8 +159,8 @@ def test_prompt_response_sources_are_still_a_format(ft, data_workdir):
     row = json.loads(Path("data/build/train.jsonl").read_text().splitlines()[0])
     assert set(row) == {"prompt", "response"}
     # Chat rows are refused under prompt_response, naming the key.
-    ft("data", "check", "--set=data.format=prompt_response").user_error(
-        "data.format", "is not a prompt_response row"
+    ft("data", "check", "--set=data.row_format=prompt_response").user_error(
+        "data.row_format", "is not a prompt_response row"
     )
 
 
@@ -182,7 +182,7 @@ def test_chat_rows_through_the_filters(pkg):
     assert filters["max_chars"].fn(chat("abc", "def"), limit=5) is None
     assert filters["drop_containing"].fn(chat("a", "TODO later"), phrases=["todo"]) is None
     rows = [chat("a", "b"), chat("a", "c"), chat("a", "b")]
-    assert filters["dedupe"].fn(rows) == rows[:2]
+    assert list(filters["dedupe"].fn(rows)) == rows[:2]
 
 
 def test_a_template_change_moves_the_base_pins(pkg, tiny_base, data_workdir):
@@ -202,7 +202,7 @@ def test_a_template_change_moves_the_base_pins(pkg, tiny_base, data_workdir):
             "configs/smoke.yaml",
             [
                 f"model.base.path={path}",
-                f"model.base.sha256={pkg.hashing.sha256_tree(path)}",
+                f"model.base.sha256={pkg.util.hashing.sha256_tree(path)}",
                 "model.base.build=null",
             ],
         )

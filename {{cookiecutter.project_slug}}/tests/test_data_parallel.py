@@ -5,7 +5,9 @@
 - serialization in blocks (one pass feeding the hash and the file) is byte for byte
   the `canonical_json(row)` lines that data.lock's hash is defined over;
 - `data.workers` > 1 (row filters over processes, in ordered chunks) keeps the same rows,
-  per-filter counts and error messages as one process.
+  per-filter counts and error messages as one process;
+- the streaming chain (chunks in, chunks out) gives the rows of the whole-list form, and
+  the shipped data.lock of the list-based dedupe byte for byte.
 """
 
 import hashlib
@@ -27,7 +29,7 @@ ODD_ROWS = [
 
 
 def canonical_bytes(pkg, rows) -> bytes:
-    return "".join(pkg.hashing.canonical_json(r) + "\n" for r in rows).encode()
+    return "".join(pkg.util.hashing.canonical_json(r) + "\n" for r in rows).encode()
 
 
 def messy_rows(n: int) -> list[dict]:
@@ -138,7 +140,7 @@ def test_parallel_chain_matches_serial_around_a_dataset_filter(pkg, data_workdir
     assert fanned.rows == serial.rows and fanned.steps == serial.steps
 
 
-def test_small_inputs_stay_in_process(pkg, data_workdir):
+def test_small_inputs_match_too(pkg, data_workdir):
     cfg = pkg.config.load_config(RECIPE)
     rows = messy_rows(300)
     serial, fanned = both(pkg, cfg, rows, default_chain(pkg))  # 300 rows < one chunk
@@ -164,24 +166,29 @@ def test_parallel_error_is_the_one_the_serial_path_raises(pkg, data_workdir, mon
 
     for name, fn in (("late_fail", late_fail), ("early_fail", early_fail)):
         monkeypatch.setitem(filters.FILTERS, name, filters.Filter(name, "row", fn))
-    # The serial path runs each filter over the whole split before the next: the first
-    # filter's late error wins over the second filter's early one.
+    # Chunk by chunk, every filter over a chunk before the next chunk: the second filter's
+    # error in the first chunk is met before the first filter's in the last chunk, for any
+    # number of workers (the chunks are the same).
     chain = chain_of(pkg, ("drop_empty", {}), ("late_fail", {}), ("early_fail", {}))
-    serial = error_of(pkg, cfg, rows, chain, workers=1)
-    assert "'late_fail' raised ValueError: late row on train row " in serial
+    serial = error_of(pkg, cfg, rows, chain, workers=1, chunk_rows=1000)
+    assert "'early_fail' raised KeyError: 'early row' on train row " in serial
     assert error_of(pkg, cfg, rows, chain, workers=2, chunk_rows=1000) == serial
+    chain = chain_of(pkg, ("drop_empty", {}), ("late_fail", {}))
+    serial = error_of(pkg, cfg, rows, chain, workers=1, chunk_rows=1000)
+    assert "'late_fail' raised ValueError: late row on train row " in serial
+    assert error_of(pkg, cfg, rows, chain, workers=3, chunk_rows=1000) == serial
     # Same filter failing in two chunks: the first row, its index counted after earlier drops.
     chain = chain_of(
         pkg, ("drop_empty", {}), ("drop_containing", {"phrases": ["TODO"]}), ("early_fail", {})
     )
-    serial = error_of(pkg, cfg, rows, chain, workers=1)
+    serial = error_of(pkg, cfg, rows, chain, workers=1, chunk_rows=700)
     kept_before = sum(1 for r in rows[:40] if r["response"] and r["response"] != "TODO")
     assert f"raised KeyError: 'early row' on train row {kept_before} (" in serial
     assert error_of(pkg, cfg, rows, chain, workers=2, chunk_rows=700) == serial
 
 
 def test_data_build_with_workers_writes_the_same_lock_and_files(pkg, ft, data_workdir, monkeypatch):
-    monkeypatch.setattr(pkg.data.build, "PARALLEL_CHUNK_ROWS", 100)
+    monkeypatch.setattr(pkg.data.build, "PARALLEL_CHUNK_ROWS", 100)  # many chunks in flight
     assert ft("data", "build").code == 0
     one = {
         p: Path(p).read_bytes()
@@ -195,3 +202,83 @@ def test_data_build_with_workers_writes_the_same_lock_and_files(pkg, ft, data_wo
         lock["splits"]["train"]["sha256"]
         == hashlib.sha256(one["data/build/train.jsonl"]).hexdigest()
     )
+
+
+# --- streaming ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 4096])
+def test_chunked_stream_gives_the_rows_of_one_list(pkg, data_workdir, chunk_rows):
+    cfg = pkg.config.load_config(RECIPE)
+    rows = messy_rows(3_000)
+    whole = pkg.data.build.apply_chain(cfg, "train", rows, default_chain(pkg), chunk_rows=10_000)
+    flow = pkg.data.build.Chain(cfg, "train", default_chain(pkg), workers=1, chunk_rows=chunk_rows)
+    batches = (rows[i : i + 333] for i in range(0, len(rows), 333))
+    chunks = list(flow.run(batches))
+    assert all(0 < len(c) <= chunk_rows for c in chunks)
+    assert [r for c in chunks for r in c] == whole.rows
+    assert flow.steps() == whole.steps and flow.rows_in == len(rows)
+
+
+def test_streamed_dedupe_keeps_what_the_list_dedupe_keeps(pkg, data_workdir):
+    rows = messy_rows(20_000)
+    for fields in (("prompt", "response"), ("prompt",), ("i",)):
+        kept = list(pkg.data.filters.dedupe(iter(rows), fields))
+        seen, expected = set(), []
+        for row in rows:
+            key = tuple(row.get(f) for f in fields)
+            if key not in seen:
+                seen.add(key)
+                expected.append(row)
+        assert kept == expected
+
+
+# The dedupe this template shipped before filters could stream: its text verbatim (the
+# lock pins a filter by the hash of its source), taking and returning a whole list.
+LIST_DEDUPE = '''
+@dataset_filter
+def dedupe(rows: list[Row], fields: tuple[str, ...] = ("prompt", "response")) -> list[Row]:
+    """Keep the first of rows that agree on all of `fields`."""
+    seen, kept = set(), []
+    for row in rows:
+        key = tuple(row.get(f) for f in fields)
+        if key not in seen:
+            seen.add(key)
+            kept.append(row)
+    return kept
+'''
+# The prompt/response rows that dedupe was written for (chat rows came later).
+PROMPT_RESPONSE = [
+    "data.row_format=prompt_response",
+    "data.sources.0.path=data/raw/train.jsonl",
+    "data.sources.0.sha256=5b9b99590e4cdc6d968229d3db8ba6de222ac3066cf8a0227d74d695ae6ad744",
+    "data.sources.1.path=data/raw/eval.jsonl",
+    "data.sources.1.sha256=989d6bd6c322d5981fd0e687590d25e778fe8256a30aeed82fcef650c562251c",
+]
+
+
+def test_a_list_dedupe_still_runs_in_the_streaming_pipeline(
+    pkg, data_workdir, monkeypatch, tmp_path
+):
+    """A repo that kept the list-based dedupe still builds: the streaming pipeline feeds it
+    the split and keeps the same rows as the streamed dedupe; only its code hash differs."""
+    import linecache
+
+    filters = pkg.data.filters
+    cfg = pkg.config.load_config(RECIPE, PROMPT_RESPONSE)
+    streamed = pkg.data.build.run_pipeline(cfg)
+    module = tmp_path / "list_dedupe.py"
+    module.write_text(LIST_DEDUPE)
+    scope = {"dataset_filter": lambda fn: fn, "Row": dict}
+    code = compile(LIST_DEDUPE, str(module), "exec")  # inspect reads the source back from it
+    linecache.checkcache(str(module))
+    exec(code, scope)
+    old = filters.Filter("dedupe", "dataset", scope["dedupe"])
+    monkeypatch.setitem(filters.FILTERS, "dedupe", old)
+    lock = pkg.data.build.run_pipeline(cfg)
+    assert lock["splits"] == streamed["splits"] and lock["sources"] == streamed["sources"]
+    assert lock["splits"]["train"]["rows"] == 955
+    assert [f["code_sha256"] for f in streamed["filters"][:4]] == [
+        f["code_sha256"] for f in lock["filters"][:4]
+    ]
+    assert streamed["filters"][4]["code_sha256"] != lock["filters"][4]["code_sha256"]

@@ -1,7 +1,7 @@
 """Chat rows: `messages` rendered with the base tokenizer's chat template, loss on assistant turns.
 
     data:
-      format: chat            # rows are {"messages": [{"role": ..., "content": ...}, ...]}
+      row_format: chat        # rows are {"messages": [{"role": ..., "content": ...}, ...]}
       loss_on: assistant      # assistant | last_assistant | all
 
 A row is rendered exactly as `tokenizer.apply_chat_template(messages)` renders it (the
@@ -91,10 +91,10 @@ def encode_chat(
     """Token ids (as apply_chat_template makes them) and labels (-100 outside loss spans)."""
     if template_text(tokenizer) is None:
         raise UserError(
-            "data.format is chat but the base tokenizer has no chat template",
+            "data.row_format is chat but the base tokenizer has no chat template",
             file=config_path,
-            key="data.format",
-            fix="use a base whose tokenizer defines chat_template, or format: prompt_response",
+            key="data.row_format",
+            fix="use a base whose tokenizer defines chat_template, or row_format: prompt_response",
         )
     out = []
     for index, row in enumerate(rows):

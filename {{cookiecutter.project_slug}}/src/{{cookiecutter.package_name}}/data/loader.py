@@ -11,14 +11,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from ..determinism import derive, worker_init
+from ..train.determinism import derive, worker_init
 
 IGNORE_INDEX = -100
 
 
 def encode_rows(cfg, rows: list[dict], tokenizer) -> list[dict]:
-    """Token ids and labels for rows of `cfg.data.format` (chat: data/chat.py)."""
-    if cfg.data.format == "chat":
+    """Token ids and labels for rows of `cfg.data.row_format` (chat: data/chat.py)."""
+    if cfg.data.row_format == "chat":
         from .chat import encode_chat
 
         return encode_chat(rows, tokenizer, cfg.data.max_seq_len, cfg.data.loss_on, cfg._path)

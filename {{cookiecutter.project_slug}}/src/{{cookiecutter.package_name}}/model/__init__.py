@@ -8,9 +8,9 @@ every generator, so its initial weights follow from the config seed.
 
 from pathlib import Path
 
-from .config import Config
-from .errors import UserError
-from .hashing import sha256_file, sha256_tree
+from ..config import Config
+from ..errors import UserError
+from ..util.hashing import sha256_file, sha256_tree
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -29,7 +29,7 @@ def ensure_local_base(cfg: Config) -> str:
     base = cfg.model.base
     path = Path(base.path)
     if not path.exists() and base.build == "tiny":
-        from .base import init_tiny
+        from .tiny import init_tiny
 
         init_tiny(path)
     if not (path / "config.json").is_file():
@@ -96,7 +96,7 @@ def load_base(cfg: Config):
     pins["tokenizer_sha256"] = tokenizer_hash(tok_dir) if tok_dir else None
     # The chat template is an input of its own: a change to it changes what the model is
     # trained on even where the rest of the tokenizer is equal (data/chat.py).
-    from .data.chat import template_sha256
+    from ..data.chat import template_sha256
 
     pins["chat_template_sha256"] = template_sha256(tokenizer)
     return model, tokenizer, pins

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from .errors import UserError
-from .hashing import sha256_file, write_atomic
+from ..errors import UserError
+from ..util.hashing import sha256_file, write_atomic
 
 SCHEMA = 1
 VOLATILE = ("created_at", "run_id", "timing", "invocation")
@@ -255,7 +255,7 @@ def render_reproduce(m: dict) -> str:
 
 def _chat_pin(m: dict) -> str:
     digest = m["base_model"].get("chat_template_sha256")
-    used = m["config"]["data"].get("format") == "chat"
+    used = m["config"]["data"].get("row_format") == "chat"
     if digest is None:
         return "none (the tokenizer has none)"
     return f"sha256 `{digest}`" + ("" if used else " (not used: prompt_response rows)")
