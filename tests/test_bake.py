@@ -90,6 +90,7 @@ FILES = [
     "src/{package}/data/loader.py",
     "src/{package}/data/sources.py",
     "src/{package}/data/progress.py",
+    "src/{package}/data/tokens.py",
     "src/{package}/determinism.py",
     "src/{package}/diff.py",
     "src/{package}/errors.py",
@@ -130,6 +131,7 @@ FILES = [
     "tests/test_report.py",
     "tests/test_store.py",
     "tests/test_sources.py",
+    "tests/test_tokens.py",
     "tests/s3_server.py",
     "uv.lock",
 ]

@@ -77,20 +77,23 @@ def main(
             fix=f"use a multiple of {world}",
         )
 
-    # 3. Data: rebuilt from the pinned sources; must match the committed data.lock.
-    from .data.build import check as check_data
-
-    rows = {"train": [], "eval": []}
-    data_lock = check_data(cfg, sink=lambda split, chunk: rows[split].extend(chunk))
-
-    # 4. Model: base at its pin; adapter initialised from a seed of its own.
-    from .data.loader import encode, train_loader
+    # 3. Model: base at its pin (its tokenizer is part of the data's next step).
+    from .data.loader import train_loader
+    from .data.tokens import training_examples
     from .model import add_lora, load_base
 
     with accelerator.main_process_first():  # the first process builds a missing tiny base
         base, tokenizer, base_pins = load_base(cfg)
-    train_examples = encode(rows["train"], tokenizer, cfg.data.max_seq_len)
-    eval_examples = encode(rows["eval"], tokenizer, cfg.data.max_seq_len)
+
+    # 4. Data: the training set at its data.lock pin, tokenized once per (data, tokenizer,
+    # chat template, max_seq_len, packing) into a memory-mapped store (data/tokens.py).
+    with accelerator.main_process_first():  # the first process builds a missing store
+        data_lock, train_examples, eval_examples, tokens = training_examples(
+            cfg, tokenizer, base_pins
+        )
+    if tokens is not None:
+        data_lock = data_lock | {"token_store": tokens}
+    # The adapter is initialised from a seed of its own.
     torch.manual_seed(determinism.derive(cfg.seed, "adapter-init"))
     model = add_lora(cfg, base)
     optimizer, scheduler = _optimizer(cfg, model)
