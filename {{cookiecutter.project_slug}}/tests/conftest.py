@@ -31,11 +31,11 @@ PKG_NAME = next(p.name for p in sorted((ROOT / "src").iterdir()) if (p / "__init
 # Importing these loads no heavy module, so every test may use them.
 LIGHT_MODULES = (
     "errors",
-    "hashing",
+    "util.hashing",
     "config",
     "cli",
     "commands",
-    "base",
+    "model.tiny",
     "data.sources",
     "data.filters",
     "data.build",
@@ -54,7 +54,7 @@ def pkg() -> ModuleType:
 def tiny_base(tmp_path_factory, pkg) -> Path:
     """The embedded tiny base model, built once per session; treat it as read-only."""
     out = tmp_path_factory.mktemp("tiny-base") / "tiny-llama"
-    pkg.base.init_tiny(out)
+    pkg.model.tiny.init_tiny(out)
     return out
 
 

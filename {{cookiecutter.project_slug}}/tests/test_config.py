@@ -52,7 +52,7 @@ def test_shipped_config_validates(pkg, path):
     assert json.loads(json.dumps(resolved)) == resolved
     assert yaml.safe_load(pkg.config.dump_yaml(resolved)) == resolved
     assert pkg.config.Config.model_validate(resolved).resolved() == resolved
-    assert cfg.hash() == pkg.hashing.sha256_json(resolved)
+    assert cfg.hash() == pkg.util.hashing.sha256_json(resolved)
     assert len(cfg.hash()) == 64
 
 

@@ -128,7 +128,7 @@ def test_build_output_is_canonical_json_lines(pkg, ft, data_workdir):
     assert len(lines) == 955
     for line in lines:
         data = json.loads(line)
-        assert line == pkg.hashing.canonical_json(data)
+        assert line == pkg.util.hashing.canonical_json(data)
         assert set(data) == {"prompt", "response"} and data["prompt"] and data["response"]
 
 
@@ -322,7 +322,7 @@ def test_filter_raising_on_a_row_names_filter_and_row(pkg, ft, data_workdir, mon
     line = ft("data", "build", "--set=data.filters.0.name=explode").user_error(
         f"{RECIPE}: data.filters.0: data filter 'explode' raised ValueError: cannot parse this one",
         f"on train row {index} (",
-        pkg.hashing.canonical_json(rows[index])[:40],
+        pkg.util.hashing.canonical_json(rows[index])[:40],
         "fix the filter in data/filters.py or the offending row",
     )
     assert len(line) < 600

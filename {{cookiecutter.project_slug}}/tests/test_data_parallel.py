@@ -29,7 +29,7 @@ ODD_ROWS = [
 
 
 def canonical_bytes(pkg, rows) -> bytes:
-    return "".join(pkg.hashing.canonical_json(r) + "\n" for r in rows).encode()
+    return "".join(pkg.util.hashing.canonical_json(r) + "\n" for r in rows).encode()
 
 
 def messy_rows(n: int) -> list[dict]:

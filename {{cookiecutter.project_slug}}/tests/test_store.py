@@ -115,7 +115,7 @@ def test_train_to_s3_leaves_a_finished_run_in_the_bucket(project, s3_run, local_
             assert sha256(found[f"checkpoints/{step}/{rel}"]) == digest
     # It trained in its staging directory, a complete local run whose run id is the URL's name;
     # a local --out made no staging directory.
-    staged = project / mod("store").staging_dir(url)
+    staged = project / mod("ops.store").staging_dir(url)
     assert staged.name == "smoke" == manifest["run_id"]
     assert (staged / "manifest.json").read_bytes() == found["manifest.json"]
     assert not list((project / "runs" / ".staging").glob("*/local"))
@@ -142,7 +142,7 @@ def test_killed_run_resumes_from_the_bucket_with_the_same_bytes(project, local_r
     fs = _bucket_fs(s3)
     fs.pipe_file(f"{BUCKET}/runs/killed/checkpoints/step-00000010/state.pt", b"half uploaded")
     # Nothing local survives: the resume must come from the bucket.
-    staged = project / mod("store").staging_dir(url)
+    staged = project / mod("ops.store").staging_dir(url)
     shutil.rmtree(staged.parent)
 
     resumed = ft(project, "train", "--out", url, "--resume", **s3)
@@ -157,7 +157,7 @@ def test_killed_run_resumes_from_the_bucket_with_the_same_bytes(project, local_r
 def test_fetch_round_trip_is_byte_identical(project, s3_run, fetched, local_run):
     url, _ = s3_run
     run, done = fetched
-    staged = project / mod("store").staging_dir(url)
+    staged = project / mod("ops.store").staging_dir(url)
     names = {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()}
     assert names == RUN_FILES
     for name in names:
@@ -238,7 +238,7 @@ def test_the_secret_key_is_in_no_file_of_the_run(project, s3_run, fetched, s3):
     assert SECRET_KEY not in done.stdout + done.stderr + fetched[1].stderr
     for name, data in objects(s3, "runs").items():
         assert secret not in data, f"the secret key leaked into s3://{BUCKET}/runs/{name}"
-    for root in (project / "runs", project / mod("store").STAGING):
+    for root in (project / "runs", project / mod("ops.store").STAGING):
         for path in root.rglob("*"):
             if path.is_file():
                 assert secret not in path.read_bytes(), f"the secret key leaked into {path}"
@@ -284,7 +284,7 @@ def test_two_processes_resume_from_the_bucket(project, s3):
     proc.wait()
     left = objects(s3, "runs/two-killed")
     assert "checkpoints/step-00000004/COMPLETE" in left and "manifest.json" not in left
-    shutil.rmtree(project / mod("store").staging_dir(killed).parent)
+    shutil.rmtree(project / mod("ops.store").staging_dir(killed).parent)
     resumed = subprocess.run(
         [*ft2, "train", "--out", killed, "--resume"],
         cwd=project,
@@ -328,7 +328,7 @@ class _Recorder:
 
 
 def test_a_checkpoint_counts_only_with_its_marker(tmp_path, monkeypatch):
-    store = mod("store")
+    store = mod("ops.store")
     monkeypatch.chdir(tmp_path)
     url = (tmp_path / "bucket" / "runs" / "x").as_uri()
     location = store.RemoteRunLocation(url)
@@ -358,7 +358,7 @@ def test_a_checkpoint_counts_only_with_its_marker(tmp_path, monkeypatch):
 
 
 def test_outputs_go_up_manifest_last_and_fetch_back_from_file_url(tmp_path, monkeypatch):
-    store, hashing = mod("store"), mod("hashing")
+    store, hashing = mod("ops.store"), mod("util.hashing")
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
     (run / "adapter").mkdir(parents=True)

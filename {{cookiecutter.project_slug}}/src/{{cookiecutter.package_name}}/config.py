@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from .errors import UserError
-from .hashing import sha256_json
+from .util.hashing import sha256_json
 
 DEFAULT_CONFIG = "configs/recipe.yaml"
 HEX40 = re.compile(r"[0-9a-f]{40}")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import UserError
-from ..hashing import canonical_json, write_atomic
+from ..util.hashing import canonical_json, write_atomic
 from .filters import FILTERS, Filter
 from .sources import open_source
 

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from ..hashing import canonical_json
+from ..util.hashing import canonical_json
 
 Row = dict
 

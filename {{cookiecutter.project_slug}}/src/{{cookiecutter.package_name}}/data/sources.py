@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from ..config import Config, SourceSpec
 from ..errors import UserError
-from ..hashing import sha256_file
+from ..util.hashing import sha256_file
 
 BATCH_ROWS = 4096  # rows per batch handed to the filters: bounded memory, few calls
 READ_BYTES = 1 << 20  # bytes per read from a file or an object

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..config import Config
 from ..errors import UserError
-from ..hashing import sha256_file, sha256_json, write_atomic
+from ..util.hashing import sha256_file, sha256_json, write_atomic
 from . import loader
 from .build import SPLITS, check, read_lock
 
@@ -47,9 +47,10 @@ FILES = {"tokens": np.int32, "mask": np.uint8, "offsets": np.int64}
 def store_key(cfg: Config, lock: dict, tokenizer, base_pins: dict) -> dict:
     """Everything the store's bytes depend on (its sha256 names the store)."""
     template = getattr(tokenizer, "chat_template", None)
-    tok_hash = base_pins.get("tokenizer_sha256") or hashlib.sha256(
-        tokenizer.backend_tokenizer.to_str().encode()
-    ).hexdigest()
+    tok_hash = (
+        base_pins.get("tokenizer_sha256")
+        or hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
+    )
     return {
         "schema": STORE_SCHEMA,
         "splits": {s: lock["splits"][s]["sha256"] for s in SPLITS},

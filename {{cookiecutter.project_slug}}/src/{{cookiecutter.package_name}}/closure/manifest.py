@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from .errors import UserError
-from .hashing import sha256_file, write_atomic
+from ..errors import UserError
+from ..util.hashing import sha256_file, write_atomic
 
 SCHEMA = 1
 VOLATILE = ("created_at", "run_id", "timing", "invocation")
@@ -128,8 +128,11 @@ def write_manifest(
         "config": cfg.resolved(),
         "config_sha256": cfg.hash(),
         # token_store: the memory-mapped tokenized set the run read (data/tokens.py), if any.
-        "data": {k: data_lock[k] for k in ("sources", "filters", "splits", "token_store")
-                 if k in data_lock},
+        "data": {
+            k: data_lock[k]
+            for k in ("sources", "filters", "splits", "token_store")
+            if k in data_lock
+        },
         "base_model": base_pins,
         "environment": {
             "uv_lock_sha256": sha256_file(lock_path) if lock_path.is_file() else None,
