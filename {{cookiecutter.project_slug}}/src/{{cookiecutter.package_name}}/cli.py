@@ -244,6 +244,25 @@ def _(p):
 
 
 @command(
+    "gate",
+    "commands:gate",
+    "Check a run's eval gates against a baseline release; exit 1 if any fails",
+)
+def _(p):
+    p.add_argument("run_dir", help="a finished run, e.g. runs/<id>")
+    p.add_argument(
+        "--baseline",
+        help="a release version (vX.Y.Z), a run directory or none "
+        "(default: the latest other release in the registry)",
+    )
+    p.add_argument(
+        "--registry",
+        help="registry URI for a version baseline (default: publish.registry of the run's config)",
+    )
+    p.add_argument("--out", help="also write the Markdown table to this file")
+
+
+@command(
     "history",
     "commands:history",
     "Static HTML page over every published version: metrics, pins, reproduce/drill status",

@@ -148,6 +148,12 @@ def report(args) -> int:
     return main(args.run_dir, args.baseline, args.registry, args.out, args.figures_url)
 
 
+def gate(args) -> int:
+    from .review.gate import main
+
+    return main(args.run_dir, args.baseline, args.registry, args.out)
+
+
 def history(args) -> int:
     from .history import main
 

@@ -25,6 +25,7 @@ from ..errors import UserError
 from ..hashing import canonical_json, write_atomic
 from .filters import FILTERS, Filter
 from .sources import load_source
+from .suites import load_suites, lock_entry
 
 LOCK_SCHEMA = 1
 SPLITS = ("train", "eval")
@@ -337,6 +338,8 @@ def run_pipeline(cfg: Config, out_dir: str | Path | None = None) -> tuple[dict, 
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
+    if cfg.eval.suites:  # eval suites: pinned like sources, recorded beside the splits
+        lock["suites"] = [lock_entry(cfg, suite, i) for i, suite in enumerate(load_suites(cfg))]
     return lock, {split: result.rows for split, result in results.items()}
 
 
@@ -402,6 +405,16 @@ def lock_differences(old: dict, new: dict) -> list[str]:
                 f"{split}: {a.get('rows')} rows sha256 {str(a.get('sha256'))[:12]} -> "
                 f"{b.get('rows')} rows sha256 {str(b.get('sha256'))[:12]}"
             )
+    old_suites = {s["name"]: s for s in old.get("suites", [])}
+    new_suites = {s["name"]: s for s in new.get("suites", [])}
+    for name in sorted(old_suites.keys() | new_suites.keys()):
+        a, b = old_suites.get(name), new_suites.get(name)
+        if a is None or b is None:
+            diffs.append(f"eval suite {name!r} {'added' if a is None else 'removed'}")
+            continue
+        for k in ("sha256", "path", "rows", "segments", "rules"):
+            if a.get(k) != b.get(k):
+                diffs.append(f"eval suite {name!r}: {k} {a.get(k)} -> {b.get(k)}")
     return diffs
 
 

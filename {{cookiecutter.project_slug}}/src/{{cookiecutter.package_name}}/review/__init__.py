@@ -1,0 +1,1 @@
+"""Review: what a change does to training, read by people (plan, report, gates, history)."""
