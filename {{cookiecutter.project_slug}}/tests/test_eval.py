@@ -80,7 +80,7 @@ def test_segment_metrics_on_known_answers(pkg):
 
 def test_the_embedded_suite_is_pinned_in_data_lock(pkg, data_workdir):
     cfg = pkg.config.load_config(SMOKE)
-    lock, _ = pkg.data.build.run_pipeline(cfg)
+    lock = pkg.data.build.run_pipeline(cfg)
     (entry,) = lock["suites"]
     assert entry["name"] == "tasks" and entry["rows"] == 24
     assert entry["segments"] == {"all": 24, "lookup": 8, "arithmetic": 8, "hard": 8}
@@ -101,7 +101,7 @@ def test_a_new_segment_moves_data_lock(pkg, data_workdir):
         SMOKE,
         ["eval.suites.0.segments=[{name: numbers, fn: numeric_response}]", "eval.gates=[]"],
     )
-    new, _ = pkg.data.build.run_pipeline(cfg)
+    new = pkg.data.build.run_pipeline(cfg)
     diffs = pkg.data.build.lock_differences(pkg.data.build.read_lock(cfg), new)
     assert any("eval suite 'tasks': segments" in d for d in diffs), diffs
     assert new["suites"][0]["segments"]["numbers"] == 8  # the arithmetic rows

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import UserError
-from ..hashing import sha256_file
+from ..util.hashing import sha256_file
 from .segments import SEGMENTS
 from .sources import read_jsonl
 

@@ -12,7 +12,7 @@ from ..config import Config
 from ..data.loader import Collate, encode
 from ..data.suites import Suite, lock_entry
 from ..errors import UserError
-from ..hashing import sha256_json
+from ..util.hashing import sha256_json
 from .metrics import METRICS
 
 

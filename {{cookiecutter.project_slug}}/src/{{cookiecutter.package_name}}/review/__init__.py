@@ -1,1 +1,2 @@
-"""Review: what a change does to training, read by people (plan, report, gates, history)."""
+"""Review: what a branch changes (plan), what a run did (report), its gates (gates),
+every release (history)."""

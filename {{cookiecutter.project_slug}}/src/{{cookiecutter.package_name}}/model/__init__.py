@@ -8,9 +8,9 @@ every generator, so its initial weights follow from the config seed.
 
 from pathlib import Path
 
-from .config import Config
-from .errors import UserError
-from .hashing import sha256_file, sha256_tree
+from ..config import Config
+from ..errors import UserError
+from ..util.hashing import sha256_file, sha256_tree
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -26,10 +26,10 @@ def ensure_local_base(cfg: Config) -> str:
     """Build the embedded base if absent (when the config says so), then verify its hash."""
     base = cfg.model.base
     path = Path(base.path)
-    if not path.exists() and base.build == "tiny":
-        from .base import init_tiny
+    if not path.exists() and base.build is not None:
+        from .tiny import init_tiny
 
-        init_tiny(path)
+        init_tiny(path, base.build)
     if not (path / "config.json").is_file():
         raise UserError(
             f"base model not found at {path}",

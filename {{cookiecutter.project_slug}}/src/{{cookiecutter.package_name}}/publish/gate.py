@@ -29,9 +29,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import UserError
-from .manifest import command_block, output_files, read_manifest
-from .registry import VersionNotFound, check_version, copy_hashing, open_registry
+from ..closure.manifest import command_block, output_files, read_manifest
+from ..errors import UserError
+from .registries import VersionNotFound, check_version, copy_hashing, open_registry
 
 RECORDS = ("manifest.json", "REPRODUCE.md", "verification.json")
 CARD = "README.md"
@@ -183,7 +183,7 @@ def stage_outputs(run_dir: Path, manifest: dict, record: dict, staging: Path) ->
             run_dir,
             CARD,
             "is a run output, but a release's README.md is the model card",
-            "rename that output in train.py",
+            "rename that output in train/recipe.py",
         )
     extra = sorted(output_files(run_dir).keys() - outputs.keys())
     if extra:
@@ -219,7 +219,7 @@ def stage_outputs(run_dir: Path, manifest: dict, record: dict, staging: Path) ->
 def release_gates(manifest: dict, record: dict, registry, version: str) -> dict:
     """Check the run's eval gates against the latest other release; refuse a failing gate
     unless the annotated tag `version` waives it. Returns what the registry entry records."""
-    from .evaluate import gates
+    from ..evaluate import gates
 
     baseline, base_suites = gates.latest_release(registry, record["manifest_sha256"])
     configured = manifest["config"].get("eval", {}).get("gates", [])

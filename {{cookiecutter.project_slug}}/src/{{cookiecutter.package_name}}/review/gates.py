@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from ..evaluate import gates
-from ..hashing import write_atomic
-from ..report import load_run, resolve_baseline
+from ..util.hashing import write_atomic
 from .behaviour import gate_results
+from .report import load_run, resolve_baseline
 
 
 def render(run_manifest: dict, base_manifest: dict | None, how: str) -> tuple[str, list]:

@@ -22,6 +22,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .behaviour import history_cell
 from .report import (
     Side,
     fmt,
@@ -32,7 +33,6 @@ from .report import (
     reproduce_status,
     write_dir,
 )
-from .review.behaviour import history_cell
 
 INDEX = "index.html"
 STYLE = """
@@ -249,7 +249,7 @@ def render(uri: str, releases: list[tuple[str, dict, Side]], generated: str) -> 
 
 
 def build(registry_uri: str) -> dict[str, bytes]:
-    from .registry import open_registry
+    from ..publish.registries import open_registry
 
     releases = collect(open_registry(registry_uri))
     generated = datetime.now(UTC).isoformat(timespec="seconds")
@@ -262,7 +262,7 @@ def build(registry_uri: str) -> dict[str, bytes]:
 
 def main(registry: str | None = None, out: str = "site") -> int:
     if registry is None:
-        from .config import DEFAULT_CONFIG, load_config
+        from ..config import DEFAULT_CONFIG, load_config
 
         registry = load_config(DEFAULT_CONFIG).publish.registry
     files = build(registry)
