@@ -279,6 +279,11 @@ def _(p):
         help="sky: once the job succeeded, download its run into DIR (as ft fetch)",
     )
     p.add_argument(
+        "--detach",
+        action="store_true",
+        help="sky: submit and return (print the job as JSON); `ft jobs ended` sees it end",
+    )
+    p.add_argument(
         "cmd",
         nargs="*",
         metavar="-- COMMAND",
@@ -321,6 +326,59 @@ def _(p):
         "--base-digest",
         required=True,
         help="the digest of the base image it was built on, sha256:<64 hex>",
+    )
+
+
+@command(
+    "jobs ended",
+    "commands:jobs_ended",
+    "The managed training jobs of this repository that ended lately: commit, status, job id",
+)
+def _(p):
+    p.add_argument(
+        "--minutes",
+        type=int,
+        default=60,
+        help="jobs that ended within this many minutes (default: %(default)s; keep it above "
+        "the watcher's schedule so none is missed)",
+    )
+
+
+@command(
+    "release resolve",
+    "commands:release_resolve",
+    "Print the bucket URL of the run that a commit's training inputs resolve to",
+)
+def _(p):
+    p.add_argument(
+        "--commit",
+        default="HEAD",
+        help="the commit to release, e.g. the tag's (default: %(default)s)",
+    )
+    p.add_argument(
+        "--store",
+        help="the artifact store, e.g. s3://bucket/runs (default: $FT_ARTIFACT_STORE)",
+    )
+
+
+@command(
+    "doctor",
+    "commands:doctor",
+    "List what the configured backends need (variables, secrets) and what is missing",
+)
+def _(p):
+    p.add_argument(
+        "--workflow",
+        default="terminal",
+        help="whose needs: terminal, ci, train, poll, release or drill (default: %(default)s)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=["local", "sky"],
+        help="launch backend (default: the config's launch.backend)",
+    )
+    p.add_argument(
+        "--config", default="configs/recipe.yaml", help="YAML config (default: %(default)s)"
     )
 
 
