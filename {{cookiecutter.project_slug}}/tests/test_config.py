@@ -18,7 +18,7 @@ SMOKE = "configs/smoke.yaml"
 # The resolved smoke config's hash. smoke.yaml does not depend on the bake answers, so
 # this moves only when smoke.yaml or the schema (a key or a default) changes; such a
 # change alters every run's recorded config hash, so update this pin on purpose.
-SMOKE_CONFIG_SHA256 = "677aa23367650cdb600c4468ffa21d0d013cf0085589647884dcb1fe7eac26bc"
+SMOKE_CONFIG_SHA256 = "84c20bed2f00e6aa908682997edc5373403298f73a5be8b4f5266e3aae35334b"
 HEX40 = "0123456789abcdef0123456789abcdef01234567"
 DIGEST = "sha256:" + "ab" * 32
 # smoke.yaml with its local tiny base swapped for a hub model (revision still to add).
@@ -52,7 +52,7 @@ def test_shipped_config_validates(pkg, path):
     assert json.loads(json.dumps(resolved)) == resolved
     assert yaml.safe_load(pkg.config.dump_yaml(resolved)) == resolved
     assert pkg.config.Config.model_validate(resolved).resolved() == resolved
-    assert cfg.hash() == pkg.hashing.sha256_json(resolved)
+    assert cfg.hash() == pkg.util.hashing.sha256_json(resolved)
     assert len(cfg.hash()) == 64
 
 
@@ -175,7 +175,29 @@ def test_bad_override_is_a_user_error(ft, data_workdir, assignment, needles):
 
 def test_override_of_an_unknown_key_is_refused(ft, data_workdir):
     result = ft("config", "validate", "--config", SMOKE, "--set", "train.learning_rate=1e-3")
-    result.user_error(SMOKE, "train.learning_rate", "remove the key or fix its spelling")
+    result.user_error(SMOKE, "--set train.learning_rate", "train has no key 'learning_rate'", "lr")
+
+
+@pytest.mark.parametrize(
+    "assignment, needles",
+    [
+        ("no.such.key=1", ["--set no.such.key:", "the top level has no key 'no'", "seed, model"]),
+        ("model.lora.rank.x=4", ["--set model.lora.rank.x:", "model.lora has no key 'rank'"]),
+        ("data.sources.0.sha=1", ["--set data.sources.0.sha:", "data.sources.0 has no key 'sha'"]),
+    ],
+)
+def test_override_of_an_unknown_path_names_the_full_dotted_path(
+    ft, data_workdir, assignment, needles
+):
+    line = ft("config", "validate", "--config", SMOKE, "--set", assignment).user_error(
+        SMOKE, *needles
+    )
+    assert "Extra inputs" not in line
+
+
+def test_override_inside_a_free_form_mapping_is_accepted(pkg, data_workdir):
+    cfg = pkg.config.load_config(SMOKE, ["data.filters.0.params.new_param=3"])
+    assert cfg.data.filters[0].params["new_param"] == 3
 
 
 # --- validation errors ------------------------------------------------------------------
@@ -325,7 +347,7 @@ def test_local_base_is_pinned_by_content(ft, data_workdir, assignments, needle):
 
 def test_local_source_needs_its_sha256(ft, data_workdir):
     result = ft("config", "validate", "--config", SMOKE, "--set=data.sources.1.sha256=null")
-    result.user_error(SMOKE, "data.sources.1: a local source needs `sha256`", "sha256sum")
+    result.user_error(SMOKE, "data.sources.1: a path source needs `sha256`", "ft data hash")
 
 
 def test_hub_source_needs_a_commit(ft, data_workdir):

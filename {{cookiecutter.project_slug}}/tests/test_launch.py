@@ -51,7 +51,7 @@ def project(tmp_path, monkeypatch) -> Path:
 def submitted(monkeypatch):
     """Stop at the SDK boundary: record what would be submitted; the job 'exits' with `code`."""
     calls = {"tasks": [], "code": 0}
-    launch = mod("launch")
+    launch = mod("ops.launch")
 
     def submit(task, name):
         calls["tasks"].append((task, name))
@@ -121,7 +121,7 @@ def test_task_yaml_reads_top_to_bottom_and_matches_the_recipe():
     assert "image_id" not in spec["resources"]
     assert 'ft train --config "$CONFIG"' in spec["run"] and "--resume" in spec["run"]
     for key in spec["envs"]:  # tokens belong under secrets:, never envs
-        assert not mod("launch").SECRET_NAME.fullmatch(key), key
+        assert not mod("ops.launch").SECRET_NAME.fullmatch(key), key
 
 
 # --- what `ft launch --backend sky` submits -------------------------------------------------------
@@ -216,7 +216,7 @@ def test_sky_launch_defaults_and_a_command(sky, project, submitted, ft, monkeypa
 
 def test_detach_submits_and_returns_without_following(sky, project, submitted, ft, monkeypatch):
     """train.yml's form: no runner waits on a GPU job; the job's name carries the commit."""
-    monkeypatch.setattr(mod("launch"), "follow", lambda job_id: pytest.fail("followed"))
+    monkeypatch.setattr(mod("ops.launch"), "follow", lambda job_id: pytest.fail("followed"))
     sha = git(project, "rev-parse", "HEAD")
     result = ft("launch", "--backend", "sky", "--detach", "--run-uri", f"s3://b/runs/{sha}")
     assert result.code == 0, result.err
@@ -312,7 +312,7 @@ def test_sky_launch_without_the_sdk_says_how_to_install_it(project, ft, monkeypa
 
 
 def test_a_cloud_runs_reproduce_block_is_the_ft_launch_form(pkg):
-    manifest = mod("manifest")
+    manifest = mod("closure.manifest")
     record = {
         "command": {
             "config": "configs/recipe.yaml",
@@ -498,7 +498,7 @@ def test_a_preempted_single_node_job_resumes_from_the_bucket(job_project, tmp_pa
     env = _job_env(job_project, bucket, "preempted", 1, 0)
     first = _script(job_project, env, stderr=subprocess.PIPE, start_new_session=True)
     for line in first.stderr:
-        if line.startswith("step 6 "):  # checkpoint at step 4 is in the bucket by now
+        if line.startswith("step 6/"):  # checkpoint at step 4 is in the bucket by now
             os.killpg(first.pid, signal.SIGKILL)  # the VM is gone
             break
     first.wait(timeout=60)

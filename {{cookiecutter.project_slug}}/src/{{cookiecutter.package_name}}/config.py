@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from .errors import UserError
-from .hashing import sha256_json
+from .util.hashing import sha256_json
 
 DEFAULT_CONFIG = "configs/recipe.yaml"
 HEX40 = re.compile(r"[0-9a-f]{40}")
@@ -105,12 +105,20 @@ class ModelSpec(Section):
 
 
 class SourceSpec(Section):
-    """One data source: a local JSONL file pinned by sha256, or a hub dataset pinned by commit."""
+    """One data source pinned by content: a file or directory (local path or s3://, gs://,
+    az://, https:// URL) with its sha256, or a hub dataset with its 40-hex revision."""
 
     name: str
     split: Literal["train", "eval"]
     path: str | None = None
     sha256: str | None = None
+    # jsonl, parquet or arrow (a directory of Arrow files, e.g. `datasets.save_to_disk`);
+    # None: from the name (.parquet, .arrow or a trailing /, else jsonl).
+    format: Literal["jsonl", "parquet", "arrow"] | None = None
+    # Optional fail-fast pins of a remote object: checked against its metadata before any
+    # byte is read. The sha256 stays the pin; these only stop a changed object early.
+    etag: str | None = None
+    size: int | None = Field(None, ge=0)
     hub_id: str | None = None
     revision: str | None = None
     hub_split: str = "train"
@@ -120,12 +128,30 @@ class SourceSpec(Section):
         if (self.path is None) == (self.hub_id is None):
             raise ValueError("give exactly one of `path` or `hub_id`")
         if self.path is not None and (self.sha256 is None or not HEX64.fullmatch(self.sha256)):
-            raise ValueError("a local source needs `sha256` (64-hex); `sha256sum PATH` prints it")
+            raise ValueError(
+                "a path source needs `sha256` (64-hex); `ft data hash PATH_OR_URL` prints it"
+            )
         if self.hub_id is not None and (
             self.revision is None or not HEX40.fullmatch(self.revision)
         ):
             raise ValueError("a hub dataset needs `revision`, a 40-hex commit")
+        if self.hub_id is not None and (self.format or self.etag or self.size is not None):
+            raise ValueError("`format`, `etag` and `size` apply to a `path` source only")
         return self
+
+    @property
+    def kind(self) -> str:
+        """The reader: jsonl, parquet or arrow (hub sources: hub)."""
+        if self.path is None:
+            return "hub"
+        if self.format is not None:
+            return self.format
+        name = self.path.rstrip("/").lower()
+        if name.endswith(".parquet"):
+            return "parquet"
+        if name.endswith(".arrow") or self.path.endswith("/"):
+            return "arrow"
+        return "jsonl"
 
 
 class FilterSpec(Section):
@@ -282,6 +308,42 @@ def apply_override(raw: dict, assignment: str) -> None:
             node = node[part]
 
 
+def _unknown_override(assignment: str) -> tuple[str, str] | None:
+    """For `--set` of a key the schema does not have: (the unknown prefix as pydantic
+    names it, a message naming the whole dotted path). Pydantic alone would report only
+    the first unknown part (`no: Extra inputs are not permitted` for `no.such.key`)."""
+    import types
+    import typing
+
+    key = assignment.partition("=")[0]
+    parts = key.split(".")
+    node: Any = Config
+    for i, part in enumerate(parts):
+        # Unwrap `X | None` and list items down to a section class, if there is one.
+        while True:
+            origin = typing.get_origin(node)
+            if origin in (typing.Union, types.UnionType):
+                node = next(a for a in typing.get_args(node) if a is not type(None))
+            elif origin is list and part.isdigit():
+                node, part = typing.get_args(node)[0], None
+                break
+            else:
+                break
+        if part is None:
+            continue  # a list index: checked against the list when applied
+        if not (isinstance(node, type) and issubclass(node, BaseModel)):
+            return None  # a free-form mapping (filter params) or a scalar: nothing to check
+        if part not in node.model_fields:
+            where = ".".join(parts[:i]) or "the top level"
+            known = ", ".join(n for n in node.model_fields if not n.startswith("_"))
+            return ".".join(parts[: i + 1]), (
+                f"--set {key}: not a config key: {where} has no key {part!r} (fix: remove the "
+                f"override or fix its spelling; {where} has {known})"
+            )
+        node = node.model_fields[part].annotation
+    return None
+
+
 def _dotted(loc: tuple) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
@@ -325,11 +387,14 @@ def load_config(path: str | Path = DEFAULT_CONFIG, overrides: list[str] = ()) ->
         )
     for assignment in overrides:
         apply_override(raw, assignment)
+    unknown = dict(filter(None, map(_unknown_override, overrides)))
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as e:
-        lines = []
+        lines = list(unknown.values())
         for err in e.errors():
+            if err["type"] == "extra_forbidden" and _dotted(err["loc"]) in unknown:
+                continue  # said above, with the override's whole path
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"{_dotted(err['loc'])}: {msg} (fix: {_fix_for(err)})")
         raise UserError("; ".join(lines), file=str(path)) from None

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from ..launch import TASK_YAML
+from .launch import TASK_YAML
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
 STATE = {"SUCCEEDED": "success", "CANCELLED": "error"}  # any other end is a failure

@@ -2,7 +2,7 @@
 
     uv run ft train --config configs/smoke.yaml            # seconds on CPU
     uv run ft train --out runs/x --resume                  # continue a killed run
-    uv run ft train --out s3://bucket/runs/x [--resume]    # staged locally, mirrored (store.py)
+    uv run ft train --out s3://bucket/runs/x [--resume]    # staged locally, mirrored (ops/store.py)
     torchrun --nproc_per_node 2 -m <package>.cli train ... # several processes (gloo on CPU)
 
 Reads top to bottom in pipeline order. The run directory gets the resolved
@@ -20,10 +20,11 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import checkpoint, determinism, store
-from .config import Config, dump_yaml, load_config
-from .errors import UserError
-from .hashing import write_atomic
+from ..config import Config, dump_yaml, load_config
+from ..errors import UserError
+from ..ops import store
+from ..util.hashing import default_mode, write_atomic
+from . import checkpoint, determinism
 
 RUN_FILE = "run.json"  # the invocation, written first: what --resume re-reads
 
@@ -32,9 +33,21 @@ def main(
     config_path: str, overrides: list[str], out: str | None = None, resume: bool = False
 ) -> Path:
     # 1. Config: validated once; a resume re-reads the invocation the run started with.
-    # An --out URL (s3://...) trains in a local staging directory mirrored to it (store.py).
-    location = store.RunLocation.open(out, resume)
-    run_dir, invocation = _run_dir(config_path, overrides, location.local_dir, resume)
+    # An --out URL (s3://...) trains in a local staging directory mirrored to it (ops/store.py).
+    try:
+        location = store.RunLocation.open(out, resume)
+        run_dir, invocation = _run_dir(config_path, overrides, location.local_dir, resume)
+    except store.RunComplete as done:
+        # Retry wrappers and SkyPilot restarts re-issue `--resume` blindly: a finished run
+        # is success, not an error.
+        print(
+            f"nothing to resume: {done.where} is complete (manifest.json exists)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return Path(done.where)
+    if int(os.environ.get("RANK", "0")) == 0:
+        _warn_if_dirty()
     location.begin(run_dir)
     cfg = load_config(invocation["config"], invocation["overrides"])
     if resume and cfg.hash() != invocation["config_sha256"]:
@@ -66,13 +79,14 @@ def main(
         )
 
     # 3. Data: rebuilt from the pinned sources; must match the committed data.lock.
-    from .data.build import check as check_data
+    from ..data.build import check as check_data
 
-    data_lock, rows = check_data(cfg)
+    rows = {"train": [], "eval": []}
+    data_lock = check_data(cfg, sink=lambda split, chunk: rows[split].extend(chunk))
 
     # 4. Model: base at its pin; adapter initialised from a seed of its own.
-    from .data.loader import encode, train_loader
-    from .model import add_lora, load_base
+    from ..data.loader import encode, train_loader
+    from ..model import add_lora, load_base
 
     with accelerator.main_process_first():  # the first process builds a missing tiny base
         base, tokenizer, base_pins = load_base(cfg)
@@ -107,7 +121,7 @@ def main(
     )
 
     # 6. Evaluate on the held-out split.
-    from .evaluate import eval_loss
+    from ..evaluate import eval_loss
 
     unwrapped = accelerator.unwrap_model(model)
     scores = eval_loss(
@@ -116,7 +130,7 @@ def main(
 
     # 7. Outputs, then 8. the manifest (last: its existence means the run finished).
     if accelerator.is_main_process:
-        from .manifest import write_manifest
+        from ..closure.manifest import write_manifest
 
         _write_adapter(unwrapped, run_dir)
         write_atomic(run_dir / "eval.json", json.dumps(scores, indent=2, sort_keys=True) + "\n")
@@ -153,11 +167,7 @@ def _run_dir(
                 fix="pass the --out directory of an interrupted run",
             )
         if (run_dir / "manifest.json").exists():
-            raise UserError(
-                "this run already finished",
-                file=str(run_dir),
-                fix="nothing to resume; start a new run with another --out",
-            )
+            raise store.RunComplete(str(run_dir))
         return run_dir, json.loads((run_dir / RUN_FILE).read_text())
     cfg = load_config(config_path, overrides)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -179,6 +189,22 @@ def _run_dir(
         write_atomic(run_dir / RUN_FILE, json.dumps(invocation, indent=2) + "\n")
         write_atomic(run_dir / "config.yaml", dump_yaml(cfg.resolved()))
     return run_dir, invocation
+
+
+def _warn_if_dirty() -> None:
+    """One line up front: a run from uncommitted changes can be neither reproduced nor
+    published (`ft reproduce` rebuilds from the recorded commit), so say so before it trains."""
+    from ..closure.manifest import dirty_files
+
+    dirty = dirty_files()
+    if dirty:
+        shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+        print(
+            f"warning: uncommitted changes ({shown}): this run will not be reproducible or "
+            "publishable; commit them and train again for a release",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _optimizer(cfg: Config, model):
@@ -214,8 +240,8 @@ def _train(
     """The loop: accumulate micro-batches, clip, step; log and checkpoint on schedule."""
     import torch
 
-    from .evaluate import token_loss
-    from .tracking import Trackers
+    from ..evaluate import token_loss
+    from ..ops.tracking import Trackers
 
     t = cfg.train
     world = accelerator.num_processes
@@ -286,6 +312,8 @@ def _write_adapter(model, run_dir: Path) -> None:
     if isinstance(adapter_config.get("target_modules"), list):
         adapter_config["target_modules"] = sorted(adapter_config["target_modules"])
     write_atomic(config_file, json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
+    for path in partial.iterdir():  # safetensors creates its file 0600; outputs are shared
+        default_mode(path)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(partial, final)
 
@@ -306,24 +334,45 @@ def _log(accelerator, text: str) -> None:
 
 
 class _Progress:
-    """A tqdm bar on a terminal; plain lines (one per log_every steps) in CI and pipes."""
+    """Where training is: a tqdm bar on a terminal (step/total, loss, tokens/s, ETA), plain
+    lines in CI logs and pipes (`step 5/100  loss ...  eta 0:42`, about 20 per run).
+
+    It only reads the loop's numbers and writes to stderr: no run output depends on it.
+    """
 
     def __init__(self, accelerator, start: int, total: int):
         self.main = accelerator.is_main_process
         self.bar = None
+        self.start, self.total = start, total
         self.every = max(1, total // 20)
+        self.began = time.perf_counter()
         if self.main and sys.stderr.isatty() and not os.environ.get("CI"):
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total, initial=start, unit="step", dynamic_ncols=True, desc="train"
+            )
 
     def update(self, step: int, loss: float, tok_s: float) -> None:
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tok_s:,.0f}")
-        elif self.main and (step % self.every == 0 or step == 1):
-            print(f"step {step}  loss {loss:.4f}  tok/s {tok_s:,.0f}", file=sys.stderr, flush=True)
+        elif self.main and (step % self.every == 0 or step == self.start + 1 or step == self.total):
+            elapsed = time.perf_counter() - self.began
+            eta = elapsed / (step - self.start) * (self.total - step)
+            print(
+                f"step {step}/{self.total}  loss {loss:.4f}  tok/s {tok_s:,.0f}  "
+                f"elapsed {_clock(elapsed)}  eta {_clock(eta)}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -20,7 +20,7 @@ hostnames, so they are not run outputs and must not enter the manifest's hashes.
 import os
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow-skinny", "wandb": "wandb"}
 

@@ -246,7 +246,7 @@ def render(uri: str, releases: list[tuple[str, dict, Side]], generated: str) -> 
 
 
 def build(registry_uri: str) -> dict[str, bytes]:
-    from .registry import open_registry
+    from ..publish.registries import open_registry
 
     releases = collect(open_registry(registry_uri))
     generated = datetime.now(UTC).isoformat(timespec="seconds")
@@ -259,7 +259,7 @@ def build(registry_uri: str) -> dict[str, bytes]:
 
 def main(registry: str | None = None, out: str = "site") -> int:
     if registry is None:
-        from .config import DEFAULT_CONFIG, load_config
+        from ..config import DEFAULT_CONFIG, load_config
 
         registry = load_config(DEFAULT_CONFIG).publish.registry
     files = build(registry)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from .diff import changed_keys
-from .errors import UserError
-from .hashing import write_atomic
-from .ops.inputs import IMAGE_WORKFLOW, training_paths, triggers_training
+from ..closure.diff import changed_keys
+from ..errors import UserError
+from ..util.hashing import write_atomic
+from ..ops.inputs import IMAGE_WORKFLOW, training_paths, triggers_training
 
 __all__ = ["IMAGE_WORKFLOW", "render", "main", "training_paths", "triggers_training"]
 
@@ -110,7 +110,7 @@ def render(base: str, configs: list[str], lock_path: str = "data.lock") -> str:
         "| --- | --- | --- | --- |",
         *_data_rows(old_lock, new_lock),
     ]
-    from .data.build import lock_differences
+    from ..data.build import lock_differences
 
     moved = lock_differences(old_lock, new_lock) if old_lock else ["no data.lock on the base"]
     if moved:

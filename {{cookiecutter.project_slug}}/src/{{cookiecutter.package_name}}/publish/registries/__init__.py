@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from ..errors import UserError
+from ...errors import UserError
 
 INDEX_NAME = "release.json"
 INDEX_SCHEMA = 1

@@ -25,8 +25,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..errors import UserError
-from ..hashing import sha256_bytes
+from ...errors import UserError
+from ...util.hashing import sha256_bytes
 from . import (
     INDEX_NAME,
     IntegrityError,

@@ -8,9 +8,9 @@ every generator, so its initial weights follow from the config seed.
 
 from pathlib import Path
 
-from .config import Config
-from .errors import UserError
-from .hashing import sha256_file, sha256_tree
+from ..config import Config
+from ..errors import UserError
+from ..util.hashing import sha256_file, sha256_tree
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -27,7 +27,7 @@ def ensure_local_base(cfg: Config) -> str:
     base = cfg.model.base
     path = Path(base.path)
     if not path.exists() and base.build == "tiny":
-        from .base import init_tiny
+        from .tiny import init_tiny
 
         init_tiny(path)
     if not (path / "config.json").is_file():

@@ -26,9 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import UserError
-from .manifest import command_block, output_files, read_manifest
-from .registry import VersionNotFound, check_version, copy_hashing, open_registry
+from ..closure.manifest import command_block, output_files, read_manifest
+from ..errors import UserError
+from .registries import VersionNotFound, check_version, copy_hashing, open_registry
 
 RECORDS = ("manifest.json", "REPRODUCE.md", "verification.json")
 CARD = "README.md"
@@ -156,7 +156,7 @@ def check_release_commit(manifest: dict, version: str, tag_commit: str | None) -
         )
     # The run may come from an ancestor of the tag whose training inputs equal the tag's
     # (a docs-only commit tagged after the training merge; `ft release resolve`).
-    from .ops.inputs import check_same_inputs
+    from ..ops.inputs import check_same_inputs
 
     check_same_inputs(manifest["git"]["commit"], tag_commit.lower(), key)
 
@@ -169,7 +169,7 @@ def stage_outputs(run_dir: Path, manifest: dict, record: dict, staging: Path) ->
             run_dir,
             CARD,
             "is a run output, but a release's README.md is the model card",
-            "rename that output in train.py",
+            "rename that output in train/recipe.py",
         )
     extra = sorted(output_files(run_dir).keys() - outputs.keys())
     if extra:
