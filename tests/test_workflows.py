@@ -11,7 +11,8 @@ what the real topology shares (tests/act_services.py): the bucket is a real S3 s
 2. a push to main: with FT_ARTIFACT_STORE on the runner's disk train.yml stops at
    `ft doctor`; with the bucket it trains and stores the run there, keyed by the commit
 3. a tag v0.1.0 on a later docs-only commit: release.yml resolves the trained ancestor's run,
-   reproduces and publishes; the registry holds v0.1.0
+   reproduces, publishes and attests; the registry holds v0.1.0; `ft registry verify` passes,
+   and fails once one file's attestation is missing
 4. the tag flow with REPRODUCE.md broken: reproduce fails, publish never runs
 5. the drill on a published release passes; with the release's data tampered it fails
 6. a tag on new training inputs whose run started but did not finish: refused, nothing published
@@ -45,6 +46,7 @@ STAND_INS = {
     "aws-actions/configure-aws-credentials": "noop",
     "actions/cache": "noop",
     "actions/create-github-app-token": "noop",
+    "actions/attest-build-provenance": "attest",
     "peter-evans/create-pull-request": "noop",
     "docker/setup-buildx-action": "noop",
     "docker/login-action": "noop",
@@ -97,11 +99,16 @@ class Act:
         return env | self.s3_env | {"MLFLOW_TRACKING_URI": self.mlflow_url, "HF_HUB_OFFLINE": "1"}
 
     def ft(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        """`ft` of the baked repo, from outside any workflow (a person looking)."""
+        """`ft` of the baked repo, from outside any workflow (a person looking); `gh` is the
+        stand-in of tests/act/bin, which answers from what the attest stand-in recorded."""
+        env = self.client_env() | {
+            "PATH": f"{ACT_DIR / 'bin'}{os.pathsep}{os.environ['PATH']}",
+            "FT_ACT_OUTBOX": str(self.outbox),
+        }
         done = subprocess.run(
             [str(self.repo / ".venv" / "bin" / "ft"), *args],
             cwd=self.repo,
-            env=self.client_env(),
+            env=env,
             capture_output=True,
             text=True,
             timeout=600,
@@ -276,7 +283,7 @@ def test_train_triggers_cover_exactly_the_training_inputs(act):
 def test_every_action_is_pinned_by_sha_with_a_version_comment(act):
     for path in (act.repo / ".github" / "workflows").glob("*.yml"):
         for line in path.read_text().splitlines():
-            if "uses:" in line:
+            if re.match(r"\s*(- )?uses:", line):  # the key, not e.g. `statuses: write`
                 assert re.search(r"uses: [\w.-]+/[\w.-]+@[0-9a-f]{40} # v\d", line), line
         data = yaml.safe_load(path.read_text())
         assert data["permissions"] == {}, f"{path.name}: top-level permissions must be {{}}"
@@ -351,6 +358,21 @@ def test_3_tag_reproduces_then_publishes(act):
     log = act.run("push", "release.yml", push_payload("refs/tags/v0.1.0"))
     assert f"run of {act.trained[:12]} (same training inputs)" in log
     assert "v0.1.0" in act.versions()
+    # Every published file was attested in the release job; `ft registry verify` checks each.
+    verify = ("registry", "verify", "v0.1.0", "--repo", REPO_NAME, "--registry", REGISTRY)
+    assert (
+        "each attested by acme/my-finetune/.github/workflows/release.yml" in act.ft(*verify).stdout
+    )
+    attested = act.outbox / "attested"
+    kept = attested.read_text()
+    attested.write_text("\n".join(kept.splitlines()[1:]) + "\n")  # one file never attested
+    try:
+        forged = act.ft(*verify, check=False)
+    finally:
+        attested.write_text(kept)
+    assert (
+        forged.returncode == 2 and "carries no attestation from acme/my-finetune" in forged.stderr
+    )
     notes = (act.outbox / "release-v0.1.0.md").read_text()
     assert "REPRODUCE" in notes or "reproduce" in notes
     assert "gh release create v0.1.0" in (act.outbox / "log").read_text()

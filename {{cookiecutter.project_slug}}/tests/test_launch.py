@@ -91,6 +91,8 @@ def test_task_yaml_loads_with_skypilot(sky):
         "SKYPILOT_DOCKER_USERNAME",
         "SKYPILOT_DOCKER_PASSWORD",
         "SKYPILOT_DOCKER_SERVER",
+        "AWS_ACCESS_KEY_ID",  # any cloud but AWS/GCP: no VM identity for an S3 bucket
+        "AWS_SECRET_ACCESS_KEY",
     ]
     assert not task.secrets  # no value in the file
     assert task.storage_mounts["/artifacts"].source == task.envs["ARTIFACT_BUCKET"]

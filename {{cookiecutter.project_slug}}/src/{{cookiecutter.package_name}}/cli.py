@@ -214,6 +214,15 @@ COMMANDS: dict[str, Command] = {
             *REGISTRY,
         ),
     ),
+    "registry verify": Command(
+        commands.registry_verify,
+        "Check a version against the release's signed attestation (needs `gh` and GitHub)",
+        (
+            arg("version", help="vX.Y.Z, or `latest` (the highest non-pre-release)"),
+            arg("--repo", help="OWNER/NAME that released it (default: the origin remote)"),
+            *REGISTRY,
+        ),
+    ),
     "report": Command(
         commands.report,
         "Markdown + PNG report of a run: loss, metrics, data and config diffs vs a baseline",

@@ -170,6 +170,12 @@ def registry_show(args) -> int:
     return show_version(_registry_uri(args), args.version)
 
 
+def registry_verify(args) -> int:
+    from .publish.attest import verify
+
+    return verify(_registry_uri(args), args.version, args.repo)
+
+
 def registry_pull(args) -> int:
     from .publish.gate import pull_version
 

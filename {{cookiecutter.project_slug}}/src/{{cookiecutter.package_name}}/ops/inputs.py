@@ -105,7 +105,7 @@ def _state(url: str) -> str | None:
 
 def resolve_run(store: str, commit: str) -> tuple[str, str]:
     """(run URL, commit it was trained at) for `commit`'s training inputs (see the module doc)."""
-    commit = _git("rev-parse", f"{commit}^{{commit}}").strip()
+    commit = _git("rev-parse", "--verify", f"{commit}^" + "{commit}").strip()
     store = store.rstrip("/")
     ancestors = _git("rev-list", "--first-parent", f"--max-count={MAX_ANCESTORS}", commit).split()
     started, same = [], []

@@ -16,8 +16,8 @@ import yaml
 
 from ..closure.diff import changed_keys
 from ..errors import UserError
-from ..util.hashing import write_atomic
 from ..ops.inputs import IMAGE_WORKFLOW, training_paths, triggers_training
+from ..util.hashing import write_atomic
 
 __all__ = ["IMAGE_WORKFLOW", "render", "main", "training_paths", "triggers_training"]
 
