@@ -89,3 +89,23 @@ def test_publish_accepts_an_ancestor_with_the_same_inputs_only(history, pkg):
         inputs.check_same_inputs(c["trained"], c["retrain"], "--tag-commit")
     with pytest.raises(pkg.errors.UserError, match="not an ancestor"):
         inputs.check_same_inputs(c["docs"], c["trained"], "--tag-commit")
+
+
+def test_plan_says_an_image_input_rebuilds_the_image_before_training(history, ft, tmp_path):
+    """uv.lock / Dockerfile: image.yml first, training once its image.lock PR merges."""
+    repo, _, c = history
+    shutil.copy2(ROOT / ".github" / "workflows" / "image.yml", repo / ".github" / "workflows")
+    shutil.copy2(ROOT / "data.lock", repo / "data.lock")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "image workflow and data.lock")
+    base = git(repo, "rev-parse", "HEAD")
+    (repo / "uv.lock").write_text("version = 1\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "bump a dependency")
+    out = tmp_path / "plan.md"
+    result = ft("plan", "--base", base, "--config", "configs/recipe.yaml", "--out", out)
+    assert result.code == 0, result.err
+    text = out.read_text()
+    assert "Merging this does not start training" in text
+    assert "Merging this **rebuilds the training image** first (`uv.lock` changed)" in text
+    assert "merging that one starts training on the new image" in text
