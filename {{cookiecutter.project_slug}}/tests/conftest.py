@@ -25,6 +25,10 @@ from s3_server import s3  # noqa: F401 - the session's S3 server, for every modu
 # Before anything can import huggingface_hub: a test must never reach the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
+# The suite exercises laptop behaviour (runs and registries on disk) even when CI runs it: the
+# runner rule of ops/runner.py is tested where a test sets GITHUB_ACTIONS itself.
+for _name in ("GITHUB_ACTIONS", "FT_RUNNER_SCRATCH"):
+    os.environ.pop(_name, None)
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG_NAME = next(p.name for p in sorted((ROOT / "src").iterdir()) if (p / "__init__.py").is_file())

@@ -223,6 +223,15 @@ COMMANDS: dict[str, Command] = {
             *REGISTRY,
         ),
     ),
+    "registry verify": Command(
+        commands.registry_verify,
+        "Check a version against the release's signed attestation (needs `gh` and GitHub)",
+        (
+            arg("version", help="vX.Y.Z, or `latest` (the highest non-pre-release)"),
+            arg("--repo", help="OWNER/NAME that released it (default: the origin remote)"),
+            *REGISTRY,
+        ),
+    ),
     "report": Command(
         commands.report,
         "Markdown + PNG report of a run: loss, metrics, data and config diffs vs a baseline",
@@ -319,6 +328,11 @@ COMMANDS: dict[str, Command] = {
                 help="sky: once the job succeeded, download its run into DIR (as ft fetch)",
             ),
             arg(
+                "--detach",
+                action="store_true",
+                help="sky: submit and return (print the job as JSON); `ft jobs ended` sees it end",
+            ),
+            arg(
                 "cmd",
                 nargs="*",
                 metavar="-- COMMAND",
@@ -352,6 +366,56 @@ COMMANDS: dict[str, Command] = {
                 "--base-digest",
                 required=True,
                 help="the digest of the base image it was built on, sha256:<64 hex>",
+            ),
+        ),
+    ),
+    "jobs ended": Command(
+        commands.jobs_ended,
+        "The managed training jobs of this repository that ended lately: commit, status, job id",
+        (
+            arg(
+                "--minutes",
+                type=int,
+                default=60,
+                help="jobs that ended within this many minutes (default: %(default)s; keep it "
+                "above the watcher's schedule so none is missed)",
+            ),
+        ),
+    ),
+    "release resolve": Command(
+        commands.release_resolve,
+        "Print the bucket URL of the run that a commit's training inputs resolve to",
+        (
+            arg(
+                "--commit",
+                default="HEAD",
+                help="the commit to release, e.g. the tag's (default: %(default)s)",
+            ),
+            arg(
+                "--store",
+                help="the artifact store, e.g. s3://bucket/runs (default: $FT_ARTIFACT_STORE)",
+            ),
+        ),
+    ),
+    "doctor": Command(
+        commands.doctor,
+        "List what the configured backends need (variables, secrets) and what is missing",
+        (
+            arg(
+                "--workflow",
+                default="terminal",
+                help="whose needs: terminal, ci, train, poll, release or drill "
+                "(default: %(default)s)",
+            ),
+            arg(
+                "--backend",
+                choices=["local", "sky"],
+                help="launch backend (default: the config's launch.backend)",
+            ),
+            arg(
+                "--config",
+                default="configs/recipe.yaml",
+                help="YAML config (default: %(default)s)",
             ),
         ),
     ),

@@ -165,14 +165,11 @@ def check_release_commit(manifest: dict, version: str, tag_commit: str | None) -
             key=key,
             fix="pass the 40-hex commit, e.g. --tag-commit $(git rev-parse v1.2.0^{})",
         )
-    trained_at = manifest["git"]["commit"]
-    if trained_at != tag_commit.lower():
-        raise UserError(
-            f"the run was trained at commit {trained_at} but the release tag points "
-            f"at {tag_commit.lower()}",
-            key=key,
-            fix="train and reproduce at the tagged commit, or tag the run's commit",
-        )
+    # The run may come from an ancestor of the tag whose training inputs equal the tag's
+    # (a docs-only commit tagged after the training merge; `ft release resolve`).
+    from ..ops.inputs import check_same_inputs
+
+    check_same_inputs(manifest["git"]["commit"], tag_commit.lower(), key)
 
 
 def stage_outputs(run_dir: Path, manifest: dict, record: dict, staging: Path) -> dict[str, Path]:
