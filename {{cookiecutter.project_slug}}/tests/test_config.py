@@ -18,7 +18,7 @@ SMOKE = "configs/smoke.yaml"
 # The resolved smoke config's hash. smoke.yaml does not depend on the bake answers, so
 # this moves only when smoke.yaml or the schema (a key or a default) changes; such a
 # change alters every run's recorded config hash, so update this pin on purpose.
-SMOKE_CONFIG_SHA256 = "695455d1ce1edcb557dbfcc571aebe28956067a50994325b09eb8ad3cc642183"
+SMOKE_CONFIG_SHA256 = "f436efd5b00c464b381d74811b4b08cd3243562b0a55dc209b0e3b75b4d0bc28"
 HEX40 = "0123456789abcdef0123456789abcdef01234567"
 DIGEST = "sha256:" + "ab" * 32
 # smoke.yaml with its local tiny base swapped for a hub model (revision still to add).
