@@ -86,7 +86,16 @@ COMMANDS: dict[str, Command] = {
     "base init-tiny": Command(
         commands.base_init_tiny,
         "Build the embedded tiny base model deterministically (offline)",
-        (arg("--out", default="base/tiny-llama", help="directory (default: %(default)s)"),),
+        (
+            arg("--out", default="base/tiny-llama", help="directory (default: %(default)s)"),
+            arg(
+                "--variant",
+                choices=["tiny", "tiny-v2"],
+                default="tiny",
+                help="tiny (the default base) or tiny-v2 (another tokenizer, to rehearse "
+                "`ft migrate`) (default: %(default)s)",
+            ),
+        ),
     ),
     "base hash": Command(
         commands.base_hash,
@@ -244,6 +253,47 @@ COMMANDS: dict[str, Command] = {
                 metavar="URL",
                 help="link the figures under this URL instead of beside report.md",
             ),
+        ),
+    ),
+    "gate": Command(
+        commands.gate,
+        "Check a run's eval gates against a baseline release; exit 1 if any fails",
+        (
+            arg("run_dir", help="a finished run, e.g. runs/<id>"),
+            arg(
+                "--baseline",
+                help="a release version (vX.Y.Z), a run directory or none "
+                "(default: the latest other release in the registry)",
+            ),
+            arg(
+                "--registry",
+                help="registry URI for a version baseline "
+                "(default: publish.registry of the run's config)",
+            ),
+            arg("--out", help="also write the Markdown table to this file"),
+        ),
+    ),
+    "migrate": Command(
+        commands.migrate,
+        "Move the recipe to another base model: edit model.base, write migration.md "
+        "(tokenizer drift per split and suite, parameter and architecture change)",
+        (
+            arg(
+                "--config",
+                default="configs/recipe.yaml",
+                help="config to edit (default: %(default)s)",
+            ),
+            arg("--hub-id", metavar="ORG/NAME", help="the new base on the hub"),
+            arg("--revision", metavar="SHA", help="its 40-hex commit"),
+            arg("--tokenizer-revision", metavar="SHA", help="the tokenizer's commit, if another"),
+            arg("--path", metavar="DIR", help="or a local model directory"),
+            arg("--sha256", metavar="HASH", help="its content hash (`ft base hash DIR`)"),
+            arg(
+                "--build",
+                choices=["tiny", "tiny-v2"],
+                help="a local embedded base `ft train` rebuilds when the directory is absent",
+            ),
+            arg("--out", default="migration.md", help="the report (default: %(default)s)"),
         ),
     ),
     "history": Command(

@@ -39,7 +39,7 @@ def config_show(args) -> int:
 def base_init_tiny(args) -> int:
     from .model.tiny import init_tiny
 
-    digest = init_tiny(args.out)
+    digest = init_tiny(args.out, args.variant)
     print(f"built {args.out}  sha256 {digest}")
     return 0
 
@@ -186,6 +186,27 @@ def report(args) -> int:
     from .review.report import main
 
     return main(args.run_dir, args.baseline, args.registry, args.out, args.figures_url)
+
+
+def gate(args) -> int:
+    from .review.gates import main
+
+    return main(args.run_dir, args.baseline, args.registry, args.out)
+
+
+def migrate(args) -> int:
+    from .review.migrate import main
+
+    return main(
+        args.config,
+        hub_id=args.hub_id,
+        revision=args.revision,
+        tokenizer_revision=args.tokenizer_revision,
+        path=args.path,
+        sha256=args.sha256,
+        build=args.build,
+        out=args.out,
+    )
 
 
 def history(args) -> int:

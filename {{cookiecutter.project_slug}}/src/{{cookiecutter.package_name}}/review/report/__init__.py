@@ -7,7 +7,8 @@
 
 Writes OUT/report.md (default RUN_DIR/report/) with loss.png (training loss per
 step, the baseline's curve overlaid, eval loss marked) and data.png (rows kept
-after each filter) beside it. The sections: headline, metrics with deltas, data
+after each filter) beside it. The sections: headline, metrics with deltas, eval suites
+per segment, gates (review/behaviour.py), data
 diff (per-filter rows in -> out, training-set hash old -> new), config diff (changed
 keys only), pins, reproduce status (RUN_DIR/verification.json).
 
@@ -32,6 +33,7 @@ from ...closure.diff import changed_keys
 from ...closure.manifest import read_manifest
 from ...errors import UserError
 from ...util.hashing import sha256_file
+from ..behaviour import gates_section, suites_section
 
 REPORT = "report.md"
 LOSS_PNG, DATA_PNG = "loss.png", "data.png"
@@ -609,6 +611,14 @@ def render(
         "### Metrics",
         "",
         *metric_table(run, base),
+        "",
+        "### Eval suites",
+        "",
+        *suites_section(run.manifest, base.manifest if base else None),
+        "",
+        "### Gates",
+        "",
+        *gates_section(run.manifest, base.manifest if base else None),
         "",
         "### Data",
         "",
