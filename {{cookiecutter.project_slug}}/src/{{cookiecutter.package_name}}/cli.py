@@ -31,6 +31,13 @@ def command(name: str, target: str, help: str):
     return deco
 
 
+# One registry per repo, resolved the same way by every command (docs/publish.md).
+REGISTRY_HELP = (
+    "file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME "
+    "(default: $FT_REGISTRY, else publish.registry of configs/recipe.yaml)"
+)
+
+
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", default="configs/recipe.yaml", help="YAML config (default: %(default)s)"
@@ -171,11 +178,7 @@ def _(p):
         required=True,
         help="release version, vMAJOR.MINOR.PATCH[-PRERELEASE], e.g. v1.2.0",
     )
-    p.add_argument(
-        "--registry",
-        help="file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME "
-        "(default: publish.registry of the run's config)",
-    )
+    p.add_argument("--registry", help=REGISTRY_HELP)
     p.add_argument(
         "--tag-commit",
         metavar="SHA",
@@ -185,16 +188,7 @@ def _(p):
 
 
 def _registry_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--registry",
-        help="file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME "
-        "(default: publish.registry of --config)",
-    )
-    p.add_argument(
-        "--config",
-        default="configs/recipe.yaml",
-        help="config whose publish.registry is the default (default: %(default)s)",
-    )
+    p.add_argument("--registry", help=REGISTRY_HELP)
 
 
 @command("registry list", "commands:registry_list", "List the published versions")
@@ -231,10 +225,7 @@ def _(p):
         help="a run directory, a release version (vX.Y.Z) or none "
         "(default: the latest release in the registry)",
     )
-    p.add_argument(
-        "--registry",
-        help="registry URI for a version baseline (default: publish.registry of the run's config)",
-    )
+    p.add_argument("--registry", help=REGISTRY_HELP)
     p.add_argument("--out", help="output directory (default: RUN_DIR/report)")
     p.add_argument(
         "--figures-url",
@@ -249,9 +240,7 @@ def _(p):
     "Static HTML page over every published version: metrics, pins, reproduce/drill status",
 )
 def _(p):
-    p.add_argument(
-        "--registry", help="registry URI (default: publish.registry of configs/recipe.yaml)"
-    )
+    p.add_argument("--registry", help=REGISTRY_HELP)
     p.add_argument("--out", default="site", help="output directory (default: %(default)s)")
 
 

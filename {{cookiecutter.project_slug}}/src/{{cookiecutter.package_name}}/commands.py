@@ -121,7 +121,9 @@ def publish(args) -> int:
 
 
 def _registry_uri(args) -> str:
-    return args.registry or load_config(args.config).publish.registry
+    from .registry import resolve_registry
+
+    return resolve_registry(args.registry)
 
 
 def registry_list(args) -> int:

@@ -22,6 +22,7 @@ The output directory is replaced whole: a reader never sees half a report.
 import json
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -139,7 +140,7 @@ def resolve_baseline(
     Without a spec: the latest release in the registry that is not this very run (after
     `ft publish`, the run is the latest release, and comparing it with itself says nothing).
     """
-    from .registry import VERSION, open_registry
+    from .registry import VERSION, open_registry, resolve_registry
 
     if spec is not None and spec.lower() == "none":
         return None, "none (`--baseline none`)"
@@ -152,12 +153,19 @@ def resolve_baseline(
                 fix="pass runs/<id>, a version such as v1.2.0, or none",
             )
         return load_run(path), f"run `{spec}`"
-    uri = registry_uri or read_manifest(run_dir)["config"]["publish"]["registry"]
+    uri = resolve_registry(registry_uri, read_manifest(run_dir)["config"])
     registry = open_registry(uri)
     if spec is not None:
         return load_release(registry, spec), f"release `{spec}` from `{uri}`"
     own = sha256_file(Path(run_dir) / "manifest.json")
-    for version in reversed(registry.versions()):
+    try:
+        versions = registry.versions()
+    except UserError as e:
+        # The default baseline is a courtesy (a PR from a fork cannot reach a private
+        # registry): the report says why it has none; an explicit --baseline still fails.
+        print(f"warning: no baseline: {e.format()}", file=sys.stderr, flush=True)
+        return None, f"none: `{uri}` could not be read ({e.problem})"
+    for version in reversed(versions):
         if (registry.show(version).get("meta") or {}).get("manifest_sha256") != own:
             return load_release(registry, version), (
                 f"release `{version}`, the latest in `{uri}` other than this run"
