@@ -179,7 +179,7 @@ def test_train_triggers_cover_exactly_the_training_inputs(act):
     paths = workflow(act.repo, "train.yml")[True]["push"]["paths"]
     sys.path.insert(0, str(act.repo / "src"))
     try:
-        plan = import_module("my_finetune.plan")
+        plan = import_module("my_finetune.review.plan")
     finally:
         sys.path.remove(str(act.repo / "src"))
     inputs = [

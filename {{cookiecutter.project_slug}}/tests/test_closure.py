@@ -112,7 +112,7 @@ def adapter_bytes(run: Path) -> bytes:
 
 
 def stable(manifest: dict) -> dict:
-    volatile = mod("manifest").VOLATILE
+    volatile = mod("closure.manifest").VOLATILE
     return {k: v for k, v in manifest.items() if k not in volatile}
 
 
@@ -151,7 +151,7 @@ def test_run_directory_holds_the_closure(smoke_run):
         "REPRODUCE.md",
     }
     manifest = json.loads((smoke_run / "manifest.json").read_text())
-    assert manifest["outputs"] == mod("manifest").output_files(smoke_run)
+    assert manifest["outputs"] == mod("closure.manifest").output_files(smoke_run)
     assert manifest["git"]["dirty"] is False and len(manifest["git"]["commit"]) == 40
     hw = manifest["hardware"]
     assert hw["device_type"] == "cpu" and hw["world_size"] == 1 and hw["cpu_isa"]
@@ -167,13 +167,17 @@ def test_run_directory_holds_the_closure(smoke_run):
         "accelerate",
         "datasets",
     }
-    assert manifest["environment"]["uv_lock_sha256"] == mod("hashing").sha256_file(REPO / "uv.lock")
+    assert manifest["environment"]["uv_lock_sha256"] == mod("util.hashing").sha256_file(
+        REPO / "uv.lock"
+    )
     assert manifest["metrics"]["eval_loss"] > 0 and manifest["metrics"]["steps"] == 12
     assert manifest["metrics"]["train_loss_last"] < manifest["metrics"]["train_loss_first"]
     # REPRODUCE.md is the rendering of the manifest, and its block is the local command.
     text = (smoke_run / "REPRODUCE.md").read_text()
-    assert text == mod("manifest").render_reproduce(manifest)
-    assert mod("manifest").command_block(text) == mod("manifest").reproduce_command(manifest)
+    assert text == mod("closure.manifest").render_reproduce(manifest)
+    assert mod("closure.manifest").command_block(text) == mod("closure.manifest").reproduce_command(
+        manifest
+    )
     assert "ft train --config configs/smoke.yaml --out" in text
 
 
@@ -206,7 +210,7 @@ def test_in_process_runs_match_across_worker_counts(project, smoke_run, workers,
     monkeypatch.chdir(project)
     for key, value in _env().items():
         monkeypatch.setenv(key, value)
-    run = mod("train").main(
+    run = mod("train.recipe").main(
         "configs/smoke.yaml", [f"train.num_workers={workers}"], out=f"runs/workers-{workers}"
     )
     assert adapter_bytes(project / run) == adapter_bytes(smoke_run)
@@ -250,7 +254,7 @@ def test_edited_reproduce_md_fails_naming_the_line(project, smoke_run, reproduce
         doc.read_text().replace("--config configs/smoke.yaml", "--config configs/smokE.yaml")
     )
     monkeypatch.chdir(project)
-    assert mod("reproduce").main(str(run)) == 1
+    assert mod("closure.reproduce").main(str(run)) == 1
     record = json.loads((run / "verification.json").read_text())
     assert record["passed"] is False
     assert "REPRODUCE.md was edited" in record["reason"] and "smokE" in record["reason"]
@@ -264,7 +268,7 @@ def test_files_edited_after_training_fail_reproduce(project, smoke_run, reproduc
     rows = re.search(r'"rows": (\d+)', text)
     lock.write_text(text.replace(rows.group(0), f'"rows": {int(rows.group(1)) + 1}', 1))
     monkeypatch.chdir(project)
-    assert mod("reproduce").main(str(run)) == 1
+    assert mod("closure.reproduce").main(str(run)) == 1
     reason = json.loads((run / "verification.json").read_text())["reason"]
     assert "no longer matches its manifest" in reason and "data.lock" in reason
 
@@ -312,13 +316,13 @@ def test_resume_of_a_finished_run_is_a_no_op(project, smoke_run, capsys, monkeyp
 def test_outputs_are_readable_like_any_other_file(smoke_run):
     """safetensors creates its files 0600; a registry or shared bucket must serve them."""
     want = (smoke_run / "config.yaml").stat().st_mode & 0o777
-    for name in mod("manifest").output_files(smoke_run):
+    for name in mod("closure.manifest").output_files(smoke_run):
         assert (smoke_run / name).stat().st_mode & 0o777 == want, name
 
 
 def test_planted_nondeterminism_fails_reproduce_and_diff_says_so(tmp_path):
     project = _make_project(tmp_path)
-    train_py = next((project / "src").glob("*/train.py"))
+    train_py = next((project / "src").glob("*/train/recipe.py"))
     text = train_py.read_text()
     seeded = '    torch.manual_seed(determinism.derive(cfg.seed, "adapter-init"))\n'
     assert seeded in text
@@ -370,14 +374,14 @@ def test_two_processes_reproduce_exactly_and_match_one_within_tolerance(project)
     assert adapter_bytes(two / "reproduce") == adapter_bytes(two)  # exact on the same shape
 
     manifest = json.loads((two / "manifest.json").read_text())
-    compared = {c["file"]: c for c in mod("reproduce").compare(two, one, manifest)}
+    compared = {c["file"]: c for c in mod("closure.reproduce").compare(two, one, manifest)}
     weights = compared["adapter/adapter_model.safetensors"]
     assert 0 < weights["max_abs_diff"] <= weights["bound"]
     assert all(c["equal"] for c in compared.values())
     manifest["config"]["reproduce"]["tolerance"]["weights_max_abs"] = 0.0
-    tight = {c["file"]: c for c in mod("reproduce").compare(two, one, manifest)}
+    tight = {c["file"]: c for c in mod("closure.reproduce").compare(two, one, manifest)}
     assert not tight["adapter/adapter_model.safetensors"]["equal"]
-    diff = mod("diff").report(
+    diff = mod("closure.diff").report(
         json.loads((one / "manifest.json").read_text()),
         json.loads((two / "manifest.json").read_text()),
     )
@@ -399,7 +403,7 @@ def test_diff_names_each_moved_input(smoke_run):
     b["environment"]["libraries"]["torch"] = "9.9.9"
     b["hardware"]["cpu_isa"] = "ISA-X"
     b["outputs"]["adapter/adapter_model.safetensors"] = "5" * 64
-    text = mod("diff").report(a, b)
+    text = mod("closure.diff").report(a, b)
     for expected in (
         "seed: 1234 -> 7",
         "config: train.lr: 0.005 -> 0.1",
@@ -414,4 +418,4 @@ def test_diff_names_each_moved_input(smoke_run):
         "output: adapter/adapter_model.safetensors",
     ):
         assert expected in text, expected
-    assert mod("diff").report(a, a) == "no pinned input moved"
+    assert mod("closure.diff").report(a, a) == "no pinned input moved"

@@ -52,7 +52,7 @@ def test_shipped_config_validates(pkg, path):
     assert json.loads(json.dumps(resolved)) == resolved
     assert yaml.safe_load(pkg.config.dump_yaml(resolved)) == resolved
     assert pkg.config.Config.model_validate(resolved).resolved() == resolved
-    assert cfg.hash() == pkg.hashing.sha256_json(resolved)
+    assert cfg.hash() == pkg.util.hashing.sha256_json(resolved)
     assert len(cfg.hash()) == 64
 
 
@@ -356,7 +356,7 @@ def test_local_base_is_pinned_by_content(ft, data_workdir, assignments, needle):
 
 def test_local_source_needs_its_sha256(ft, data_workdir):
     result = ft("config", "validate", "--config", SMOKE, "--set=data.sources.1.sha256=null")
-    result.user_error(SMOKE, "data.sources.1: a local source needs `sha256`", "sha256sum")
+    result.user_error(SMOKE, "data.sources.1: a path source needs `sha256`", "ft data hash")
 
 
 def test_hub_source_needs_a_commit(ft, data_workdir):

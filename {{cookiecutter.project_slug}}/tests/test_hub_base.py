@@ -10,6 +10,7 @@ exercised is everything up to the first byte that would leave the machine.
 """
 
 import hashlib
+import importlib
 import json
 import os
 import socket
@@ -87,12 +88,12 @@ def test_cached_revision_loads_with_every_file_hashed_even_online(
     cache alone (no request, no retry wait), and every file's sha256 is recorded."""
     from huggingface_hub import constants
 
-    model_mod = __import__(f"{pkg.__name__}.model", fromlist=["model"])
+    model_mod = importlib.import_module(f"{pkg.__name__}.model")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     began = time.perf_counter()
     _, tokenizer, pins = model_mod.load_base(hub_config(pkg))
     assert time.perf_counter() - began < 10
-    want = {p.name: pkg.hashing.sha256_file(p) for p in tiny_base.iterdir()}
+    want = {p.name: pkg.util.hashing.sha256_file(p) for p in tiny_base.iterdir()}
     assert pins["files"] == want
     assert pins["tokenizer_files"] == {
         n: want[n] for n in ("tokenizer.json", "tokenizer_config.json")
@@ -162,8 +163,8 @@ def test_hub_base_run_records_every_file_and_diff_names_the_one_that_moved(
     (peft's save asks the hub about the base unless told it is offline)."""
     from huggingface_hub import constants
 
-    train = __import__(f"{pkg.__name__}.train", fromlist=["train"])
-    diff = __import__(f"{pkg.__name__}.diff", fromlist=["diff"])
+    train = importlib.import_module(f"{pkg.__name__}.train.recipe")
+    diff = importlib.import_module(f"{pkg.__name__}.closure.diff")
     monkeypatch.setenv("CI", "1")
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)

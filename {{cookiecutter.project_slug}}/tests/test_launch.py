@@ -51,7 +51,7 @@ def project(tmp_path, monkeypatch) -> Path:
 def submitted(monkeypatch):
     """Stop at the SDK boundary: record what would be submitted; the job 'exits' with `code`."""
     calls = {"tasks": [], "code": 0}
-    launch = mod("launch")
+    launch = mod("ops.launch")
 
     def submit(task, name):
         calls["tasks"].append((task, name))
@@ -116,7 +116,7 @@ def test_task_yaml_reads_top_to_bottom_and_matches_the_recipe():
     assert "image_id" not in spec["resources"]
     assert 'ft train --config "$CONFIG"' in spec["run"] and "--resume" in spec["run"]
     for key in spec["envs"]:  # tokens belong under secrets:, never envs
-        assert not mod("launch").SECRET_NAME.fullmatch(key), key
+        assert not mod("ops.launch").SECRET_NAME.fullmatch(key), key
 
 
 # --- what `ft launch --backend sky` submits -------------------------------------------------------
@@ -288,7 +288,7 @@ def test_sky_launch_without_the_sdk_says_how_to_install_it(project, ft, monkeypa
 
 
 def test_a_cloud_runs_reproduce_block_is_the_ft_launch_form(pkg):
-    manifest = mod("manifest")
+    manifest = mod("closure.manifest")
     record = {
         "command": {
             "config": "configs/recipe.yaml",

@@ -73,7 +73,7 @@ def test_report_of_a_run_alone(runs, solo):
     assert {p.name for p in solo.iterdir()} == {"report.md", "loss.png", "data.png"}
     md = (solo / "report.md").read_text()
     m = manifest(runs["base"])
-    fmt = report_runs.mod("report").fmt
+    fmt = report_runs.mod("review.report").fmt
     assert md.startswith("## Run report: `base`\n")
     assert "Baseline: none (`--baseline none`)." in md
     assert f"**eval_loss {fmt(m['metrics']['eval_loss'])}**" in md
@@ -90,13 +90,13 @@ def test_report_of_a_run_alone(runs, solo):
     assert "not reproduced yet: run `uv run ft reproduce runs/base`" in md
     # Figures are relative links; the curve is also text, for a PR comment.
     assert "](loss.png)" in md and "](data.png)" in md
-    spark = report_runs.mod("report").sparkline([r["loss"] for r in curve(runs["base"])])
+    spark = report_runs.mod("review.report").sparkline([r["loss"] for r in curve(runs["base"])])
     assert f"| this run | `{spark}` |" in md and len(spark) == len(curve(runs["base"]))
 
 
 def test_report_inside_the_run_leaves_its_closure_intact(runs, solo):
     """RUN_DIR/report is not a run output: reproduce and publish still match the manifest."""
-    outputs = report_runs.mod("manifest").output_files(runs["base"])
+    outputs = report_runs.mod("closure.manifest").output_files(runs["base"])
     assert outputs == manifest(runs["base"])["outputs"]
     assert not [p for p in runs["base"].iterdir() if p.name.startswith(".report")]
 
@@ -131,7 +131,7 @@ def test_report_against_a_baseline_shows_the_data_and_config_change(runs, compar
     assert '| `track.report_to` | `[]` | `["mlflow"]` |' in md
     assert "`train.lr`" not in md and "`seed`" not in md
     # Metrics: both values and the delta.
-    report = report_runs.mod("report")
+    report = report_runs.mod("review.report")
     ma, mb = manifest(base)["metrics"], manifest(variant)["metrics"]
     d, verdict = report.delta(mb["eval_loss"], ma["eval_loss"], "eval_loss")
     assert d and verdict in ("better", "worse")

@@ -1,20 +1,25 @@
 """Handlers behind `ft` subcommands: parse nothing, decide nothing.
 
 Each one turns parsed arguments into a call of the stage function that does the
-work, and prints the result for a person. Heavy imports stay inside the stages.
+work, and prints the result for a person. cli.py imports this module to build
+`ft --help`, so every import here, the config schema's included, is made inside
+the handler that needs it.
 """
 
+import json
 import sys
-
-from .config import DEFAULT_CONFIG, dump_yaml, load_config
 
 
 def _load(args):
+    from .config import load_config
+
     return load_config(args.config, args.overrides)
 
 
 def config_validate(args) -> int:
     from pathlib import Path
+
+    from .config import DEFAULT_CONFIG, load_config
 
     every = sorted(str(p) for p in Path("configs").glob("*.yaml")) or [DEFAULT_CONFIG]
     for path in args.configs or every:
@@ -24,13 +29,15 @@ def config_validate(args) -> int:
 
 
 def config_show(args) -> int:
+    from .config import dump_yaml
+
     cfg = _load(args)
     sys.stdout.write(f"# resolved {args.config}  sha256 {cfg.hash()}\n" + dump_yaml(cfg.resolved()))
     return 0
 
 
 def base_init_tiny(args) -> int:
-    from .base import init_tiny
+    from .model.tiny import init_tiny
 
     digest = init_tiny(args.out)
     print(f"built {args.out}  sha256 {digest}")
@@ -41,7 +48,7 @@ def base_hash(args) -> int:
     from pathlib import Path
 
     from .errors import UserError
-    from .hashing import sha256_tree
+    from .util.hashing import sha256_tree
 
     if not Path(args.path, "config.json").is_file():
         raise UserError(
@@ -64,9 +71,10 @@ def _print_lock(lock: dict) -> None:
 
 def data_build(args) -> int:
     from .data.build import build
+    from .data.progress import Progress
 
     cfg = _load(args)
-    lock = build(cfg)
+    lock = build(cfg, progress=Progress.on_terminal() if args.progress else None)
     _print_lock(lock)
     print(f"wrote {cfg.data.out_dir}/ and {cfg.data.lock}")
     return 0
@@ -76,88 +84,95 @@ def data_check(args) -> int:
     from .data.build import check
 
     cfg = _load(args)
-    lock, _ = check(cfg)
+    lock = check(cfg)
     _print_lock(lock)
     print(f"ok  {cfg.data.lock} matches the sources and filters")
     return 0
 
 
+def data_hash(args) -> int:
+    from .data.sources import describe
+
+    print(json.dumps(describe(args.path), indent=2))
+    return 0
+
+
 def train(args) -> int:
-    from .train import main
+    from .train.recipe import main
 
     main(args.config, args.overrides, args.out, args.resume)
     return 0
 
 
 def reproduce(args) -> int:
-    from .reproduce import main
+    from .closure.reproduce import main
 
     return main(args.run_dir)
 
 
 def diff(args) -> int:
-    from .diff import main
+    from .closure.diff import main
 
     return main(args.run_a, args.run_b)
 
 
 def plan(args) -> int:
-    from .plan import main
+    from .review.plan import main
 
     return main(args.base, args.configs, args.out)
 
 
 def fetch(args) -> int:
-    from .store import fetch
+    from .ops.store import fetch
 
     fetch(args.run_url, args.dest)
     return 0
 
 
 def publish(args) -> int:
-    from .publish import main
+    from .publish.gate import main
 
     return main(args.run_dir, args.version, args.registry, args.tag_commit)
 
 
 def _registry_uri(args) -> str:
-    from .registry import resolve_registry
+    from .publish.registries import resolve_registry
 
     return resolve_registry(args.registry)
 
 
 def registry_list(args) -> int:
-    from .publish import list_versions
+    from .publish.gate import list_versions
 
     return list_versions(_registry_uri(args))
 
 
 def registry_show(args) -> int:
-    from .publish import show_version
+    from .publish.gate import show_version
 
     return show_version(_registry_uri(args), args.version)
 
 
 def registry_pull(args) -> int:
-    from .publish import pull_version
+    from .publish.gate import pull_version
 
     return pull_version(_registry_uri(args), args.version, args.dest)
 
 
 def report(args) -> int:
-    from .report import main
+    from .review.report import main
 
     return main(args.run_dir, args.baseline, args.registry, args.out, args.figures_url)
 
 
 def history(args) -> int:
-    from .history import main
+    from .review.history import main
 
     return main(args.registry, args.out)
 
 
 def launch(args) -> int:
-    from .launch import main
+    from .ops.launch import main
 
     return main(
         args.config,
@@ -170,7 +185,7 @@ def launch(args) -> int:
 
 
 def image_check(args) -> int:
-    from .image import check, reference
+    from .ops.image import check, reference
 
     lock = check()
     print(
@@ -181,7 +196,7 @@ def image_check(args) -> int:
 
 
 def image_build_args(args) -> int:
-    from .image import build_args
+    from .ops.image import build_args
 
     for key, value in build_args(latest_base=args.latest_base).items():
         print(f"{key}={value}")
@@ -189,7 +204,7 @@ def image_build_args(args) -> int:
 
 
 def image_record(args) -> int:
-    from .image import record, reference
+    from .ops.image import record, reference
 
     lock = record(args.name, args.digest, args.base_digest)
     print(

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from .errors import UserError
-from .hashing import sha256_json
+from .util.hashing import sha256_json
 
 DEFAULT_CONFIG = "configs/recipe.yaml"
 HEX40 = re.compile(r"[0-9a-f]{40}")
@@ -110,12 +110,20 @@ class ModelSpec(Section):
 
 
 class SourceSpec(Section):
-    """One data source: a local JSONL file pinned by sha256, or a hub dataset pinned by commit."""
+    """One data source pinned by content: a file or directory (local path or s3://, gs://,
+    az://, https:// URL) with its sha256, or a hub dataset with its 40-hex revision."""
 
     name: str
     split: Literal["train", "eval"]
     path: str | None = None
     sha256: str | None = None
+    # jsonl, parquet or arrow (a directory of Arrow files, e.g. `datasets.save_to_disk`);
+    # None: from the name (.parquet, .arrow or a trailing /, else jsonl).
+    format: Literal["jsonl", "parquet", "arrow"] | None = None
+    # Optional fail-fast pins of a remote object: checked against its metadata before any
+    # byte is read. The sha256 stays the pin; these only stop a changed object early.
+    etag: str | None = None
+    size: int | None = Field(None, ge=0)
     hub_id: str | None = None
     revision: str | None = None
     hub_split: str = "train"
@@ -125,7 +133,9 @@ class SourceSpec(Section):
         if (self.path is None) == (self.hub_id is None):
             raise ValueError("give exactly one of `path` or `hub_id`")
         if self.path is not None and (self.sha256 is None or not HEX64.fullmatch(self.sha256)):
-            raise ValueError("a local source needs `sha256` (64-hex); `sha256sum PATH` prints it")
+            raise ValueError(
+                "a path source needs `sha256` (64-hex); `ft data hash PATH_OR_URL` prints it"
+            )
         if self.hub_id is not None and (
             self.revision is None or not HEX40.fullmatch(self.revision)
         ):
@@ -135,7 +145,23 @@ class SourceSpec(Section):
                     f"lowercase hex: write {self.revision.lower()!r}"
                 )
             raise ValueError("a hub dataset needs `revision`, a 40-hex commit")
+        if self.hub_id is not None and (self.format or self.etag or self.size is not None):
+            raise ValueError("`format`, `etag` and `size` apply to a `path` source only")
         return self
+
+    @property
+    def kind(self) -> str:
+        """The reader: jsonl, parquet or arrow (hub sources: hub)."""
+        if self.path is None:
+            return "hub"
+        if self.format is not None:
+            return self.format
+        name = self.path.rstrip("/").lower()
+        if name.endswith(".parquet"):
+            return "parquet"
+        if name.endswith(".arrow") or self.path.endswith("/"):
+            return "arrow"
+        return "jsonl"
 
 
 class FilterSpec(Section):

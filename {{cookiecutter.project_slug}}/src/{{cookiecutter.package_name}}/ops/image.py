@@ -17,8 +17,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from .errors import UserError
-from .hashing import sha256_file, write_atomic
+from ..errors import UserError
+from ..util.hashing import sha256_file, write_atomic
 
 LOCK = "image.lock"
 DOCKERFILE = "Dockerfile"

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from .errors import UserError
-from .hashing import sha256_file, write_atomic
+from ..errors import UserError
+from ..util.hashing import sha256_file, write_atomic
 
 SCHEMA = 1
 VOLATILE = ("created_at", "run_id", "timing", "invocation")

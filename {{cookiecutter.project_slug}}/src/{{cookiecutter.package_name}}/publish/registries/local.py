@@ -17,7 +17,7 @@ import os
 import uuid
 from pathlib import Path
 
-from ..hashing import fsync_dir, sha256_file
+from ...util.hashing import fsync_dir, sha256_file
 from . import (
     IntegrityError,
     VersionExists,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from .diff import changed_keys
-from .errors import UserError
-from .hashing import write_atomic
+from ..closure.diff import changed_keys
+from ..errors import UserError
+from ..util.hashing import write_atomic
 
 TRAIN_WORKFLOW = Path(".github/workflows/train.yml")
 
@@ -126,7 +126,7 @@ def render(base: str, configs: list[str], lock_path: str = "data.lock") -> str:
         "| --- | --- | --- | --- |",
         *_data_rows(old_lock, new_lock),
     ]
-    from .data.build import lock_differences
+    from ..data.build import lock_differences
 
     moved = lock_differences(old_lock, new_lock) if old_lock else ["no data.lock on the base"]
     if moved:

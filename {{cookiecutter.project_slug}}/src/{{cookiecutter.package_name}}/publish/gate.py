@@ -26,9 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import UserError
-from .manifest import command_block, output_files, read_manifest
-from .registry import (
+from ..closure.manifest import command_block, output_files, read_manifest
+from ..errors import UserError
+from .registries import (
     VersionNotFound,
     check_version,
     copy_hashing,
@@ -178,7 +178,7 @@ def stage_outputs(run_dir: Path, manifest: dict, record: dict, staging: Path) ->
             run_dir,
             CARD,
             "is a run output, but a release's README.md is the model card",
-            "rename that output in train.py",
+            "rename that output in train/recipe.py",
         )
     extra = sorted(output_files(run_dir).keys() - outputs.keys())
     if extra:

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .hashing import default_mode, sha256_tree, write_atomic
+from ..util.hashing import default_mode, sha256_tree, write_atomic
 
 TINY_SEED = 20240611
 TINY_CONFIG = {

@@ -25,9 +25,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..errors import UserError
-from ..hashing import sha256_bytes
-from ..util.net import cap_mlflow_retries, check_reachable
+from ...errors import UserError
+from ...util.hashing import sha256_bytes
+from ...util.net import cap_mlflow_retries, check_reachable
 from . import (
     INDEX_NAME,
     IntegrityError,

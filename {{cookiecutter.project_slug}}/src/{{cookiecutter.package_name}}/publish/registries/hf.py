@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..errors import UserError
+from ...errors import UserError
 from . import (
     INDEX_NAME,
     IntegrityError,

@@ -12,8 +12,8 @@ import re
 import shutil
 from pathlib import Path
 
+from ..util.hashing import fsync_dir
 from .determinism import rng_state, set_rng_state
-from .hashing import fsync_dir
 
 STEP_DIR = re.compile(r"step-(\d{8})")
 

@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from ..config import DEFAULT_CONFIG
-from ..errors import UserError
+from ...config import DEFAULT_CONFIG
+from ...errors import UserError
 
 INDEX_NAME = "release.json"
 INDEX_SCHEMA = 1

@@ -246,7 +246,7 @@ def render(uri: str, releases: list[tuple[str, dict, Side]], generated: str) -> 
 
 
 def build(registry_uri: str) -> dict[str, bytes]:
-    from .registry import open_registry
+    from ..publish.registries import open_registry
 
     releases = collect(open_registry(registry_uri))
     generated = datetime.now(UTC).isoformat(timespec="seconds")
@@ -258,7 +258,7 @@ def build(registry_uri: str) -> dict[str, bytes]:
 
 
 def main(registry: str | None = None, out: str = "site") -> int:
-    from .registry import resolve_registry
+    from ..publish.registries import resolve_registry
 
     registry = resolve_registry(registry)
     files = build(registry)

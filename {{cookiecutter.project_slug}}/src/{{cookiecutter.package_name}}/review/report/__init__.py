@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
-from .diff import changed_keys
-from .errors import UserError
-from .hashing import sha256_file
-from .manifest import read_manifest
+from ...closure.diff import changed_keys
+from ...closure.manifest import read_manifest
+from ...errors import UserError
+from ...util.hashing import sha256_file
 
 REPORT = "report.md"
 LOSS_PNG, DATA_PNG = "loss.png", "data.png"
@@ -140,7 +140,7 @@ def resolve_baseline(
     Without a spec: the latest release in the registry that is not this very run (after
     `ft publish`, the run is the latest release, and comparing it with itself says nothing).
     """
-    from .registry import VERSION, open_registry, resolve_registry
+    from ...publish.registries import VERSION, open_registry, resolve_registry
 
     if spec is not None and spec.lower() == "none":
         return None, "none (`--baseline none`)"
@@ -293,8 +293,8 @@ def data_section(run: Side, base: Side | None) -> list[str]:
             ]
             rows.append(f"| {split} | **final** | {info['rows']} rows `{short(info['sha256'])}` |")
         return rows
-    from .data.build import lock_differences
-    from .plan import _data_rows
+    from ...data.build import lock_differences
+    from ..plan import _data_rows
 
     old = base.manifest["data"]
     rows = [

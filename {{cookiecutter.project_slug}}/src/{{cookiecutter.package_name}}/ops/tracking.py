@@ -20,7 +20,7 @@ hostnames, so they are not run outputs and must not enter the manifest's hashes.
 import os
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow-skinny", "wandb": "wandb"}
 
@@ -116,7 +116,7 @@ def _mlflow(cfg, run_dir: Path, key: str):
             fix="export MLFLOW_TRACKING_URI=http://<your mlflow server> (credentials "
             "in MLFLOW_TRACKING_USERNAME/PASSWORD or TOKEN, never in the config)",
         )
-    from .util.net import cap_mlflow_retries, check_reachable
+    from ..util.net import cap_mlflow_retries, check_reachable
 
     check_reachable(
         os.environ["MLFLOW_TRACKING_URI"],

@@ -8,9 +8,9 @@ every generator, so its initial weights follow from the config seed.
 
 from pathlib import Path
 
-from .config import Config
-from .errors import UserError
-from .hashing import sha256_file, sha256_tree, tree_files
+from ..config import Config
+from ..errors import UserError
+from ..util.hashing import sha256_file, sha256_tree, tree_files
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -27,7 +27,7 @@ def ensure_local_base(cfg: Config) -> str:
     base = cfg.model.base
     path = Path(base.path)
     if not path.exists() and base.build == "tiny":
-        from .base import init_tiny
+        from .tiny import init_tiny
 
         init_tiny(path)
     if not (path / "config.json").is_file():
@@ -145,7 +145,7 @@ def _load_hub(cfg: Config, repo_id: str, revision: str, tok_revision: str, dtype
             fix=f"fetch it once where the hub is reachable: `HF_HUB_OFFLINE=0 uv run {fetch}` "
             "(with HF_TOKEN if the model is gated), or unset HF_HUB_OFFLINE",
         )
-    from .util.net import check_reachable
+    from ..util.net import check_reachable
 
     check_reachable(
         constants.ENDPOINT,

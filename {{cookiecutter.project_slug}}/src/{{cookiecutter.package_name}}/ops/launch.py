@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from ..config import Config, load_config
+from ..errors import UserError
 from . import image
-from .config import Config, load_config
-from .errors import UserError
 
 TASK_YAML = "sky/train.yaml"
 # Buckets a job can mount (file_mounts) and `ft fetch` can read (fsspec).
@@ -292,7 +292,7 @@ def check_shape(cfg: Config) -> None:
             file=cfg._path,
             key="launch.accelerators",
             fix=f"use one of {', '.join(ACCELERATORS)} (NAME:COUNT); for another GPU, "
-            "add it to ACCELERATORS in launch.py with the counts `sky show-gpus` lists",
+            "add it to ACCELERATORS in ops/launch.py with the counts `sky show-gpus` lists",
         )
     if not count.isdigit() or int(count) not in ACCELERATORS[name]:
         raise UserError(

@@ -21,9 +21,9 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..errors import UserError
+from ..util.hashing import sha256_file, write_atomic
 from .diff import report
-from .errors import UserError
-from .hashing import sha256_file, write_atomic
 from .manifest import command_block, output_files, read_manifest, render_reproduce
 
 SCHEMA = 1

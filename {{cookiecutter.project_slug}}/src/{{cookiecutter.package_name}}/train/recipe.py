@@ -2,7 +2,7 @@
 
     uv run ft train --config configs/smoke.yaml            # seconds on CPU
     uv run ft train --out runs/x --resume                  # continue a killed run
-    uv run ft train --out s3://bucket/runs/x [--resume]    # staged locally, mirrored (store.py)
+    uv run ft train --out s3://bucket/runs/x [--resume]    # staged locally, mirrored (ops/store.py)
     torchrun --nproc_per_node 2 -m <package>.cli train ... # several processes (gloo on CPU)
 
 Reads top to bottom in pipeline order. The run directory gets the resolved
@@ -20,10 +20,11 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import checkpoint, determinism, store
-from .config import Config, dump_yaml, load_config
-from .errors import UserError
-from .hashing import default_mode, write_atomic
+from ..config import Config, dump_yaml, load_config
+from ..errors import UserError
+from ..ops import store
+from ..util.hashing import default_mode, write_atomic
+from . import checkpoint, determinism
 
 RUN_FILE = "run.json"  # the invocation, written first: what --resume re-reads
 
@@ -32,7 +33,7 @@ def main(
     config_path: str, overrides: list[str], out: str | None = None, resume: bool = False
 ) -> Path:
     # 1. Config: validated once; a resume re-reads the invocation the run started with.
-    # An --out URL (s3://...) trains in a local staging directory mirrored to it (store.py).
+    # An --out URL (s3://...) trains in a local staging directory mirrored to it (ops/store.py).
     try:
         location = store.RunLocation.open(out, resume)
         run_dir, invocation = _run_dir(config_path, overrides, location.local_dir, resume)
@@ -78,13 +79,14 @@ def main(
         )
 
     # 3. Data: rebuilt from the pinned sources; must match the committed data.lock.
-    from .data.build import check as check_data
+    from ..data.build import check as check_data
 
-    data_lock, rows = check_data(cfg)
+    rows = {"train": [], "eval": []}
+    data_lock = check_data(cfg, sink=lambda split, chunk: rows[split].extend(chunk))
 
     # 4. Model: base at its pin; adapter initialised from a seed of its own.
-    from .data.loader import encode, train_loader
-    from .model import add_lora, load_base
+    from ..data.loader import encode, train_loader
+    from ..model import add_lora, load_base
 
     with accelerator.main_process_first():  # the first process builds a missing tiny base
         base, tokenizer, base_pins = load_base(cfg)
@@ -119,7 +121,7 @@ def main(
     )
 
     # 6. Evaluate on the held-out split.
-    from .evaluate import eval_loss
+    from ..evaluate import eval_loss
 
     unwrapped = accelerator.unwrap_model(model)
     scores = eval_loss(
@@ -128,7 +130,7 @@ def main(
 
     # 7. Outputs, then 8. the manifest (last: its existence means the run finished).
     if accelerator.is_main_process:
-        from .manifest import write_manifest
+        from ..closure.manifest import write_manifest
 
         _write_adapter(unwrapped, run_dir)
         write_atomic(run_dir / "eval.json", json.dumps(scores, indent=2, sort_keys=True) + "\n")
@@ -192,7 +194,7 @@ def _run_dir(
 def _warn_if_dirty() -> None:
     """One line up front: a run from uncommitted changes can be neither reproduced nor
     published (`ft reproduce` rebuilds from the recorded commit), so say so before it trains."""
-    from .manifest import dirty_files
+    from ..closure.manifest import dirty_files
 
     dirty = dirty_files()
     if dirty:
@@ -238,8 +240,8 @@ def _train(
     """The loop: accumulate micro-batches, clip, step; log and checkpoint on schedule."""
     import torch
 
-    from .evaluate import token_loss
-    from .tracking import Trackers
+    from ..evaluate import token_loss
+    from ..ops.tracking import Trackers
 
     t = cfg.train
     world = accelerator.num_processes

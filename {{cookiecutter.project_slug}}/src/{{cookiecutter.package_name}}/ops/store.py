@@ -33,9 +33,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .checkpoint import STEP_DIR
-from .errors import UserError
-from .hashing import sha256_file, tree_files, write_atomic
+from ..errors import UserError
+from ..train.checkpoint import STEP_DIR
+from ..util.hashing import sha256_file, tree_files, write_atomic
 
 MARKER = "COMPLETE"
 STAGING = Path("runs") / ".staging"

@@ -1,0 +1,1 @@
+"""Operations around the pipeline: launch backends, training image, artifact store, tracking."""

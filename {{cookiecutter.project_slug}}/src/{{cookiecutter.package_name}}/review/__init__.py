@@ -1,0 +1,1 @@
+"""Review: what a branch changes (plan), what a run did (report), every release (history)."""
