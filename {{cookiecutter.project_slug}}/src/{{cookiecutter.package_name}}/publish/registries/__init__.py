@@ -108,7 +108,7 @@ def resolve_registry(flag: str | None, run_config: dict | None = None) -> str:
 
 def repo_registry() -> tuple[str, str]:
     """(URI, where it came from): `publish.registry` of configs/recipe.yaml, else the default."""
-    from ..config import load_config
+    from ...config import load_config
 
     if Path(REPO_CONFIG).is_file():
         registry = load_config(REPO_CONFIG).publish.registry
