@@ -204,6 +204,28 @@ def test_reproduce_in_a_separate_process_is_byte_identical(smoke_run, reproduced
     assert adapter_bytes(smoke_run) == adapter_bytes(smoke_run / "reproduce")
 
 
+def test_suite_metrics_are_recorded_and_reproduce_in_another_process(smoke_run, reproduced):
+    """Per-segment metrics and the greedy completions reach eval.json and the manifest, and a
+    second process (the reproduction) generates the same completions, byte for byte."""
+    first = json.loads((smoke_run / "eval.json").read_text())
+    tasks = first["suites"]["tasks"]
+    assert tasks["rows"] == 24 and len(tasks["predictions"]) == 24
+    assert {k: v["rows"] for k, v in tasks["segments"].items()} == {
+        "all": 24,
+        "lookup": 8,
+        "arithmetic": 8,
+        "hard": 8,
+    }
+    for seg in tasks["segments"].values():
+        assert {"loss", "perplexity", "exact_match", "contains", "tokens"} <= set(seg)
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    assert manifest["eval_suites"] == first["suites"]
+    assert reproduced.returncode == 0
+    assert (smoke_run / "reproduce" / "eval.json").read_bytes() == (
+        smoke_run / "eval.json"
+    ).read_bytes()
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_in_process_runs_match_across_worker_counts(project, smoke_run, workers, monkeypatch):
     """Data order does not depend on num_workers; in-process equals the subprocess run."""
@@ -214,6 +236,22 @@ def test_in_process_runs_match_across_worker_counts(project, smoke_run, workers,
         "configs/smoke.yaml", [f"train.num_workers={workers}"], out=f"runs/workers-{workers}"
     )
     assert adapter_bytes(project / run) == adapter_bytes(smoke_run)
+
+
+def test_a_run_tokenizing_in_memory_matches_the_token_store(project, smoke_run, monkeypatch):
+    """smoke_run trained from a freshly built token store; the same config tokenizing every
+    row into memory gives the same adapter bytes, and a second run reuses the store."""
+    monkeypatch.chdir(project)
+    for key, value in _env().items():
+        monkeypatch.setenv(key, value)
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    store = manifest["data"]["token_store"]
+    assert (project / store["path"] / "meta.json").is_file()
+    run = mod("train.recipe").main(
+        "configs/smoke.yaml", ["data.token_store=false"], out="runs/in-memory"
+    )
+    assert adapter_bytes(project / run) == adapter_bytes(smoke_run)
+    assert "token_store" not in json.loads((project / run / "manifest.json").read_text())["data"]
 
 
 @pytest.mark.parametrize("kill_after", [3, 6, 10])

@@ -110,6 +110,7 @@ def write_manifest(
     metrics: dict,
     timing: dict,
     accelerator,
+    eval_suites: dict | None = None,
 ) -> dict:
     lock_path = Path("uv.lock")
     manifest = {
@@ -127,7 +128,12 @@ def write_manifest(
         "seed": cfg.seed,
         "config": cfg.resolved(),
         "config_sha256": cfg.hash(),
-        "data": {k: data_lock[k] for k in ("sources", "filters", "splits")},
+        # token_store: the memory-mapped tokenized set the run read (data/tokens.py), if any.
+        "data": {
+            k: data_lock[k]
+            for k in ("sources", "filters", "splits", "token_store")
+            if k in data_lock
+        },
         "base_model": base_pins,
         "environment": {
             "uv_lock_sha256": sha256_file(lock_path) if lock_path.is_file() else None,
@@ -138,6 +144,8 @@ def write_manifest(
         "git": _git(),
         "hardware": _hardware(accelerator),
         "metrics": metrics,
+        # Per suite and segment (eval.json's `suites`): what gates compare across versions.
+        "eval_suites": eval_suites or {},
         "timing": timing,
         "outputs": output_files(run_dir),
     }

@@ -32,6 +32,7 @@ from ..errors import UserError
 from ..util.hashing import canonical_json, write_atomic
 from .filters import FILTERS, Filter
 from .sources import open_source
+from .suites import load_suites, lock_entry
 
 LOCK_SCHEMA = 1
 SPLITS = ("train", "eval")
@@ -369,6 +370,9 @@ def run_pipeline(
         "filters": [{"name": f.name, "params": p, "code_sha256": f.code_sha256} for f, p in chain],
         "splits": {},
     }
+    if cfg.eval.suites:  # eval suites: pinned like sources, recorded beside the splits;
+        # checked before anything is written, so a bad suite leaves the old build whole.
+        lock["suites"] = [lock_entry(cfg, suite, i) for i, suite in enumerate(load_suites(cfg))]
     temps = (
         {split: _temp_for(Path(out_dir) / f"{split}.jsonl") for split in SPLITS}
         if out_dir is not None
@@ -501,6 +505,16 @@ def lock_differences(old: dict, new: dict) -> list[str]:
                 f"{split}: {a.get('rows')} rows sha256 {str(a.get('sha256'))[:12]} -> "
                 f"{b.get('rows')} rows sha256 {str(b.get('sha256'))[:12]}"
             )
+    old_suites = {s["name"]: s for s in old.get("suites", [])}
+    new_suites = {s["name"]: s for s in new.get("suites", [])}
+    for name in sorted(old_suites.keys() | new_suites.keys()):
+        a, b = old_suites.get(name), new_suites.get(name)
+        if a is None or b is None:
+            diffs.append(f"eval suite {name!r} {'added' if a is None else 'removed'}")
+            continue
+        for k in ("sha256", "path", "rows", "segments", "rules"):
+            if a.get(k) != b.get(k):
+                diffs.append(f"eval suite {name!r}: {k} {a.get(k)} -> {b.get(k)}")
     return diffs
 
 

@@ -80,19 +80,22 @@ DEFAULT_REGISTRY = "file://./registry"
 REPO_CONFIG = DEFAULT_CONFIG  # configs/recipe.yaml: the repo's registry lives there
 
 
-def resolve_registry(flag: str | None, run_config: dict | None = None) -> str:
+def resolve_registry(
+    flag: str | None, run_config: dict | None = None, *, shared: bool = False
+) -> str:
     """The repo's one registry, or the explicit override; printed (stderr) with its source.
 
     `run_config` is the resolved config of the run being published or reported: if it
     names a registry of its own that is not the repo's, that is refused rather than
-    silently overridden either way.
+    silently overridden either way. `shared`: the command needs a registry that outlives
+    a CI runner (publish, registry list/show/pull), so this machine's disk is refused there.
     """
     if flag:
-        uri, source = flag, "--registry"
+        uri, source, key = flag, "--registry", "--registry"
     elif os.environ.get("FT_REGISTRY"):
-        uri, source = os.environ["FT_REGISTRY"], "$FT_REGISTRY"
+        uri, source, key = os.environ["FT_REGISTRY"], "$FT_REGISTRY", "FT_REGISTRY"
     else:
-        uri, source = repo_registry()
+        (uri, source), key = repo_registry(), "publish.registry"
         own = ((run_config or {}).get("publish") or {}).get("registry")
         if own and own != uri:
             raise UserError(
@@ -103,6 +106,10 @@ def resolve_registry(flag: str | None, run_config: dict | None = None) -> str:
                 "or FT_REGISTRY",
             )
     print(f"registry: {uri} ({source})", file=sys.stderr, flush=True)
+    if shared:
+        from ...ops.runner import require_shared_registry
+
+        require_shared_registry(uri, key=key)
     return uri
 
 

@@ -7,7 +7,8 @@
 
 Writes OUT/report.md (default RUN_DIR/report/) with loss.png (training loss per
 step, the baseline's curve overlaid, eval loss marked) and data.png (rows kept
-after each filter) beside it. The sections: headline, metrics with deltas, data
+after each filter) beside it. The sections: headline, metrics with deltas, eval suites
+per segment, gates (review/behaviour.py), data
 diff (per-filter rows in -> out, training-set hash old -> new), config diff (changed
 keys only), pins, reproduce status (RUN_DIR/verification.json).
 
@@ -33,6 +34,7 @@ from ...closure.diff import changed_keys
 from ...closure.manifest import read_manifest
 from ...errors import UserError
 from ...util.hashing import sha256_file
+from ..behaviour import gates_section, suites_section
 
 REPORT = "report.md"
 LOSS_PNG, DATA_PNG = "loss.png", "data.png"
@@ -154,17 +156,20 @@ def resolve_baseline(
             )
         return load_run(path), f"run `{spec}`"
     uri = resolve_registry(registry_uri, read_manifest(run_dir)["config"])
-    registry = open_registry(uri)
     if spec is not None:
-        return load_release(registry, spec), f"release `{spec}` from `{uri}`"
-    own = sha256_file(Path(run_dir) / "manifest.json")
+        return load_release(open_registry(uri), spec), f"release `{spec}` from `{uri}`"
+    # The default baseline is a courtesy: a PR from a fork has no registry credentials, and
+    # its report must still be written, saying why it compares with nothing.
     try:
+        registry = open_registry(uri)
         versions = registry.versions()
-    except UserError as e:
-        # The default baseline is a courtesy (a PR from a fork cannot reach a private
-        # registry): the report says why it has none; an explicit --baseline still fails.
-        print(f"warning: no baseline: {e.format()}", file=sys.stderr, flush=True)
-        return None, f"none: `{uri}` could not be read ({e.problem})"
+    except Exception as e:  # whatever stops us reaching the registry means no baseline
+        reason = e.problem if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+        return None, (
+            f"none: `{uri}` is not reachable here ({reason}); a run with registry access "
+            "(merge, release) compares with the latest release"
+        )
+    own = sha256_file(Path(run_dir) / "manifest.json")
     for version in reversed(versions):
         if (registry.show(version).get("meta") or {}).get("manifest_sha256") != own:
             return load_release(registry, version), (
@@ -607,6 +612,14 @@ def render(
         "### Metrics",
         "",
         *metric_table(run, base),
+        "",
+        "### Eval suites",
+        "",
+        *suites_section(run.manifest, base.manifest if base else None),
+        "",
+        "### Gates",
+        "",
+        *gates_section(run.manifest, base.manifest if base else None),
         "",
         "### Data",
         "",
