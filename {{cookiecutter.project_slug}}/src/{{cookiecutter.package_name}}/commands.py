@@ -134,9 +134,11 @@ def fetch(args) -> int:
 
 
 def publish(args) -> int:
+    from .ops.runner import require_shared_registry
     from .publish.gate import main
 
-    # The registry is resolved (and refused on a runner's own disk) inside, once.
+    if args.registry:  # refused before anything is read; the default is checked when resolved
+        require_shared_registry(args.registry, key="--registry")
     return main(args.run_dir, args.version, args.registry, args.tag_commit)
 
 

@@ -23,7 +23,6 @@ The output directory is replaced whole: a reader never sees half a report.
 import json
 import os
 import shutil
-import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
