@@ -129,9 +129,7 @@ def seaweedfs(root: Path):
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                raise ServerError(
-                    f"weed exited {proc.returncode}:\n{log_path.read_text()[-3000:]}"
-                )
+                raise ServerError(f"weed exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
             try:
                 _bucket_fs(env).ls(BUCKET)
                 break
