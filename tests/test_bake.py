@@ -104,6 +104,7 @@ FILES = [
     "src/{package}/data/segments.py",
     "src/{package}/data/sources.py",
     "src/{package}/data/suites.py",
+    "src/{package}/data/tokens.py",
     "src/{package}/errors.py",
     "src/{package}/evaluate/__init__.py",
     "src/{package}/evaluate/gates.py",
@@ -167,6 +168,8 @@ FILES = [
     "tests/test_resolve.py",
     "tests/test_store.py",
     "tests/test_sources.py",
+    "tests/test_tokens.py",
+    "tests/test_data_memory.py",
     "tests/s3_server.py",
     "uv.lock",
 ]

@@ -167,6 +167,9 @@ class DataSpec(Section):
     max_seq_len: int = Field(128, ge=8)
     # Processes for runs of consecutive row filters; the output is identical for any value.
     workers: int = Field(1, ge=1)
+    # Tokenize the training set once into a memory-mapped store under out_dir/tokens/ and
+    # map it on later runs (false: tokenize into memory on every run; same bytes either way).
+    token_store: bool = True
 
 
 class TrainSpec(Section):
