@@ -184,7 +184,7 @@ JINJA_LEFT = re.compile(r"(?<!\$)\{[{%#]")
 # Braces that are meant to reach the user, per file: name each one exactly.
 BRACES_SHIPPED = {
     # Issue template filled in by the drill workflow's create-an-issue step.
-    ".github/DRILL_FAILURE.md": ["{{ env.RUN_URL }}"],
+    ".github/DRILL_FAILURE.md": ["{{ env.RUN_URL }}", "{{ env.GATES }}"],
 }
 
 
