@@ -95,6 +95,7 @@ FILES = [
     "src/{package}/__init__.py",
     "src/{package}/cli.py",
     "src/{package}/closure/__init__.py",
+    "src/{package}/closure/cleanroom.py",
     "src/{package}/closure/diff.py",
     "src/{package}/closure/manifest.py",
     "src/{package}/closure/reproduce.py",
@@ -135,6 +136,7 @@ FILES = [
     "src/{package}/publish/registries/mlflow.py",
     "src/{package}/review/__init__.py",
     "src/{package}/review/behaviour.py",
+    "src/{package}/review/drill.py",
     "src/{package}/review/gates.py",
     "src/{package}/review/history.py",
     "src/{package}/review/migrate.py",
@@ -191,7 +193,7 @@ JINJA_LEFT = re.compile(r"(?<!\$)\{[{%#]")
 # Braces that are meant to reach the user, per file: name each one exactly.
 BRACES_SHIPPED = {
     # Issue template filled in by the drill workflow's create-an-issue step.
-    ".github/DRILL_FAILURE.md": ["{{ env.RUN_URL }}"],
+    ".github/DRILL_FAILURE.md": ["{{ env.RUN_URL }}", "{{ env.GATES }}"],
     # The embedded tiny tokenizer's chat template (Jinja run by transformers) and its test.
     "src/{package}/model/tiny.py": [
         "{{- bos_token -}}",
