@@ -346,9 +346,10 @@ def test_a_run_killed_while_writing_run_json_can_be_started_again(pkg, ft, data_
     (run / ".run.json.tmp-4242").write_text('{"conf')  # what SIGKILL mid-write leaves
     # A data pin that fails after set-up: the new run gets past the not-empty guard, fails on
     # the pin, and removes what it created, so the same --out works once the pin is fixed.
-    Path("data/raw/train.jsonl").write_bytes(Path("data/raw/train.jsonl").read_bytes() + b"\n")
+    source = Path(pkg.config.load_config("configs/smoke.yaml").data.sources[0].path)
+    source.write_bytes(source.read_bytes() + b"\n")
     ft("train", "--config", "configs/smoke.yaml", "--out", "runs/killed").user_error(
-        "data/raw/train.jsonl", "sha256"
+        str(source), "sha256"
     )
     assert not run.exists()
 

@@ -43,16 +43,12 @@ CONFIG = (
         help="dotted override, e.g. --set train.lr=2e-4 (repeatable)",
     ),
 )
+# One registry per repo, resolved the same way by every command (docs/publish.md).
 REGISTRY = (
     arg(
         "--registry",
         help="file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME "
-        "(default: publish.registry of --config)",
-    ),
-    arg(
-        "--config",
-        default="configs/recipe.yaml",
-        help="config whose publish.registry is the default (default: %(default)s)",
+        "(default: $FT_REGISTRY, else publish.registry of configs/recipe.yaml)",
     ),
 )
 
@@ -86,7 +82,16 @@ COMMANDS: dict[str, Command] = {
     "base init-tiny": Command(
         commands.base_init_tiny,
         "Build the embedded tiny base model deterministically (offline)",
-        (arg("--out", default="base/tiny-llama", help="directory (default: %(default)s)"),),
+        (
+            arg("--out", default="base/tiny-llama", help="directory (default: %(default)s)"),
+            arg(
+                "--variant",
+                choices=["tiny", "tiny-v2"],
+                default="tiny",
+                help="tiny (the default base) or tiny-v2 (another tokenizer, to rehearse "
+                "`ft migrate`) (default: %(default)s)",
+            ),
+        ),
     ),
     "base hash": Command(
         commands.base_hash,
@@ -135,7 +140,23 @@ COMMANDS: dict[str, Command] = {
     "reproduce": Command(
         commands.reproduce,
         "Re-run a run's REPRODUCE.md from a clean checkout and compare its outputs",
-        (arg("run_dir", help="a finished run, e.g. runs/<id>"),),
+        (
+            arg("run_dir", help="a finished run, e.g. runs/<id>"),
+            arg(
+                "--clean-room",
+                action="store_true",
+                help="fresh HOME, empty caches, no credentials, nothing outside the checkout "
+                "(what the release runs; docs/publish.md)",
+            ),
+            arg(
+                "--keep-env",
+                action="append",
+                default=[],
+                metavar="NAME",
+                help="with --clean-room: pass this credential through (repeatable); only "
+                "read- or launch-scoped ones, e.g. SKYPILOT_SERVICE_ACCOUNT_TOKEN",
+            ),
+        ),
     ),
     "diff": Command(
         commands.diff,
@@ -179,11 +200,7 @@ COMMANDS: dict[str, Command] = {
                 required=True,
                 help="release version, vMAJOR.MINOR.PATCH[-PRERELEASE], e.g. v1.2.0",
             ),
-            arg(
-                "--registry",
-                help="file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME "
-                "(default: publish.registry of the run's config)",
-            ),
+            *REGISTRY,
             arg(
                 "--tag-commit",
                 metavar="SHA",
@@ -214,6 +231,15 @@ COMMANDS: dict[str, Command] = {
             *REGISTRY,
         ),
     ),
+    "registry verify": Command(
+        commands.registry_verify,
+        "Check a version against the release's signed attestation (needs `gh` and GitHub)",
+        (
+            arg("version", help="vX.Y.Z, or `latest` (the highest non-pre-release)"),
+            arg("--repo", help="OWNER/NAME that released it (default: the origin remote)"),
+            *REGISTRY,
+        ),
+    ),
     "report": Command(
         commands.report,
         "Markdown + PNG report of a run: loss, metrics, data and config diffs vs a baseline",
@@ -224,11 +250,7 @@ COMMANDS: dict[str, Command] = {
                 help="a run directory, a release version (vX.Y.Z) or none "
                 "(default: the latest release in the registry)",
             ),
-            arg(
-                "--registry",
-                help="registry URI for a version baseline "
-                "(default: publish.registry of the run's config)",
-            ),
+            *REGISTRY,
             arg("--out", help="output directory (default: RUN_DIR/report)"),
             arg(
                 "--figures-url",
@@ -237,13 +259,61 @@ COMMANDS: dict[str, Command] = {
             ),
         ),
     ),
+    "gate": Command(
+        commands.gate,
+        "Check a run's eval gates against a baseline release; exit 1 if any fails",
+        (
+            arg("run_dir", help="a finished run, e.g. runs/<id>"),
+            arg(
+                "--baseline",
+                help="a release version (vX.Y.Z), a run directory or none "
+                "(default: the latest other release in the registry)",
+            ),
+            arg(
+                "--registry",
+                help="registry URI for a version baseline "
+                "(default: publish.registry of the run's config)",
+            ),
+            arg("--out", help="also write the Markdown table to this file"),
+        ),
+    ),
+    "migrate": Command(
+        commands.migrate,
+        "Move the recipe to another base model: edit model.base, write migration.md "
+        "(tokenizer drift per split and suite, parameter and architecture change)",
+        (
+            arg(
+                "--config",
+                default="configs/recipe.yaml",
+                help="config to edit (default: %(default)s)",
+            ),
+            arg("--hub-id", metavar="ORG/NAME", help="the new base on the hub"),
+            arg("--revision", metavar="SHA", help="its 40-hex commit"),
+            arg("--tokenizer-revision", metavar="SHA", help="the tokenizer's commit, if another"),
+            arg("--path", metavar="DIR", help="or a local model directory"),
+            arg("--sha256", metavar="HASH", help="its content hash (`ft base hash DIR`)"),
+            arg(
+                "--build",
+                choices=["tiny", "tiny-v2"],
+                help="a local embedded base `ft train` rebuilds when the directory is absent",
+            ),
+            arg("--out", default="migration.md", help="the report (default: %(default)s)"),
+        ),
+    ),
+    "retrain": Command(
+        commands.retrain,
+        "Drill: train a release's config on this checkout's pipeline and check its gates",
+        (
+            arg("release_dir", help="a pulled release (ft registry pull latest runs/drill)"),
+            arg("--out", default="runs/retrain", help="the new run (default: %(default)s)"),
+            arg("--gates-out", metavar="FILE", help="also write the gate table here"),
+        ),
+    ),
     "history": Command(
         commands.history,
         "Static HTML page over every published version: metrics, pins, reproduce/drill status",
         (
-            arg(
-                "--registry", help="registry URI (default: publish.registry of configs/recipe.yaml)"
-            ),
+            *REGISTRY,
             arg("--out", default="site", help="output directory (default: %(default)s)"),
         ),
     ),
@@ -267,6 +337,11 @@ COMMANDS: dict[str, Command] = {
                 "--fetch",
                 metavar="DIR",
                 help="sky: once the job succeeded, download its run into DIR (as ft fetch)",
+            ),
+            arg(
+                "--detach",
+                action="store_true",
+                help="sky: submit and return (print the job as JSON); `ft jobs ended` sees it end",
             ),
             arg(
                 "cmd",
@@ -302,6 +377,56 @@ COMMANDS: dict[str, Command] = {
                 "--base-digest",
                 required=True,
                 help="the digest of the base image it was built on, sha256:<64 hex>",
+            ),
+        ),
+    ),
+    "jobs ended": Command(
+        commands.jobs_ended,
+        "The managed training jobs of this repository that ended lately: commit, status, job id",
+        (
+            arg(
+                "--minutes",
+                type=int,
+                default=60,
+                help="jobs that ended within this many minutes (default: %(default)s; keep it "
+                "above the watcher's schedule so none is missed)",
+            ),
+        ),
+    ),
+    "release resolve": Command(
+        commands.release_resolve,
+        "Print the bucket URL of the run that a commit's training inputs resolve to",
+        (
+            arg(
+                "--commit",
+                default="HEAD",
+                help="the commit to release, e.g. the tag's (default: %(default)s)",
+            ),
+            arg(
+                "--store",
+                help="the artifact store, e.g. s3://bucket/runs (default: $FT_ARTIFACT_STORE)",
+            ),
+        ),
+    ),
+    "doctor": Command(
+        commands.doctor,
+        "List what the configured backends need (variables, secrets) and what is missing",
+        (
+            arg(
+                "--workflow",
+                default="terminal",
+                help="whose needs: terminal, ci, train, poll, release or drill "
+                "(default: %(default)s)",
+            ),
+            arg(
+                "--backend",
+                choices=["local", "sky"],
+                help="launch backend (default: the config's launch.backend)",
+            ),
+            arg(
+                "--config",
+                default="configs/recipe.yaml",
+                help="YAML config (default: %(default)s)",
             ),
         ),
     ),

@@ -55,7 +55,7 @@ class BaseModelSpec(Section):
 
     path: str | None = None
     sha256: str | None = None
-    build: Literal["tiny"] | None = None
+    build: Literal["tiny", "tiny-v2"] | None = None
     hub_id: str | None = None
     revision: str | None = None
     tokenizer_revision: str | None = None
@@ -63,6 +63,11 @@ class BaseModelSpec(Section):
     @field_validator("revision", "tokenizer_revision")
     @classmethod
     def _commit(cls, value: str | None) -> str | None:
+        if value is not None and HEX40.fullmatch(value.lower()) and value != value.lower():
+            raise ValueError(
+                f"{value!r} is a commit in uppercase, but hub commit ids are lowercase hex: "
+                f"write {value.lower()!r}"
+            )
         if value is not None and not HEX40.fullmatch(value):
             raise ValueError(
                 f"must be a 40-hex commit, got {value!r}: a branch or tag such as "
@@ -147,6 +152,11 @@ class SourceSpec(Section):
         if self.hub_id is not None and (
             self.revision is None or not HEX40.fullmatch(self.revision)
         ):
+            if self.revision and HEX40.fullmatch(self.revision.lower()):
+                raise ValueError(
+                    f"`revision` {self.revision!r} is in uppercase, but hub commit ids are "
+                    f"lowercase hex: write {self.revision.lower()!r}"
+                )
             raise ValueError("a hub dataset needs `revision`, a 40-hex commit")
         if self.hub_id is not None and (self.format or self.etag or self.size is not None):
             raise ValueError("`format`, `etag` and `size` apply to a `path` source only")
@@ -174,12 +184,20 @@ class FilterSpec(Section):
 
 class DataSpec(Section):
     sources: list[SourceSpec] = Field(min_length=1)
+    # chat: rows of `messages`, rendered with the base tokenizer's chat template (data/chat.py).
+    # prompt_response: rows of `prompt` and `response`, joined by a newline, EOS appended.
+    row_format: Literal["chat", "prompt_response"] = "prompt_response"
+    # Which chat tokens carry loss: every assistant turn, the last one only, or every token.
+    loss_on: Literal["assistant", "last_assistant", "all"] = "assistant"
     filters: list[FilterSpec] = []
     lock: str = "data.lock"
     out_dir: str = "data/build"
     max_seq_len: int = Field(128, ge=8)
     # Processes for runs of consecutive row filters; the output is identical for any value.
     workers: int = Field(1, ge=1)
+    # Tokenize the training set once into a memory-mapped store under out_dir/tokens/ and
+    # map it on later runs (false: tokenize into memory on every run; same bytes either way).
+    token_store: bool = True
 
 
 class TrainSpec(Section):
@@ -197,8 +215,93 @@ class TrainSpec(Section):
     log_every: int = Field(10, ge=1)
 
 
+class SegmentSpec(Section):
+    """A slice of a suite's rows: those whose `field` equals `value` (default: the segment's
+    name), or those a registered segment function (data/segments.py) keeps."""
+
+    name: str = Field(min_length=1)
+    field: str | None = None
+    value: str | None = None
+    fn: str | None = None
+    params: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _one_rule(self):
+        if self.name == "all":
+            raise ValueError("`all` is the whole suite, always reported; name the segment else")
+        if (self.field is None) == (self.fn is None):
+            raise ValueError(
+                "give exactly one of `field` (a row field) or `fn` (a segment function)"
+            )
+        if self.fn is not None and self.value is not None:
+            raise ValueError("`value` goes with `field`; a segment function takes `params`")
+        return self
+
+
+class SuiteSpec(Section):
+    """One eval suite: a JSONL file of prompt/response rows pinned by sha256 (recorded in
+    data.lock), cut into segments, scored by loss and by generation metrics."""
+
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    path: str
+    sha256: str
+    segments: list[SegmentSpec] = []
+    metrics: list[str] = ["exact_match", "contains"]
+
+    @field_validator("sha256")
+    @classmethod
+    def _content_hash(cls, value: str) -> str:
+        if not HEX64.fullmatch(value):
+            raise ValueError(f"must be a 64-hex sha256, got {value!r}; `sha256sum PATH` prints it")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_segments(self):
+        names = [s.name for s in self.segments]
+        if len(set(names)) != len(names):
+            raise ValueError(f"segment names must be unique, got {names}")
+        return self
+
+
+class GateSpec(Section):
+    """The largest regression of one metric allowed against the baseline release."""
+
+    suite: str
+    segment: str = "all"
+    metric: str
+    max_regression: float = Field(ge=0)  # absolute, in the metric's units, in its bad direction
+
+
 class EvalSpec(Section):
     batch_size: int = Field(16, ge=1)
+    max_new_tokens: int = Field(16, ge=1)
+    suites: list[SuiteSpec] = []
+    gates: list[GateSpec] = []
+
+    @model_validator(mode="after")
+    def _gates_name_suites(self):
+        suites = {s.name: s for s in self.suites}
+        if len(suites) != len(self.suites):
+            raise ValueError("suite names must be unique")
+        for i, gate in enumerate(self.gates):
+            suite = suites.get(gate.suite)
+            if suite is None:
+                raise ValueError(
+                    f"gates.{i}.suite {gate.suite!r} is not a suite (suites: {sorted(suites)})"
+                )
+            segments = ["all", *(s.name for s in suite.segments)]
+            if gate.segment not in segments:
+                raise ValueError(
+                    f"gates.{i}.segment {gate.segment!r} is not a segment of {gate.suite!r} "
+                    f"({segments})"
+                )
+            metrics = ["loss", "perplexity", *suite.metrics]
+            if gate.metric not in metrics:
+                raise ValueError(
+                    f"gates.{i}.metric {gate.metric!r} is not measured on {gate.suite!r} "
+                    f"({metrics})"
+                )
+        return self
 
 
 class ToleranceSpec(Section):
@@ -212,13 +315,19 @@ class ReproduceSpec(Section):
 
 
 class PublishSpec(Section):
-    """Where `ft publish` pushes releases (docs/publish.md) and the licence on the model card."""
+    """Where `ft publish` pushes releases (docs/publish.md) and the licence on the model card.
 
-    registry: str = "file://./registry"
+    One registry per repo: `registry` is read from configs/recipe.yaml by every command
+    (`--registry` / $FT_REGISTRY override it); other configs leave it unset (null).
+    """
+
+    registry: str | None = None
     license: str = "apache-2.0"
 
     @model_validator(mode="after")
     def _scheme(self):
+        if self.registry is None:
+            return self
         scheme, sep, rest = self.registry.partition("://")
         if scheme not in ("file", "hf", "mlflow") or not sep or not rest:
             raise ValueError(

@@ -124,6 +124,7 @@ def write_manifest(
     timing: dict,
     accelerator,
     git: dict | None = None,
+    eval_suites: dict | None = None,
 ) -> dict:
     lock_path = Path("uv.lock")
     git = git or git_state()
@@ -142,7 +143,12 @@ def write_manifest(
         "seed": cfg.seed,
         "config": cfg.resolved(),
         "config_sha256": cfg.hash(),
-        "data": {k: data_lock[k] for k in ("sources", "filters", "splits")},
+        # token_store: the memory-mapped tokenized set the run read (data/tokens.py), if any.
+        "data": {
+            k: data_lock[k]
+            for k in ("sources", "filters", "splits", "token_store")
+            if k in data_lock
+        },
         "base_model": base_pins,
         "environment": {
             "uv_lock_sha256": sha256_file(lock_path) if lock_path.is_file() else None,
@@ -153,6 +159,8 @@ def write_manifest(
         "git": {"commit": git["commit"], "dirty": git["dirty"]},
         "hardware": _hardware(accelerator),
         "metrics": metrics,
+        # Per suite and segment (eval.json's `suites`): what gates compare across versions.
+        "eval_suites": eval_suites or {},
         "timing": timing,
         "outputs": output_files(run_dir),
     }
@@ -287,6 +295,8 @@ def render_reproduce(m: dict) -> str:
         f"| config | `{m['command']['config']}` sha256 `{m['config_sha256']}` |",
         f"| base model | {base_pin} |",
         f"| tokenizer | sha256 `{base.get('tokenizer_sha256')}` |",
+        # Manifests written before chat data have no such pin: their rendering is unchanged.
+        *([f"| chat template | {_chat_pin(m)} |"] if "chat_template_sha256" in base else []),
         f"| uv.lock | sha256 `{m['environment']['uv_lock_sha256']}` |",
         f"| image | `{m['environment']['image_digest'] or 'none (local run)'}` |",
         f"| hardware | {shape}, {hw['world_size']} process(es), {hw['torch_threads']} threads |",
@@ -308,6 +318,14 @@ def render_reproduce(m: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _chat_pin(m: dict) -> str:
+    digest = m["base_model"].get("chat_template_sha256")
+    used = m["config"]["data"].get("row_format") == "chat"
+    if digest is None:
+        return "none (the tokenizer has none)"
+    return f"sha256 `{digest}`" + ("" if used else " (not used: prompt_response rows)")
 
 
 def command_block(text: str) -> str | None:

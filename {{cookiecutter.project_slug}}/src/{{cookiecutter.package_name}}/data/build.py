@@ -34,6 +34,7 @@ from ..util.hashing import canonical_json, naming, write_atomic
 from ..util.records import read_json
 from .filters import FILTERS, Filter
 from .sources import open_source
+from .suites import load_suites, lock_entry
 
 LOCK_SCHEMA = 1
 SPLITS = ("train", "eval")
@@ -371,6 +372,9 @@ def run_pipeline(
         "filters": [{"name": f.name, "params": p, "code_sha256": f.code_sha256} for f, p in chain],
         "splits": {},
     }
+    if cfg.eval.suites:  # eval suites: pinned like sources, recorded beside the splits;
+        # checked before anything is written, so a bad suite leaves the old build whole.
+        lock["suites"] = [lock_entry(cfg, suite, i) for i, suite in enumerate(load_suites(cfg))]
     temps = (
         {split: _temp_for(Path(out_dir) / f"{split}.jsonl") for split in SPLITS}
         if out_dir is not None
@@ -381,7 +385,11 @@ def run_pipeline(
     try:
         for split in SPLITS:
             flow = Chain(cfg, split, chain)
-            batches = (batch for i in by_split[split] for batch in opened[i].batches())
+            batches = (
+                batch
+                for i in by_split[split]
+                for batch in _check_format(cfg, i, opened[i].batches())
+            )
             digest, rows = _stream_split(
                 flow.run(batches), split, temps.get(split), sink, flow, progress
             )
@@ -443,6 +451,32 @@ def _stream_split(chunks, split: str, tmp: Path | None, sink, flow: Chain, progr
             with suppress(OSError):  # a buffer that cannot be flushed: the error above says why
                 out.close()
     return h.hexdigest(), rows
+
+
+def _check_format(cfg: Config, index: int, batches):
+    """Pass source `index`'s batches on, checking each row has the shape `data.row_format` names
+    (data/chat.py): a row of another shape stops the build naming the source and row. The
+    rest of the source is read first, so a file that also fails its pin reports the pin."""
+    from .chat import row_problem
+
+    fmt, n = cfg.data.row_format, 0
+    batches = iter(batches)
+    for batch in batches:
+        for row in batch:
+            n += 1
+            problem = row_problem(row, fmt)
+            if problem is not None:
+                for _ in batches:  # the source checks its sha256 once it is read to the end
+                    pass
+                source = cfg.data.sources[index]
+                raise UserError(
+                    f"row {n} of source {source.name!r} is not a {fmt} row: {problem}",
+                    file=source.path or cfg._path,
+                    key="data.row_format",
+                    fix="fix the row, or set data.row_format to the format the source holds "
+                    "(chat: messages; prompt_response: prompt and response)",
+                )
+        yield batch
 
 
 def render_lock(lock: dict) -> str:
@@ -507,6 +541,16 @@ def lock_differences(old: dict, new: dict) -> list[str]:
                 f"{split}: {a.get('rows')} rows sha256 {str(a.get('sha256'))[:12]} -> "
                 f"{b.get('rows')} rows sha256 {str(b.get('sha256'))[:12]}"
             )
+    old_suites = {s["name"]: s for s in old.get("suites", [])}
+    new_suites = {s["name"]: s for s in new.get("suites", [])}
+    for name in sorted(old_suites.keys() | new_suites.keys()):
+        a, b = old_suites.get(name), new_suites.get(name)
+        if a is None or b is None:
+            diffs.append(f"eval suite {name!r} {'added' if a is None else 'removed'}")
+            continue
+        for k in ("sha256", "path", "rows", "segments", "rules"):
+            if a.get(k) != b.get(k):
+                diffs.append(f"eval suite {name!r}: {k} {a.get(k)} -> {b.get(k)}")
     return diffs
 
 

@@ -448,7 +448,7 @@ def _decoded(lines, name: str) -> Iterator[str]:
             return
         except UnicodeDecodeError:
             raise UserError(
-                f"line {lineno + 1} is not UTF-8 text",
+                "not UTF-8 text" + (f" (the bad bytes follow line {lineno})" if lineno else ""),
                 file=name,
                 fix="save the file as UTF-8 (one JSON object per line)",
             ) from None

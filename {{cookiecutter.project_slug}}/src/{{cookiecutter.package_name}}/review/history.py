@@ -1,6 +1,6 @@
 """`ft history`: one static HTML page over every published version.
 
-    uv run ft history                                   # registry: publish.registry of the recipe
+    uv run ft history                                   # the repo's registry (ft registry list)
     uv run ft history --registry file://./registry --out site/
 
 Writes OUT/index.html (default site/) and OUT/reproduce/<version>.md, each
@@ -22,6 +22,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .behaviour import history_cell
 from .report import (
     Side,
     fmt,
@@ -200,6 +201,7 @@ def render(uri: str, releases: list[tuple[str, dict, Side]], generated: str) -> 
             "eval loss",
             "train loss (last)",
             "train rows",
+            "eval suites (per segment)",
             "run",
             "git commit",
             "base model",
@@ -225,6 +227,7 @@ def render(uri: str, releases: list[tuple[str, dict, Side]], generated: str) -> 
                 f'<td class="num">{fmt(metrics.get("eval_loss"))}</td>',
                 f'<td class="num">{fmt(metrics.get("train_loss_last"))}</td>',
                 f'<td class="num">{fmt(m["data"]["splits"].get("train", {}).get("rows"))}</td>',
+                f'<td class="when">{html.escape(history_cell(m))}</td>',
                 f"<td>{_code(m.get('run_id'))}</td>",
                 f"<td>{_code(p['git commit'])}</td>",
                 f"<td>{_code(p['base model'])}</td>",
@@ -258,10 +261,9 @@ def build(registry_uri: str) -> dict[str, bytes]:
 
 
 def main(registry: str | None = None, out: str = "site") -> int:
-    if registry is None:
-        from ..config import DEFAULT_CONFIG, load_config
+    from ..publish.registries import resolve_registry
 
-        registry = load_config(DEFAULT_CONFIG).publish.registry
+    registry = resolve_registry(registry)
     files = build(registry)
     write_dir(Path(out), files, INDEX)
     count = sum(1 for name in files if name.startswith("reproduce/"))

@@ -5,11 +5,11 @@
 For a reviewer: whether merging starts GPU training (the changed files are matched
 against the `paths:` filter of .github/workflows/train.yml, the one source of truth),
 which config keys change in each config, and how the data moves: per-filter rows
-in/out and the training-set hash, base branch -> this branch (from data.lock).
+in/out and the training-set hash, base branch -> this branch (from data.lock). A config
+whose `model.base` changed gets the tokenizer drift section of `ft migrate`.
 """
 
 import json
-import re
 import subprocess
 from pathlib import Path
 
@@ -17,9 +17,10 @@ import yaml
 
 from ..closure.diff import changed_keys
 from ..errors import UserError
+from ..ops.inputs import IMAGE_WORKFLOW, training_paths, triggers_training
 from ..util.hashing import write_atomic
 
-TRAIN_WORKFLOW = Path(".github/workflows/train.yml")
+__all__ = ["IMAGE_WORKFLOW", "render", "main", "training_paths", "triggers_training"]
 
 
 def _git(*args: str) -> subprocess.CompletedProcess:
@@ -30,34 +31,6 @@ def _show(ref: str, path: str) -> str | None:
     """A file's text at `ref`, or None if it does not exist there."""
     done = _git("show", f"{ref}:{path}")
     return done.stdout if done.returncode == 0 else None
-
-
-def _glob_regex(pattern: str) -> re.Pattern:
-    """GitHub `paths:` glob semantics: `**` crosses directories, `*` does not."""
-    out, i = "", 0
-    while i < len(pattern):
-        if pattern.startswith("**", i):
-            out += ".*"
-            i += 2
-        elif pattern[i] == "*":
-            out += "[^/]*"
-            i += 1
-        else:
-            out += re.escape(pattern[i])
-            i += 1
-    return re.compile(out)
-
-
-def training_paths(workflow: Path = TRAIN_WORKFLOW) -> list[str]:
-    """The `on.push.paths` list of the training workflow."""
-    data = yaml.safe_load(workflow.read_text())
-    triggers = data.get("on", data.get(True))  # YAML 1.1 reads a bare `on` key as True
-    return list(triggers["push"]["paths"])
-
-
-def triggers_training(files: list[str], patterns: list[str]) -> list[str]:
-    regexes = [_glob_regex(p) for p in patterns]
-    return [f for f in files if any(r.fullmatch(f) for r in regexes)]
 
 
 def _config_rows(base: str, path: str) -> list[tuple[str, object, object]]:
@@ -87,6 +60,16 @@ def _data_rows(old: dict, new: dict) -> list[str]:
     return rows
 
 
+def _base_change(since: str, path: str) -> list[str]:
+    """Tokenizer drift of a base-model change (review/migrate.py), measured on this branch's
+    data against the base branch's base model."""
+    from ..config import load_config
+    from .migrate import plan_section
+
+    old = (yaml.safe_load(_show(since, path) or "") or {}).get("model", {}).get("base") or {}
+    return plan_section(load_config(path), path, old)
+
+
 def render(base: str, configs: list[str], lock_path: str = "data.lock") -> str:
     merge_base = _git("merge-base", base, "HEAD")
     if merge_base.returncode != 0:
@@ -107,6 +90,18 @@ def render(base: str, configs: list[str], lock_path: str = "data.lock") -> str:
         )
     else:
         lines.append("Merging this does not start training (no training input changed).")
+    image_hits = (
+        triggers_training(sorted(set(changed_files)), training_paths(IMAGE_WORKFLOW))
+        if IMAGE_WORKFLOW.is_file()
+        else []
+    )
+    if image_hits:
+        lines.append(
+            "\nMerging this **rebuilds the training image** first "
+            f"({', '.join(f'`{h}`' for h in image_hits)} changed): the image workflow opens a "
+            "pull request pinning it in `image.lock`, and merging that one starts training "
+            "on the new image. Until then `ft launch --backend sky` refuses the stale lock."
+        )
     for path in configs:
         rows = _config_rows(since, path)
         lines += ["", f"### Config `{path}`", ""]
@@ -115,6 +110,8 @@ def render(base: str, configs: list[str], lock_path: str = "data.lock") -> str:
             continue
         lines += ["| key | base | this branch |", "| --- | --- | --- |"]
         lines += [f"| `{k}` | `{a}` | `{b}` |" for k, a, b in rows]
+        if any(k.startswith("model.base") for k, _, _ in rows):
+            lines += ["", *_base_change(since, path)]
     old_lock_text = _show(since, lock_path)
     new_lock = json.loads(Path(lock_path).read_text())
     old_lock = json.loads(old_lock_text) if old_lock_text else {}

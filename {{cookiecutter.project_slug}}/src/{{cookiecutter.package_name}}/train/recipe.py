@@ -104,27 +104,37 @@ def _pipeline(run_dir: Path, invocation: dict, location, resume: bool) -> Path:
             fix=f"use a multiple of {world}",
         )
 
-    # 3. Data: rebuilt from the pinned sources; must match the committed data.lock.
-    from ..data.build import check as check_data
+    # 3. Eval suites and their metrics: an unknown metric fails now, not after training.
+    from ..data.suites import load_suites
+    from ..evaluate.suites import resolve_metrics
 
-    rows = {"train": [], "eval": []}
-    data_lock = check_data(cfg, sink=lambda split, chunk: rows[split].extend(chunk))
+    resolve_metrics(cfg)
+    suites = load_suites(cfg)
 
-    # 4. Model: base at its pin; adapter initialised from a seed of its own.
-    from ..data.loader import encode, train_loader
+    # 4. Model: base at its pin (its tokenizer is part of the data's next step).
+    from ..data.loader import train_loader
+    from ..data.tokens import training_examples
     from ..model import add_lora, load_base
 
     with accelerator.main_process_first():  # the first process builds a missing tiny base
         base, tokenizer, base_pins = load_base(cfg)
-    train_examples = encode(rows["train"], tokenizer, cfg.data.max_seq_len)
-    eval_examples = encode(rows["eval"], tokenizer, cfg.data.max_seq_len)
+
+    # 5. Data: the training set at its data.lock pin, tokenized once per (data, tokenizer,
+    # chat template, max_seq_len, packing) into a memory-mapped store (data/tokens.py).
+    with accelerator.main_process_first():  # the first process builds a missing store
+        data_lock, train_examples, eval_examples, tokens = training_examples(
+            cfg, tokenizer, base_pins
+        )
+    if tokens is not None:
+        data_lock = data_lock | {"token_store": tokens}
+    # The adapter is initialised from a seed of its own.
     torch.manual_seed(determinism.derive(cfg.seed, "adapter-init"))
     model = add_lora(cfg, base)
     optimizer, scheduler = _optimizer(cfg, model)
     model, optimizer = accelerator.prepare(model, optimizer)
     torch.manual_seed(determinism.derive(cfg.seed, f"dropout-rank{rank}"))
 
-    # 5. Train: from step 0, or from the last complete checkpoint.
+    # 6. Train: from step 0, or from the last complete checkpoint.
     start = 0
     if resume and (last := checkpoint.latest(run_dir)) is not None:
         start = checkpoint.load(last, model, optimizer, scheduler, accelerator)
@@ -146,20 +156,23 @@ def _pipeline(run_dir: Path, invocation: dict, location, resume: bool) -> Path:
         cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir, metrics, location
     )
 
-    # 6. Evaluate on the held-out split.
+    # 7. Evaluate on the held-out split, then on each eval suite, segment by segment.
     from ..evaluate import eval_loss
+    from ..evaluate.suites import score_suites
 
     unwrapped = accelerator.unwrap_model(model)
     scores = eval_loss(
         unwrapped, eval_examples, tokenizer.pad_token_id, cfg.eval.batch_size, accelerator.device
     )
+    suite_scores = score_suites(cfg, suites, unwrapped, tokenizer, accelerator.device)
 
-    # 7. Outputs, then 8. the manifest (last: its existence means the run finished).
+    # 8. Outputs, then 9. the manifest (last: its existence means the run finished).
     if accelerator.is_main_process:
         from ..closure.manifest import write_manifest
 
         _write_adapter(unwrapped, run_dir)
-        write_atomic(run_dir / "eval.json", json.dumps(scores, indent=2, sort_keys=True) + "\n")
+        evaluation = scores | ({"suites": suite_scores} if suite_scores else {})
+        write_atomic(run_dir / "eval.json", json.dumps(evaluation, indent=2, sort_keys=True) + "\n")
         shutil.copyfile(cfg.data.lock, run_dir / "data.lock")
         summary = _loss_summary(metrics) | scores
         if git_state() != git_at_start:
@@ -180,6 +193,7 @@ def _pipeline(run_dir: Path, invocation: dict, location, resume: bool) -> Path:
             timing,
             accelerator,
             git=git_at_start,
+            eval_suites=suite_scores,
         )
         location.push_outputs(run_dir)
         _log(
@@ -394,7 +408,21 @@ def _write_adapter(model, run_dir: Path) -> None:
     """peft's adapter files, written beside and renamed into place."""
     final, partial = run_dir / "adapter", run_dir / ".partial-adapter"
     shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial, safe_serialization=True)
+    # peft asks the hub whether a hub base's config.json exists to decide what to save;
+    # offline it decides from the local model, so the files never depend on the network.
+    import warnings
+
+    previous = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        with warnings.catch_warnings():  # peft's note that it did not ask: expected here
+            warnings.filterwarnings("ignore", message="Could not find a config file in")
+            model.save_pretrained(partial, safe_serialization=True)
+    finally:
+        if previous is None:
+            del os.environ["HF_HUB_OFFLINE"]
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous
     (partial / "README.md").unlink(missing_ok=True)  # peft's generic card; publish writes ours
     # peft keeps target_modules as a set and dumps it in hash-seed order: canonicalise.
     config_file = partial / "adapter_config.json"

@@ -7,7 +7,8 @@
 
 Writes OUT/report.md (default RUN_DIR/report/) with loss.png (training loss per
 step, the baseline's curve overlaid, eval loss marked) and data.png (rows kept
-after each filter) beside it. The sections: headline, metrics with deltas, data
+after each filter) beside it. The sections: headline, metrics with deltas, eval suites
+per segment, gates (review/behaviour.py), data
 diff (per-filter rows in -> out, training-set hash old -> new), config diff (changed
 keys only), pins, reproduce status (RUN_DIR/verification.json).
 
@@ -32,6 +33,7 @@ from ...closure.diff import changed_keys
 from ...closure.manifest import check_outputs, read_manifest
 from ...errors import UserError
 from ...util.hashing import sha256_file
+from ..behaviour import gates_section, suites_section
 
 REPORT = "report.md"
 LOSS_PNG, DATA_PNG = "loss.png", "data.png"
@@ -165,7 +167,7 @@ def resolve_baseline(
     Without a spec: the latest release in the registry that is not this very run (after
     `ft publish`, the run is the latest release, and comparing it with itself says nothing).
     """
-    from ...publish.registries import VERSION, open_registry
+    from ...publish.registries import VERSION, open_registry, resolve_registry
 
     if spec is not None and spec.lower() == "none":
         return None, "none (`--baseline none`)"
@@ -178,12 +180,22 @@ def resolve_baseline(
                 fix="pass runs/<id>, a version such as v1.2.0, or none",
             )
         return load_run(path), f"run `{spec}`"
-    uri = registry_uri or read_manifest(run_dir)["config"]["publish"]["registry"]
-    registry = open_registry(uri)
+    uri = resolve_registry(registry_uri, read_manifest(run_dir)["config"])
     if spec is not None:
-        return load_release(registry, spec), f"release `{spec}` from `{uri}`"
+        return load_release(open_registry(uri), spec), f"release `{spec}` from `{uri}`"
+    # The default baseline is a courtesy: a PR from a fork has no registry credentials, and
+    # its report must still be written, saying why it compares with nothing.
+    try:
+        registry = open_registry(uri)
+        versions = registry.versions()
+    except Exception as e:  # whatever stops us reaching the registry means no baseline
+        reason = e.problem if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+        return None, (
+            f"none: `{uri}` is not reachable here ({reason}); a run with registry access "
+            "(merge, release) compares with the latest release"
+        )
     own = sha256_file(Path(run_dir) / "manifest.json")
-    for version in reversed(registry.versions()):
+    for version in reversed(versions):
         if (registry.show(version).get("meta") or {}).get("manifest_sha256") != own:
             return load_release(registry, version), (
                 f"release `{version}`, the latest in `{uri}` other than this run"
@@ -625,6 +637,14 @@ def render(
         "### Metrics",
         "",
         *metric_table(run, base),
+        "",
+        "### Eval suites",
+        "",
+        *suites_section(run.manifest, base.manifest if base else None),
+        "",
+        "### Gates",
+        "",
+        *gates_section(run.manifest, base.manifest if base else None),
         "",
         "### Data",
         "",
