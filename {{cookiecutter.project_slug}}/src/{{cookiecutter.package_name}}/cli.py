@@ -140,7 +140,14 @@ COMMANDS: dict[str, Command] = {
     "reproduce": Command(
         commands.reproduce,
         "Re-run a run's REPRODUCE.md from a clean checkout and compare its outputs",
-        (arg("run_dir", help="a finished run, e.g. runs/<id>"),),
+        (
+            arg("run_dir", help="a finished run, e.g. runs/<id>"),
+            arg(
+                "--verbose",
+                action="store_true",
+                help="show everything the re-run prints (uv's package list included)",
+            ),
+        ),
     ),
     "diff": Command(
         commands.diff,

@@ -109,7 +109,7 @@ def train(args) -> int:
 def reproduce(args) -> int:
     from .closure.reproduce import main
 
-    return main(args.run_dir)
+    return main(args.run_dir, verbose=args.verbose)
 
 
 def diff(args) -> int:

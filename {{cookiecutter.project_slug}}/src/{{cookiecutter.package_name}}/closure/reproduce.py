@@ -14,6 +14,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,7 +31,7 @@ SCHEMA = 1
 EXACT_IN_TOLERANCE_MODE = ("config.yaml", "data.lock")
 
 
-def main(run_dir: str) -> int:
+def main(run_dir: str, verbose: bool = False) -> int:
     run_dir = Path(run_dir).resolve()
     manifest = read_manifest(run_dir)
     started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -45,7 +46,7 @@ def main(run_dir: str) -> int:
     try:
         block = _check_document(run_dir, manifest, record)
         _check_run_files(run_dir, manifest)
-        out = _execute(run_dir, manifest, block, record)
+        out = _execute(run_dir, manifest, block, record, verbose)
         fresh = read_manifest(out)
         record["reproduced_on"] = fresh["hardware"]
         record["compared"] = compare(run_dir, out, manifest)
@@ -119,7 +120,7 @@ def _check_run_files(run_dir: Path, manifest: dict) -> None:
         )
 
 
-def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
+def _execute(run_dir: Path, manifest: dict, block: str, record: dict, verbose: bool) -> Path:
     commit = manifest["git"]["commit"]
     if not commit:
         raise _Failed(
@@ -157,8 +158,9 @@ def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
     # The re-run is compared, then discarded: it may live on a CI runner's disk (ops/runner.py).
     env["FT_RUNNER_SCRATCH"] = "1"
     print(f"reproducing {run_dir.name} at {commit[:12]} in {tree}", file=sys.stderr, flush=True)
+    env["FT_REPRODUCING"] = "1"  # the nested `ft train` then gives no "reproduce me" hint
     try:
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tree, env=env)
+        done = _run_block(block, tree, env, verbose)
     finally:
         # The worktree's fresh .venv holds tens of thousands of files: removing it directly
         # is several times faster than letting `git worktree remove` walk it.
@@ -175,6 +177,33 @@ def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
     if not (out / "manifest.json").is_file():
         raise _Failed("the REPRODUCE.md command finished but wrote no run to $FT_OUT")
     return out
+
+
+# What `uv sync` says about a fresh venv: a line per package (157 for the default lock) and
+# some preamble. Without --verbose only its "Installed N packages in T" line is kept.
+UV_CHATTER = re.compile(
+    r"( [+~-] \S|Using CPython |Creating virtual environment |Resolved \d+ packages|"
+    r"Prepared \d+ packages|Uninstalled \d+ packages|Audited \d+ packages|Bytecode compiled)"
+)
+UV_SUMMARY = re.compile(r"Installed \d+ packages? in ")
+
+
+def _run_block(block: str, tree: Path, env: dict, verbose: bool) -> subprocess.CompletedProcess:
+    """Run the command block; its output goes to stderr, with uv's package list folded into
+    one summary line unless `verbose`. Nothing the block computes depends on this."""
+    argv = ["bash", "-euo", "pipefail", "-c", block]
+    if verbose:
+        return subprocess.run(argv, cwd=tree, env=env)
+    with subprocess.Popen(
+        argv, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        for line in proc.stdout:
+            if UV_SUMMARY.match(line):
+                sys.stderr.write(f"uv sync: {line}")
+            elif not UV_CHATTER.match(line):
+                sys.stderr.write(line)
+            sys.stderr.flush()
+    return subprocess.CompletedProcess(argv, proc.returncode)
 
 
 def compare(run_dir: Path, out: Path, manifest: dict) -> list[dict]:
