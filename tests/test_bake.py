@@ -211,6 +211,8 @@ BRACES_SHIPPED = {
         "{{- '<|assistant|>\\\\n' -}}",
     ],
     "tests/test_chat.py": ["{{ messages|length }}"],
+    "tests/test_data_memory.py": ["{{name: {name}}}"],
+    "tests/test_tokens.py": ["{% for m in messages %}", "{{ m['content'] }}", "{% endfor %}"],
 }
 
 
