@@ -73,6 +73,7 @@ FILES = [
     "docs/decisions/0007-checkpoint-commit-protocol-on-object-stores.md",
     "docs/decisions/0008-reports-and-trackers-stay-outside-the-closure.md",
     "docs/decisions/0026-chat-rows-through-the-base-template.md",
+    "docs/decisions/0027-releases-load-with-one-standard-call.md",
     "docs/decisions/0010-no-state-on-the-runner.md",
     "docs/decisions/0011-detached-training-observed-by-a-scheduled-poll.md",
     "docs/decisions/0012-template-updates-stay-on-cruft.md",
