@@ -236,6 +236,26 @@ COMMANDS: dict[str, Command] = {
             *REGISTRY,
         ),
     ),
+    "generate": Command(
+        commands.generate,
+        "Greedy, deterministic text from a run's or a release's adapter",
+        (
+            arg("artifact", metavar="RUN_DIR|VERSION", help="runs/<id>, or a release version"),
+            arg("--prompt", help="one user prompt"),
+            arg("--messages", metavar="FILE", help='JSON list of {"role", "content"} turns'),
+            arg("--max-new-tokens", type=int, default=64, help="budget (default: %(default)s)"),
+            *REGISTRY,
+        ),
+    ),
+    "export": Command(
+        commands.export,
+        "Merge the adapter into its base and write a plain transformers model",
+        (
+            arg("artifact", metavar="RUN_DIR|VERSION", help="runs/<id>, or a release version"),
+            arg("--merged", required=True, metavar="OUT", help="a new or empty directory"),
+            *REGISTRY,
+        ),
+    ),
     "registry verify": Command(
         commands.registry_verify,
         "Check a version against the release's signed attestation (needs `gh` and GitHub)",

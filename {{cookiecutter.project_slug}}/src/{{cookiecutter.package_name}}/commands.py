@@ -177,6 +177,22 @@ def registry_pull(args) -> int:
     return pull_version(_registry_uri(args), args.version, args.dest)
 
 
+def generate(args) -> int:
+    from .publish.generate import main
+
+    text = main(args.artifact, args.prompt, args.messages, args.max_new_tokens, args.registry)
+    print(text)
+    return 0
+
+
+def export(args) -> int:
+    from .publish.export import main
+
+    record = main(args.artifact, args.merged, args.registry)
+    print(f"exported {args.merged}: {len(record['files'])} files (record in export.json)")
+    return 0
+
+
 def report(args) -> int:
     from .review.report import main
 
