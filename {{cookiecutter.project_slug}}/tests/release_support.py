@@ -23,7 +23,9 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def make_release(root: Path, version: str = VERSION) -> tuple[dict[str, Path], dict]:
+def make_release(
+    root: Path, version: str = VERSION, uri: str = "file://registry"
+) -> tuple[dict[str, Path], dict]:
     publish = importlib.import_module(f"{PKG}.publish.gate")
     render_reproduce = importlib.import_module(f"{PKG}.closure.manifest").render_reproduce
     outputs = {
@@ -37,7 +39,11 @@ def make_release(root: Path, version: str = VERSION) -> tuple[dict[str, Path], d
         "run_id": "smoke",
         "seed": 1,
         "command": {"config": "configs/smoke.yaml", "overrides": [], "backend": "local"},
-        "config": {"reproduce": {"mode": "exact"}, "publish": {"license": "apache-2.0"}},
+        "config": {
+            "model": {"base": {"build": "tiny"}},
+            "reproduce": {"mode": "exact"},
+            "publish": {"license": "apache-2.0"},
+        },
         "config_sha256": "c" * 64,
         "data": {
             "splits": {
@@ -83,6 +89,6 @@ def make_release(root: Path, version: str = VERSION) -> tuple[dict[str, Path], d
     (root / "verification.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     for name in ("manifest.json", "REPRODUCE.md", "verification.json"):
         files[name] = root / name
-    (root / "README.md").write_text(publish.model_card(manifest, record, version, files))
+    (root / "README.md").write_text(publish.model_card(manifest, record, version, files, uri))
     files["README.md"] = root / "README.md"
     return files, publish.release_meta(manifest, record)

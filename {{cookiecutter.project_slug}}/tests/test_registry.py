@@ -456,7 +456,7 @@ def test_hf_pull_checks_the_release_against_its_manifest(reg, hub, tmp_path, ft,
     recorder, registry = hub
     gate = importlib.import_module(f"{PKG}.publish.gate")
     monkeypatch.setattr(gate, "open_registry", lambda uri: registry)
-    files, meta = make_release(tmp_path / "release")
+    files, meta = make_release(tmp_path / "release", uri=registry.uri)
     registry.publish("v1.0.0", files, meta)
     assert ft("registry", "pull", "v1.0.0", tmp_path / "ok", "--registry", registry.uri).code == 0
     (stored,) = recorder.commits.values()
@@ -648,7 +648,7 @@ def test_mlflow_pull_checks_the_release_against_its_manifest(reg, mlflow_env, tm
 
     name = "ft-tamper-" + case.replace(" ", "-").replace(".", "-")
     uri = f"mlflow://{name}"
-    files, meta = make_release(tmp_path / "release")
+    files, meta = make_release(tmp_path / "release", uri=uri)
     reg.open_registry(uri).publish("v1.0.0", files, meta)
     assert ft("registry", "pull", "v1.0.0", tmp_path / "ok", "--registry", uri).code == 0
 

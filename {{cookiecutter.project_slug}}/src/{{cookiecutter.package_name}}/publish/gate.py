@@ -676,7 +676,13 @@ def pull_version(registry_uri: str, version: str, dest: str) -> int:
     private = target.parent / f".{target.name}.verify-{uuid.uuid4().hex[:12]}"
     try:
         index = registry.pull(version, private)
-        verify_release(private, index, f"{registry_uri} {version}")
+        verify_release(
+            private,
+            index,
+            f"{registry_uri} {version}",
+            getattr(registry, "ADDED_FILES", ()),
+            uri=registry.uri,
+        )
         if target.exists():
             target.rmdir()
         os.rename(private, target)
@@ -689,7 +695,42 @@ def pull_version(registry_uri: str, version: str, dest: str) -> int:
     return 0
 
 
-def verify_release(root: Path, index: dict, where: str) -> None:
+def _backend_files(root: Path, names, bad) -> set[str]:
+    """Files a backend adds beside the release (MLflow's MLmodel and its pyfunc loader):
+    allowed only as this package writes them, since a loader is code a consumer runs."""
+    names = set(names)
+    if not names:
+        return names
+    from .registries import mlflow as backend
+
+    loader = f"code/{backend.LOADER}.py"
+    for name in sorted(names):
+        if not (root / name).is_file():
+            raise bad(name, "is missing from the release")
+    if loader in names:
+        ours = Path(backend.__file__).with_name("pyfunc.py").read_bytes()
+        if (root / loader).read_bytes() != ours:
+            raise bad(loader, "is not the loader this package publishes (code a consumer runs)")
+    if backend.MLMODEL in names:
+        import yaml
+
+        try:
+            flavor = yaml.safe_load((root / backend.MLMODEL).read_text())["flavors"][
+                "python_function"
+            ]
+        except (yaml.YAMLError, KeyError, TypeError, UnicodeDecodeError):
+            flavor = None
+        if not isinstance(flavor, dict) or (flavor.get("loader_module"), flavor.get("code")) != (
+            backend.LOADER,
+            "code",
+        ):
+            raise bad(backend.MLMODEL, "does not load this package's pyfunc loader")
+    return names
+
+
+def verify_release(
+    root: Path, index: dict, where: str, backend_files=(), uri: str = "file://"
+) -> None:
     """A pulled release must be what its own manifest and verification record describe.
 
     Every output the manifest lists is present with its hash and nothing else rides
@@ -718,7 +759,8 @@ def verify_release(root: Path, index: dict, where: str) -> None:
             raise bad(name, "is listed in manifest.json but missing from the release")
         if index["files"][name]["sha256"] != digest or sha256_file(root / name) != digest:
             raise bad(name, "does not have the sha256 manifest.json gives it")
-    extra = sorted(have - outputs.keys() - {*RECORDS, CARD})
+    added = _backend_files(root, backend_files, bad)
+    extra = sorted(have - outputs.keys() - {*RECORDS, CARD} - added)
     if extra:
         raise bad(extra[0], "is in the release but not in its manifest.json")
     if (root / "REPRODUCE.md").read_text(encoding="utf-8") != render_reproduce(manifest):
@@ -746,6 +788,10 @@ def verify_release(root: Path, index: dict, where: str) -> None:
                 file=f"{where}: index metadata",
                 fix=fix,
             )
-    card = model_card(manifest, record, index["version"], {"REPRODUCE.md": root / "REPRODUCE.md"})
+    # The card's usage lines depend on the backend and its repo/model name only (a file://
+    # registry's path never appears), so the pull's URI renders the card publish wrote.
+    card = model_card(
+        manifest, record, index["version"], {"REPRODUCE.md": root / "REPRODUCE.md"}, uri
+    )
     if (root / CARD).read_text(encoding="utf-8") != card:
         raise bad(CARD, "is not the model card of this manifest")

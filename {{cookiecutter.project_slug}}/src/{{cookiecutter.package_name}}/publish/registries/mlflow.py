@@ -121,6 +121,10 @@ def _reachable(method):
 
 
 class MlflowRegistry:
+    # What publish adds beside the release (not in its manifest); `ft registry pull` checks
+    # them against this package's own loader (publish/gate.py: _backend_files).
+    ADDED_FILES = (MLMODEL, f"code/{LOADER}.py")
+
     stale_after_s = 600.0
 
     def __init__(self, name: str, uri: str, client=None):
