@@ -308,13 +308,12 @@ def test_planted_nondeterminism_fails_reproduce_and_diff_says_so(tmp_path):
     assert "no pinned input moved" in done.stderr and "nondeterministic" in done.stderr
 
 
-def test_two_processes_reproduce_exactly_and_match_one_within_tolerance(project):
-    """Bytes differ between 1 and 2 processes (reduction order); tolerance mode covers it.
+TWO_PROCESS = [*SMOKE, *NO_DROPOUT, "--set", "reproduce.mode=tolerance"]
 
-    Dropout is off: its masks are drawn per process, so with dropout on, 1 and 2
-    processes train on different masks, not just in a different float order.
-    """
-    common = [*SMOKE, *NO_DROPOUT, "--set", "reproduce.mode=tolerance"]
+
+@pytest.fixture(scope="session")
+def two_run(project) -> Path:
+    """The smoke run trained by 2 processes (dropout off, tolerance mode)."""
     torchrun = [
         str(project / ".venv" / "bin" / "torchrun"),
         "--standalone",
@@ -323,13 +322,22 @@ def test_two_processes_reproduce_exactly_and_match_one_within_tolerance(project)
         str(project / ".venv" / "bin" / "ft"),
     ]
     subprocess.run(
-        [*torchrun, "train", *common, "--out", "runs/two"],
+        [*torchrun, "train", *TWO_PROCESS, "--out", "runs/two"],
         cwd=project,
         env=_env(),
         check=True,
         capture_output=True,
     )
-    ft(project, "train", *common, "--out", "runs/one")
+    return project / "runs" / "two"
+
+
+def test_two_processes_reproduce_exactly_and_match_one_within_tolerance(project, two_run):
+    """Bytes differ between 1 and 2 processes (reduction order); tolerance mode covers it.
+
+    Dropout is off: its masks are drawn per process, so with dropout on, 1 and 2
+    processes train on different masks, not just in a different float order.
+    """
+    ft(project, "train", *TWO_PROCESS, "--out", "runs/one")
     two, one = project / "runs" / "two", project / "runs" / "one"
     assert json.loads((two / "manifest.json").read_text())["hardware"]["world_size"] == 2
     assert adapter_bytes(two) != adapter_bytes(one)
@@ -384,3 +392,196 @@ def test_diff_names_each_moved_input(smoke_run):
     ):
         assert expected in text, expected
     assert mod("diff").report(a, a) == "no pinned input moved"
+
+
+# --- segment replay (closure/segments.py, docs/verification.md) ------------------------------
+
+
+def copy_run(project: Path, run: Path, name: str) -> Path:
+    """A copy of a finished run with its chain, without any earlier verification."""
+    dest = project / "runs" / name
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns("reproduce", "verification.json"))
+    return dest
+
+
+def record(run: Path) -> dict:
+    return json.loads((run / "verification.json").read_text())
+
+
+def test_segment_replay_passes_agrees_with_full_replay_and_publishes(
+    project, smoke_run, reproduced, tmp_path
+):
+    run = copy_run(project, smoke_run, "segmented")
+    done = ft(project, "reproduce", "runs/segmented", "--segments", "all", "--parallel", "2")
+    assert "PASS  segmented: 3 of 3 intervals replayed and matched" in done.stderr
+    seg, full = record(run), record(smoke_run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    # The chain: step 0 (the initial state) and every checkpoint_every steps before the end.
+    assert [c["step"] for c in manifest["checkpoints"]] == [0, 4, 8]
+    assert seg["passed"] and seg["strategy"] == "segments" and seg["first_divergence"] is None
+    assert seg["segments"] | {"seed": None} == {
+        "intervals": 3,
+        "replayed": [0, 1, 2],
+        "k": None,
+        "seed": None,
+        "parallel": 2,
+        "complete": True,
+    }
+    assert [e["steps"] for e in seg["intervals"]] == [[0, 4], [4, 8], [8, 12]]
+    chain = [c["sha256"] for c in manifest["checkpoints"]]
+    for e, start in zip(seg["intervals"], chain, strict=True):
+        assert e["equal"] and e["start"]["expected"] == e["start"]["actual"] == start
+    for e, end in zip(seg["intervals"][:2], chain[1:], strict=True):
+        assert e["end"]["expected"] == e["end"]["actual"] == end
+    # Same verdict as the full replay, on the same hashes; and the full replay, which ran
+    # uninterrupted, wrote the very same chain: the induction's premise, witnessed.
+    assert full["passed"] and full["strategy"] == "full"
+    assert seg["compared"] == full["compared"]
+    again = json.loads((smoke_run / "reproduce" / "manifest.json").read_text())
+    assert again["checkpoints"] == manifest["checkpoints"]
+    # REPRODUCE.md carries the interval command the gate ran, verbatim.
+    text = (run / "REPRODUCE.md").read_text()
+    block = mod("manifest").fenced_block(text, mod("manifest").SEGMENT_FENCES[1])
+    assert block == seg["segment_command"]["interval"] and '--segment "$FT_SEGMENT"' in block
+    # The publish gate takes it as it takes a full verification.
+    uri = f"file://{tmp_path / 'registry'}"
+    published = ft(project, "publish", "runs/segmented", "--version", "v0.1.0", "--registry", uri)
+    assert "published v0.1.0" in published.stdout
+
+
+def test_two_process_run_spot_checked_by_seed_and_refused_by_publish(project, two_run, tmp_path):
+    """K=1 of 3, drawn by a recorded seed: the inner interval 1 (2-rank checkpoint in, 2-rank
+    checkpoint out). A spot check passes, but it is not a verification: publish refuses it."""
+    seed = next(s for s in range(100) if mod("closure.segments").select(3, 1, s) == [1])
+    run = copy_run(project, two_run, "two-drill")
+    done = ft(project, "reproduce", "runs/two-drill", "--segments", "1", "--seed", str(seed))
+    assert (
+        f"1 of 3 intervals replayed and matched (tolerance mode); a spot check drawn with "
+        f"seed {seed}" in done.stderr
+    )
+    seg = record(run)
+    assert seg["segments"]["replayed"] == [1] and seg["segments"]["complete"] is False
+    (entry,) = seg["intervals"]
+    assert entry["equal"] and entry["end"]["actual"] == entry["end"]["expected"]
+    files = json.loads((run / "manifest.json").read_text())["checkpoints"][2]["files"]
+    assert set(files) == {"state.pt", "rng-rank0.pt", "rng-rank1.pt"}
+    uri = f"file://{tmp_path / 'registry'}"
+    refused = ft(
+        project, "publish", "runs/two-drill", "--version", "v0.1.0", "--registry", uri, check=False
+    )
+    assert refused.returncode == 2 and "replayed 1 of 3 checkpoint intervals" in refused.stderr
+
+
+def test_planted_nondeterminism_is_localised_to_its_interval(project):
+    """Fresh randomness from step 5 on: interval 1 (steps 4-8) diverges; 0 and 2 match."""
+    train_py = next((project / "src").glob("*/train.py"))
+    loop = "    for step in range(start, stop):\n"
+    original = train_py.read_text()
+    assert loop in original
+    _git(project, "checkout", "-q", "-b", "planted-step-5")
+    try:
+        train_py.write_text(
+            original.replace(
+                loop,
+                loop + "        if step == 5:\n"
+                "            torch.manual_seed(int.from_bytes(os.urandom(4), 'big'))\n",
+            )
+        )
+        _git(project, "commit", "-qam", "plant fresh randomness at step 5")
+        ft(project, "train", *SMOKE, "--out", "runs/planted-5")
+    finally:
+        _git(project, "checkout", "-q", "main")
+    assert train_py.read_text() == original
+    done = ft(
+        project, "reproduce", "runs/planted-5", "--segments", "all", "--parallel", "2", check=False
+    )
+    assert done.returncode == 1
+    assert "the run diverged between steps 4 and 8 (interval 1 of 3" in done.stderr
+    assert "no pinned input moved" in done.stderr
+    seg = record(project / "runs" / "planted-5")
+    assert seg["first_divergence"] == {"index": 1, "steps": [4, 8]}
+    assert [e["equal"] for e in seg["intervals"]] == [True, False, True]
+    diff = ft(project, "diff", "runs/planted-5", check=False)
+    assert diff.returncode == 1
+    assert diff.stdout.splitlines()[:2] == [
+        "the run diverged between steps 4 and 8 (interval 1)",
+        "no pinned input moved",
+    ]
+
+
+def _tamper(checkpoint: Path) -> None:
+    """Rewrite one adapter value in a checkpoint: still loadable, other bytes."""
+    import torch
+
+    state = torch.load(checkpoint / "state.pt", weights_only=False)
+    name = sorted(state["adapter"])[0]
+    state["adapter"][name].view(-1)[0] += 1.0
+    torch.save(state, checkpoint / "state.pt")
+
+
+def test_tampered_missing_and_rehashed_checkpoints_fail(project, smoke_run, reproduced, tmp_path):
+    ckpt = mod("checkpoint")
+    segments = mod("closure.segments")
+    seed_2 = next(s for s in range(100) if segments.select(3, 1, s) == [2])
+    # An edited checkpoint fails the interval that starts from it, without being loaded.
+    run = copy_run(project, smoke_run, "tampered-ckpt")
+    _tamper(run / "checkpoints" / "step-00000008")
+    done = ft(
+        project,
+        "reproduce",
+        "runs/tampered-ckpt",
+        "--segments",
+        "1",
+        "--seed",
+        str(seed_2),
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "interval 2 of 3: its start checkpoint checkpoints/step-00000008 differs" in done.stderr
+    assert record(run)["intervals"][0]["exit_code"] is None  # never ran
+    # A missing checkpoint is named before anything runs.
+    run = copy_run(project, smoke_run, "missing-ckpt")
+    shutil.rmtree(run / "checkpoints" / "step-00000004")
+    done = ft(project, "reproduce", "runs/missing-ckpt", "--segments", "all", check=False)
+    assert done.returncode == 1
+    assert "checkpoint checkpoints/step-00000004 is missing from the chain" in done.stderr
+    # A chain re-hashed to match a tampered checkpoint: the manifest and REPRODUCE.md agree
+    # with it, but no longer with the verification record the release was checked against,
+    # and interval 0, replayed from the config alone, does not produce the recorded step 4.
+    run = copy_run(project, smoke_run, "rehashed")
+    (run / "verification.json").write_text((smoke_run / "verification.json").read_text())
+    _tamper(run / "checkpoints" / "step-00000004")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["checkpoints"][1] |= ckpt.digest(run / "checkpoints" / "step-00000004")
+    (run / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    (run / "REPRODUCE.md").write_text(mod("manifest").render_reproduce(manifest))
+    uri = f"file://{tmp_path / 'registry'}"
+    refused = ft(
+        project, "publish", "runs/rehashed", "--version", "v0.1.0", "--registry", uri, check=False
+    )
+    assert refused.returncode == 2 and "manifest.json changed after verification" in refused.stderr
+    seed_0 = next(s for s in range(100) if segments.select(3, 1, s) == [0])
+    done = ft(
+        project, "reproduce", "runs/rehashed", "--segments", "1", "--seed", str(seed_0), check=False
+    )
+    assert done.returncode == 1
+    assert "diverged between steps 0 and 4" in done.stderr
+    assert "produced checkpoints/step-00000004 with another hash" in done.stderr
+
+
+def test_fetch_with_checkpoints_brings_the_chain_verified(smoke_run, tmp_path):
+    """`ft fetch --checkpoints` downloads the chain against the manifest's hashes, so a
+    release job can run `ft reproduce --segments` on a run from the artifact store."""
+    store = mod("store")
+    bucket = tmp_path / "bucket" / "smoke"
+    shutil.copytree(
+        smoke_run, bucket, ignore=shutil.ignore_patterns("reproduce", "verification.json")
+    )
+    fetched = store.fetch(f"file://{bucket}", tmp_path / "fetched", checkpoints=True)
+    manifest = json.loads((fetched / "manifest.json").read_text())
+    assert mod("checkpoint").chain(fetched) == manifest["checkpoints"]
+    _tamper(bucket / "checkpoints" / "step-00000004")
+    with pytest.raises(mod("errors").UserError, match="step-00000004/state.pt"):
+        store.fetch(f"file://{bucket}", tmp_path / "again", checkpoints=True)
+    assert not (tmp_path / "again").exists()

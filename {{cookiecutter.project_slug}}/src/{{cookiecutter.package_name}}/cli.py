@@ -114,6 +114,14 @@ def _(p):
         action="store_true",
         help="continue the run in --out from its last complete checkpoint",
     )
+    p.add_argument(
+        "--segment",
+        type=int,
+        metavar="I",
+        help="replay only checkpoint interval I of the finished run --chain (what "
+        "`ft reproduce --segments` runs, as written in REPRODUCE.md)",
+    )
+    p.add_argument("--chain", metavar="RUN_DIR", help="the finished run whose interval to replay")
 
 
 @command(
@@ -123,12 +131,34 @@ def _(p):
 )
 def _(p):
     p.add_argument("run_dir", help="a finished run, e.g. runs/<id>")
+    p.add_argument(
+        "--segments",
+        metavar="all|K",
+        help="replay checkpoint intervals instead of the whole run: `all` (exact) or K "
+        "intervals drawn by a recorded seed (spot check) (default: reproduce.strategy)",
+    )
+    p.add_argument(
+        "--parallel",
+        type=int,
+        metavar="P",
+        help="intervals replayed at once (default: reproduce.parallel of the run's config)",
+    )
+    p.add_argument(
+        "--seed", type=int, help="seed that draws the K intervals (default: a fresh random one)"
+    )
+    p.add_argument(
+        "--full", action="store_true", help="re-run the whole training, whatever the config says"
+    )
 
 
 @command("diff", "commands:diff", "Explain which pinned inputs and outputs differ between two runs")
 def _(p):
     p.add_argument("run_a")
-    p.add_argument("run_b")
+    p.add_argument(
+        "run_b",
+        nargs="?",
+        help="second run (default: RUN_A's replay named by its verification.json)",
+    )
 
 
 @command(
@@ -156,6 +186,11 @@ def _(p):
 def _(p):
     p.add_argument("run_url", help="the run's --out URL, e.g. s3://bucket/runs/<id>")
     p.add_argument("dest", help="a new local directory, e.g. runs/<id>")
+    p.add_argument(
+        "--checkpoints",
+        action="store_true",
+        help="also download the checkpoint chain (for ft reproduce --segments)",
+    )
 
 
 @command(

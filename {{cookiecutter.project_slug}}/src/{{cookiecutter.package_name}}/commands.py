@@ -85,14 +85,30 @@ def data_check(args) -> int:
 def train(args) -> int:
     from .train import main
 
-    main(args.config, args.overrides, args.out, args.resume)
+    main(args.config, args.overrides, args.out, args.resume, args.segment, args.chain)
     return 0
 
 
 def reproduce(args) -> int:
     from .reproduce import main
 
-    return main(args.run_dir)
+    if args.parallel is not None and args.parallel < 1:
+        from .errors import UserError
+
+        raise UserError("--parallel must be at least 1", key="--parallel", fix="pass 1 or more")
+    if args.full and args.segments:
+        from .errors import UserError
+
+        raise UserError(
+            "--full and --segments exclude each other", key="--full", fix="pass one of them"
+        )
+    return main(
+        args.run_dir,
+        segments=args.segments,
+        parallel=args.parallel,
+        seed=args.seed,
+        full=args.full,
+    )
 
 
 def diff(args) -> int:
@@ -110,7 +126,7 @@ def plan(args) -> int:
 def fetch(args) -> int:
     from .store import fetch
 
-    fetch(args.run_url, args.dest)
+    fetch(args.run_url, args.dest, checkpoints=args.checkpoints)
     return 0
 
 

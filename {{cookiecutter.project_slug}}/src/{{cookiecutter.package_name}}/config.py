@@ -154,6 +154,7 @@ class TrainSpec(Section):
     grad_accum_steps: int = Field(1, ge=1)
     max_grad_norm: float = Field(1.0, gt=0)
     num_workers: int = Field(0, ge=0)
+    # Also the verification grain: `ft reproduce --segments` replays one interval per checkpoint.
     checkpoint_every: int = Field(50, ge=1)
     log_every: int = Field(10, ge=1)
 
@@ -168,8 +169,16 @@ class ToleranceSpec(Section):
 
 
 class ReproduceSpec(Section):
+    """How `ft reproduce` verifies a run (docs/verification.md). `strategy` and `parallel`
+    choose how the gate spends its time; they never change what a run trains."""
+
     mode: Literal["exact", "tolerance"] = "exact"
     tolerance: ToleranceSpec = ToleranceSpec()
+    # full: re-run the whole training. segments: replay every checkpoint interval from its
+    # recorded start checkpoint (same CPU seconds, wall ~ one interval with enough processes).
+    strategy: Literal["full", "segments"] = "full"
+    # Intervals replayed at once by `ft reproduce` under strategy segments (local processes).
+    parallel: int = Field(1, ge=1)
 
 
 class PublishSpec(Section):

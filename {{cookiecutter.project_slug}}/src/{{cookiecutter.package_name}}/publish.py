@@ -26,6 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .closure.segments import check_record as check_segments
 from .errors import UserError
 from .manifest import command_block, output_files, read_manifest
 from .registry import VersionNotFound, check_version, copy_hashing, open_registry
@@ -47,6 +48,8 @@ def main(
         #    staged copies: what is checked is what gets pushed.
         record = read_verification(run_dir, staging)
         manifest = stage_records(run_dir, record, staging)
+        # A segment verification counts only if it covered the recorded chain, hash for hash.
+        check_segments(record, manifest, str(run_dir / "verification.json"))
         # 2. The release: commit of the tag, a version the registry does not hold.
         check_release_commit(manifest, version, tag_commit)
         uri = registry_uri or manifest["config"]["publish"]["registry"]

@@ -1,6 +1,8 @@
 """`ft reproduce RUN_DIR`: re-run REPRODUCE.md verbatim from a clean checkout and compare.
 
-    uv run ft reproduce runs/<id>
+    uv run ft reproduce runs/<id>                            # reproduce.strategy (default full)
+    uv run ft reproduce runs/<id> --segments all --parallel 2  # interval by interval
+    uv run ft reproduce runs/<id> --segments 1               # spot check 1 interval (drill)
 
 1. REPRODUCE.md must equal its rendering from manifest.json (a hand edit fails).
 2. Its command block runs with bash, verbatim, in a fresh `git worktree` of the
@@ -10,6 +12,10 @@
    within the declared bounds.
 4. RUN_DIR/verification.json records what ran, where, the compared hashes and
    the verdict; on failure `ft diff` explains which pinned input moved.
+
+Strategy `segments` (closure/segments.py) replaces step 2: REPRODUCE.md's segment
+blocks replay each checkpoint interval from its recorded start checkpoint, P at a
+time; each interval's end checkpoint (and for the last, every output) is compared.
 """
 
 import json
@@ -18,21 +24,41 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .diff import report
 from .errors import UserError
 from .hashing import sha256_file, write_atomic
-from .manifest import command_block, output_files, read_manifest, render_reproduce
+from .manifest import (
+    SEGMENT_FENCES,
+    command_block,
+    fenced_block,
+    output_files,
+    read_manifest,
+    render_reproduce,
+)
 
 SCHEMA = 1
 EXACT_IN_TOLERANCE_MODE = ("config.yaml", "data.lock")
 
 
-def main(run_dir: str) -> int:
+def main(
+    run_dir: str,
+    *,
+    segments: str | None = None,
+    parallel: int | None = None,
+    seed: int | None = None,
+    full: bool = False,
+) -> int:
+    """`segments`: "all" or a count K; None uses the run's reproduce.strategy."""
     run_dir = Path(run_dir).resolve()
     manifest = read_manifest(run_dir)
+    settings = manifest["config"]["reproduce"]
+    strategy = "full" if full else "segments" if segments else settings.get("strategy", "full")
+    k = _count(segments)
+    parallel = parallel or settings.get("parallel", 1)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     record = {
         "schema": SCHEMA,
@@ -40,11 +66,14 @@ def main(run_dir: str) -> int:
         "started_at": started,
         "manifest_sha256": sha256_file(run_dir / "manifest.json"),
         "commit": manifest["git"]["commit"],
-        "mode": manifest["config"]["reproduce"]["mode"],
+        "mode": settings["mode"],
+        "strategy": strategy,
     }
     try:
         block = _check_document(run_dir, manifest, record)
         _check_run_files(run_dir, manifest)
+        if strategy == "segments":
+            return _segments(run_dir, manifest, record, k=k, seed=seed, parallel=parallel)
         out = _execute(run_dir, manifest, block, record)
         fresh = read_manifest(out)
         record["reproduced_on"] = fresh["hardware"]
@@ -61,15 +90,61 @@ def main(run_dir: str) -> int:
         print(f"FAIL  {f.reason}", file=sys.stderr)
         if f.detail:
             print(f.detail, file=sys.stderr)
+    return _finish(run_dir, record)
+
+
+def _finish(run_dir: Path, record: dict) -> int:
     record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_atomic(run_dir / "verification.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
-    if record["passed"]:
+    if record["passed"] and record["strategy"] == "segments":
+        seg = record["segments"]
+        print(
+            f"PASS  {run_dir.name}: {len(seg['replayed'])} of {seg['intervals']} intervals "
+            f"replayed and matched ({record['mode']} mode)"
+            + ("" if seg["complete"] else f"; a spot check drawn with seed {seg['seed']}"),
+            file=sys.stderr,
+        )
+    elif record["passed"]:
         print(
             f"PASS  {run_dir.name} reproduced ({record['mode']} mode): "
             f"{len(record['compared'])} outputs compared",
             file=sys.stderr,
         )
     return 0 if record["passed"] else 1
+
+
+def _count(segments: str | None) -> int | None:
+    """`--segments all` -> None (every interval); `--segments K` -> K."""
+    if segments in (None, "all"):
+        return None
+    if not segments.isdigit() or int(segments) < 1:
+        raise UserError(
+            f"--segments takes `all` or a positive count, got {segments!r}",
+            key="--segments",
+            fix="pass --segments all (exact) or --segments K (spot check of K intervals)",
+        )
+    return int(segments)
+
+
+def _segments(run_dir: Path, manifest: dict, record: dict, **how) -> int:
+    from .closure.segments import verify
+
+    try:
+        text = (run_dir / "REPRODUCE.md").read_text()
+        blocks = tuple(fenced_block(text, fence) for fence in SEGMENT_FENCES)
+        if None in blocks:
+            raise _Failed(
+                "REPRODUCE.md has no segment command blocks (the run records no checkpoint "
+                "chain); verify it with a full replay (--full)"
+            )
+        verify(run_dir, manifest, record, blocks=blocks, checkout=_checkout, **how)
+        record |= {"passed": True, "reason": None}
+    except _Failed as f:
+        record |= {"passed": False, "reason": f.reason}
+        print(f"FAIL  {f.reason}", file=sys.stderr)
+        if f.detail:
+            print(f.detail, file=sys.stderr)
+    return _finish(run_dir, record)
 
 
 class _Failed(Exception):
@@ -120,13 +195,29 @@ def _check_run_files(run_dir: Path, manifest: dict) -> None:
 
 
 def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
-    commit = manifest["git"]["commit"]
+    out = run_dir / "reproduce"
+    shutil.rmtree(out, ignore_errors=True)
+    with _checkout(manifest["git"]["commit"], dirty=manifest["git"]["dirty"]) as (tree, env):
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", block], cwd=tree, env=env | {"FT_OUT": str(out)}
+        )
+    record["exit_code"] = done.returncode
+    if done.returncode != 0:
+        raise _Failed(f"the REPRODUCE.md command exited with status {done.returncode}")
+    if not (out / "manifest.json").is_file():
+        raise _Failed("the REPRODUCE.md command finished but wrote no run to $FT_OUT")
+    return out
+
+
+@contextmanager
+def _checkout(commit: str | None, dirty: bool = False):
+    """A fresh `git worktree` of the recorded commit and the environment to run in it."""
     if not commit:
         raise _Failed(
             "the run was not trained inside a git checkout, so there is no commit to "
             "rebuild from; train from a committed repo"
         )
-    if manifest["git"]["dirty"]:
+    if dirty:
         raise _Failed(
             f"the run was trained from a dirty tree (uncommitted changes on top of "
             f"{commit[:12]}): a checkout of the commit cannot rebuild it; commit, then "
@@ -139,8 +230,6 @@ def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
             file=os.getcwd(),
             fix="run ft reproduce from the repository the run was trained in",
         )
-    out = run_dir / "reproduce"
-    shutil.rmtree(out, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(prefix="ft-reproduce-"))
     tree = scratch / "checkout"
     added = subprocess.run(
@@ -152,11 +241,14 @@ def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
     if added.returncode != 0:
         shutil.rmtree(scratch, ignore_errors=True)
         raise _Failed(f"cannot check out commit {commit}: {added.stderr.strip()}")
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "FT_OUT")}
-    env["FT_OUT"] = str(out)
-    print(f"reproducing {run_dir.name} at {commit[:12]} in {tree}", file=sys.stderr, flush=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "FT_OUT", "FT_SEGMENT", "FT_CHAIN")
+    }
+    print(f"reproducing at {commit[:12]} in {tree}", file=sys.stderr, flush=True)
     try:
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tree, env=env)
+        yield tree, env
     finally:
         # The worktree's fresh .venv holds tens of thousands of files: removing it directly
         # is several times faster than letting `git worktree remove` walk it.
@@ -167,12 +259,6 @@ def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
             cwd=top.stdout.strip(),
         )
         shutil.rmtree(scratch, ignore_errors=True)
-    record["exit_code"] = done.returncode
-    if done.returncode != 0:
-        raise _Failed(f"the REPRODUCE.md command exited with status {done.returncode}")
-    if not (out / "manifest.json").is_file():
-        raise _Failed("the REPRODUCE.md command finished but wrote no run to $FT_OUT")
-    return out
 
 
 def compare(run_dir: Path, out: Path, manifest: dict) -> list[dict]:

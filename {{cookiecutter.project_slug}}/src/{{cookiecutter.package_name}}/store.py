@@ -26,6 +26,7 @@ AWS_SECRET_ACCESS_KEY or AWS_PROFILE; gcsfs: the gcloud login).
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -47,6 +48,8 @@ ACCESS_FIX = (
     "(S3: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
 )
 READY_WAIT_S = 3600  # how long the other processes of one machine wait for a resume's pull
+# A checkpoint file as a manifest's chain names it (ft fetch --checkpoints).
+CHECKPOINT_FILE = re.compile(r"checkpoints/step-\d{8}/(state\.pt|rng-rank\d+\.pt)")
 
 
 def is_url(out: str | os.PathLike | None) -> bool:
@@ -299,12 +302,14 @@ def latest_checkpoint(names: set[str]) -> str | None:
     return max(steps, default=None)
 
 
-def fetch(url: str, dest: str | os.PathLike) -> Path:
-    """`ft fetch URL DIR`: a finished run, every output re-hashed against its manifest.
+def fetch(url: str, dest: str | os.PathLike, checkpoints: bool = False) -> Path:
+    """`ft fetch URL DIR [--checkpoints]`: a finished run, every file re-hashed against its
+    manifest.
 
     Downloads manifest.json, REPRODUCE.md, run.json and every output the manifest
-    lists (not checkpoints) into a temp directory beside DIR, renamed into place
-    only when every hash matched: DIR is complete or absent.
+    lists (with `checkpoints`, also every checkpoint of its chain, for `ft reproduce
+    --segments`) into a temp directory beside DIR, renamed into place only when every
+    hash matched: DIR is complete or absent.
     """
     remote, dest = RemoteDir(url), Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
@@ -329,6 +334,17 @@ def fetch(url: str, dest: str | os.PathLike) -> Path:
             remote.get(name, partial / name)
         for name, digest in sorted(manifest["outputs"].items()):
             remote.get(name, partial / name, digest, against="manifest.json")
+        for link in manifest.get("checkpoints") or [] if checkpoints else []:
+            for name, digest in sorted(link["files"].items()):
+                rel = f"{link['path']}/{name}"
+                # Names from the remote manifest must stay inside the run directory.
+                if not CHECKPOINT_FILE.fullmatch(rel):
+                    raise UserError(
+                        f"the manifest lists a checkpoint file outside the chain: {rel!r}",
+                        file=f"{url}/manifest.json",
+                        fix="fetch a run written by `ft train`",
+                    )
+                remote.get(rel, partial / rel, digest, against="manifest.json")
         if dest.exists():
             dest.rmdir()
         os.replace(partial, dest)
