@@ -52,6 +52,11 @@ def test_init_tiny_replaces_an_existing_directory(pkg, pins, tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["tiny-llama"]  # no staging dir left
 
 
+def test_tiny_base_files_are_readable_like_any_other_file(tiny_base):
+    modes = {name: (tiny_base / name).stat().st_mode & 0o777 for name in FILES}
+    assert set(modes.values()) == {modes["config.json"]}, modes  # safetensors alone wrote 0600
+
+
 def test_base_hash_prints_the_pin(ft, tiny_base, pins):
     result = ft("base", "hash", tiny_base)
     assert (result.code, result.out) == (0, pins["smoke.yaml"] + "\n")

@@ -165,7 +165,7 @@ def test_console_script_bad_config_is_one_line_exit_2(data_workdir):
     assert (run.returncode, run.stdout) == (2, "")
     assert "Traceback" not in run.stderr
     assert run.stderr.count("\n") == 1
-    assert run.stderr.startswith("error: configs/smoke.yaml: train.lrr: Extra inputs")
+    assert run.stderr.startswith("error: configs/smoke.yaml: --set train.lrr: not a config key")
 
 
 def test_base_hash_of_a_non_model_directory(ft, tmp_path):

@@ -223,7 +223,7 @@ def test_sigkill_then_resume_gives_the_same_bytes(project, smoke_run, kill_after
         text=True,
     )
     for line in proc.stderr:
-        if line.startswith(f"step {kill_after} "):
+        if line.startswith(f"step {kill_after}/"):
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait()
@@ -283,6 +283,37 @@ def test_one_byte_of_training_data_stops_training(project, tmp_path, capsys, mon
     assert err.count("\n") == 0 and "Traceback" not in err
     assert "data/raw/train.jsonl" in err and "data.sources.0.sha256" in err and "fix:" in err
     assert not (copy / "runs" / "x" / "manifest.json").exists()
+
+
+def test_training_from_a_dirty_tree_warns_first(project, tmp_path, capsys, monkeypatch):
+    copy = tmp_path / "p"
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".venv", "runs"))
+    (copy / "notes.txt").write_text("scratch\n")
+    raw = copy / "data" / "raw" / "train.jsonl"
+    raw.write_bytes(raw.read_bytes() + b"\n")  # also stops training early, at the data check
+    monkeypatch.chdir(copy)
+    assert mod("cli").main(["train", *SMOKE, "--out", "runs/x"]) == 2
+    warning, error = capsys.readouterr().err.strip().splitlines()
+    assert warning.startswith("warning: uncommitted changes (data/raw/train.jsonl, notes.txt)")
+    assert "will not be reproducible or publishable" in warning
+    assert error.startswith("error: ") and "data.sources.0.sha256" in error
+
+
+def test_resume_of_a_finished_run_is_a_no_op(project, smoke_run, capsys, monkeypatch):
+    monkeypatch.chdir(project)
+    before = {p: p.read_bytes() for p in smoke_run.rglob("*") if p.is_file()}
+    assert mod("cli").main(["train", "--out", "runs/smoke", "--resume"]) == 0
+    assert capsys.readouterr().err == (
+        "nothing to resume: runs/smoke is complete (manifest.json exists)\n"
+    )
+    assert {p: p.read_bytes() for p in smoke_run.rglob("*") if p.is_file()} == before
+
+
+def test_outputs_are_readable_like_any_other_file(smoke_run):
+    """safetensors creates its files 0600; a registry or shared bucket must serve them."""
+    want = (smoke_run / "config.yaml").stat().st_mode & 0o777
+    for name in mod("manifest").output_files(smoke_run):
+        assert (smoke_run / name).stat().st_mode & 0o777 == want, name
 
 
 def test_planted_nondeterminism_fails_reproduce_and_diff_says_so(tmp_path):

@@ -175,7 +175,29 @@ def test_bad_override_is_a_user_error(ft, data_workdir, assignment, needles):
 
 def test_override_of_an_unknown_key_is_refused(ft, data_workdir):
     result = ft("config", "validate", "--config", SMOKE, "--set", "train.learning_rate=1e-3")
-    result.user_error(SMOKE, "train.learning_rate", "remove the key or fix its spelling")
+    result.user_error(SMOKE, "--set train.learning_rate", "train has no key 'learning_rate'", "lr")
+
+
+@pytest.mark.parametrize(
+    "assignment, needles",
+    [
+        ("no.such.key=1", ["--set no.such.key:", "the top level has no key 'no'", "seed, model"]),
+        ("model.lora.rank.x=4", ["--set model.lora.rank.x:", "model.lora has no key 'rank'"]),
+        ("data.sources.0.sha=1", ["--set data.sources.0.sha:", "data.sources.0 has no key 'sha'"]),
+    ],
+)
+def test_override_of_an_unknown_path_names_the_full_dotted_path(
+    ft, data_workdir, assignment, needles
+):
+    line = ft("config", "validate", "--config", SMOKE, "--set", assignment).user_error(
+        SMOKE, *needles
+    )
+    assert "Extra inputs" not in line
+
+
+def test_override_inside_a_free_form_mapping_is_accepted(pkg, data_workdir):
+    cfg = pkg.config.load_config(SMOKE, ["data.filters.0.params.new_param=3"])
+    assert cfg.data.filters[0].params["new_param"] == 3
 
 
 # --- validation errors ------------------------------------------------------------------

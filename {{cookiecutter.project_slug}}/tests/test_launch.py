@@ -474,7 +474,7 @@ def test_a_preempted_single_node_job_resumes_from_the_bucket(job_project, tmp_pa
     env = _job_env(job_project, bucket, "preempted", 1, 0)
     first = _script(job_project, env, stderr=subprocess.PIPE, start_new_session=True)
     for line in first.stderr:
-        if line.startswith("step 6 "):  # checkpoint at step 4 is in the bucket by now
+        if line.startswith("step 6/"):  # checkpoint at step 4 is in the bucket by now
             os.killpg(first.pid, signal.SIGKILL)  # the VM is gone
             break
     first.wait(timeout=60)

@@ -257,7 +257,7 @@ def test_killed_run_resumes_from_the_bucket_with_the_same_bytes(project, local_r
         text=True,
     )
     for line in proc.stderr:
-        if line.startswith("step 6 "):  # checkpoint 4 was pushed before step 5 began
+        if line.startswith("step 6/"):  # checkpoint 4 was pushed before step 5 began
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait()
@@ -337,9 +337,9 @@ def test_tampered_object_fails_fetch_naming_it(project, s3_run, s3):
             f"error: s3://{BUCKET}/runs/smoke: listing failed: PermissionError: ",
         ),
         (
-            ["fetch", "gs://bucket/runs/x", "runs/x"],
+            ["fetch", "abfs://bucket/runs/x", "runs/x"],
             {},
-            "error: gs://bucket/runs/x: no fsspec backend for gs://",
+            "error: abfs://bucket/runs/x: no fsspec backend for abfs://",
         ),
         (
             ["fetch", f"s3://{ACCESS_KEY}:{SECRET_KEY}@{BUCKET}/runs/smoke", "runs/x"],
@@ -403,7 +403,7 @@ def test_two_processes_resume_from_the_bucket(project, s3):
         text=True,
     )
     for line in proc.stderr:
-        if line.startswith("step 6 "):
+        if line.startswith("step 6/"):
             for pid in [proc.pid, *_descendants(proc.pid)]:  # the launcher and both workers
                 os.kill(pid, signal.SIGKILL)
             break

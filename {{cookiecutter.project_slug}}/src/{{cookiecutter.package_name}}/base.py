@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .hashing import sha256_tree, write_atomic
+from .hashing import default_mode, sha256_tree, write_atomic
 
 TINY_SEED = 20240611
 TINY_CONFIG = {
@@ -128,6 +128,7 @@ def init_tiny(out: str | Path) -> str:
             staging / "config.json", json.dumps(TINY_CONFIG, indent=2, sort_keys=True) + "\n"
         )
         save_file(_weights(), str(staging / "model.safetensors"), metadata={"format": "pt"})
+        default_mode(staging / "model.safetensors")  # safetensors writes 0600
         _build_tokenizer(staging)
         if out.exists():
             shutil.rmtree(out)

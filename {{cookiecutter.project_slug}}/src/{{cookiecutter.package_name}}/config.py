@@ -291,6 +291,42 @@ def apply_override(raw: dict, assignment: str) -> None:
             node = node[part]
 
 
+def _unknown_override(assignment: str) -> tuple[str, str] | None:
+    """For `--set` of a key the schema does not have: (the unknown prefix as pydantic
+    names it, a message naming the whole dotted path). Pydantic alone would report only
+    the first unknown part (`no: Extra inputs are not permitted` for `no.such.key`)."""
+    import types
+    import typing
+
+    key = assignment.partition("=")[0]
+    parts = key.split(".")
+    node: Any = Config
+    for i, part in enumerate(parts):
+        # Unwrap `X | None` and list items down to a section class, if there is one.
+        while True:
+            origin = typing.get_origin(node)
+            if origin in (typing.Union, types.UnionType):
+                node = next(a for a in typing.get_args(node) if a is not type(None))
+            elif origin is list and part.isdigit():
+                node, part = typing.get_args(node)[0], None
+                break
+            else:
+                break
+        if part is None:
+            continue  # a list index: checked against the list when applied
+        if not (isinstance(node, type) and issubclass(node, BaseModel)):
+            return None  # a free-form mapping (filter params) or a scalar: nothing to check
+        if part not in node.model_fields:
+            where = ".".join(parts[:i]) or "the top level"
+            known = ", ".join(n for n in node.model_fields if not n.startswith("_"))
+            return ".".join(parts[: i + 1]), (
+                f"--set {key}: not a config key: {where} has no key {part!r} (fix: remove the "
+                f"override or fix its spelling; {where} has {known})"
+            )
+        node = node.model_fields[part].annotation
+    return None
+
+
 def _dotted(loc: tuple) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
@@ -334,11 +370,14 @@ def load_config(path: str | Path = DEFAULT_CONFIG, overrides: list[str] = ()) ->
         )
     for assignment in overrides:
         apply_override(raw, assignment)
+    unknown = dict(filter(None, map(_unknown_override, overrides)))
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as e:
-        lines = []
+        lines = list(unknown.values())
         for err in e.errors():
+            if err["type"] == "extra_forbidden" and _dotted(err["loc"]) in unknown:
+                continue  # said above, with the override's whole path
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"{_dotted(err['loc'])}: {msg} (fix: {_fix_for(err)})")
         raise UserError("; ".join(lines), file=str(path)) from None

@@ -57,6 +57,14 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def default_mode(path: str | os.PathLike) -> None:
+    """Give a file the mode `open()` would (0666 less the umask). Some writers (safetensors)
+    create 0600 files, which a registry or shared bucket then serves unreadable to others."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     """Write to a temp file beside `path`, fsync, then rename over it.
 

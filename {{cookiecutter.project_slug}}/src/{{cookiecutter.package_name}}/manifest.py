@@ -67,14 +67,25 @@ def output_files(run_dir: Path) -> dict[str, str]:
     return hashes
 
 
-def _git() -> dict:
-    def run(*args):
-        r = subprocess.run(["git", *args], capture_output=True, text=True)
-        return r.stdout.strip() if r.returncode == 0 else None
+def _run_git(*args) -> str | None:
+    r = subprocess.run(["git", *args], capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
 
-    commit = run("rev-parse", "HEAD")
-    status = run("status", "--porcelain", "--untracked-files=normal")
+
+def _git() -> dict:
+    commit = _run_git("rev-parse", "HEAD")
+    status = _run_git("status", "--porcelain", "--untracked-files=normal")
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def dirty_files() -> list[str]:
+    """Paths `git status` reports as changed or untracked (what makes a run's tree dirty)."""
+    r = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=normal"], capture_output=True, text=True
+    )
+    if r.returncode != 0:
+        return []  # not a git checkout: the manifest records that instead
+    return [line[3:] for line in r.stdout.splitlines() if len(line) > 3]
 
 
 def _hardware(accelerator) -> dict:

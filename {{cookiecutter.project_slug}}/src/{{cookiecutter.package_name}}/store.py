@@ -85,8 +85,8 @@ class RemoteDir:
             raise UserError(
                 f"no fsspec backend for {protocol}:// ({e})",
                 file=url,
-                fix="add the backend package (e.g. `uv add gcsfs` for gs://), or use "
-                "s3:// or file://",
+                fix="add the backend package (e.g. `uv add adlfs` for abfs://), or use "
+                "s3://, gs:// or file://",
             ) from None
         except ValueError as e:
             raise UserError(
@@ -164,6 +164,14 @@ class RemoteDir:
             )
 
 
+class RunComplete(Exception):
+    """`--resume` of a run whose manifest.json exists: nothing to do (not an error)."""
+
+    def __init__(self, where: str):
+        super().__init__(where)
+        self.where = where
+
+
 class RunLocation:
     """Where `ft train --out` puts a run. This one is a local directory: nothing to mirror."""
 
@@ -209,6 +217,8 @@ class RemoteRunLocation(RunLocation):
             )
         staging = Path(self.local_dir)
         if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+            if resume and "manifest.json" in self.remote.names():
+                raise RunComplete(self.url)  # as the first process does: nothing to wait for
             if resume:  # the first process of this machine pulls; the others wait for it
                 _wait_ready(staging)
             return
@@ -229,11 +239,7 @@ class RemoteRunLocation(RunLocation):
                 fix="pass the --out URL of an interrupted run",
             )
         if "manifest.json" in present:
-            raise UserError(
-                "this run already finished",
-                file=self.url,
-                fix="nothing to resume; `ft fetch` it, or start a new run",
-            )
+            raise RunComplete(self.url)
         shutil.rmtree(staging.parent, ignore_errors=True)
         for name in RESUME_FILES:
             if name in present:

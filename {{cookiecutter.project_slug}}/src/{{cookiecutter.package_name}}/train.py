@@ -30,7 +30,7 @@ from . import checkpoint, determinism, store
 from .closure import segments
 from .config import Config, dump_yaml, load_config
 from .errors import UserError
-from .hashing import write_atomic
+from .hashing import default_mode, write_atomic
 
 RUN_FILE = "run.json"  # the invocation, written first: what --resume re-reads
 
@@ -47,8 +47,20 @@ def main(
     # An --out URL (s3://...) trains in a local staging directory mirrored to it (store.py).
     # A segment replay trains one interval of the finished run `chain` (closure/segments.py).
     replay = segments.Replay.open(chain, segment, out, resume)
-    location = store.RunLocation.open(out, resume)
-    run_dir, invocation = _run_dir(config_path, overrides, location.local_dir, resume)
+    try:
+        location = store.RunLocation.open(out, resume)
+        run_dir, invocation = _run_dir(config_path, overrides, location.local_dir, resume)
+    except store.RunComplete as done:
+        # Retry wrappers and SkyPilot restarts re-issue `--resume` blindly: a finished run
+        # is success, not an error.
+        print(
+            f"nothing to resume: {done.where} is complete (manifest.json exists)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return Path(done.where)
+    if int(os.environ.get("RANK", "0")) == 0:
+        _warn_if_dirty()
     location.begin(run_dir)
     cfg = load_config(invocation["config"], invocation["overrides"])
     if resume and cfg.hash() != invocation["config_sha256"]:
@@ -192,11 +204,7 @@ def _run_dir(
                 fix="pass the --out directory of an interrupted run",
             )
         if (run_dir / "manifest.json").exists():
-            raise UserError(
-                "this run already finished",
-                file=str(run_dir),
-                fix="nothing to resume; start a new run with another --out",
-            )
+            raise store.RunComplete(str(run_dir))
         return run_dir, json.loads((run_dir / RUN_FILE).read_text())
     cfg = load_config(config_path, overrides)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -218,6 +226,22 @@ def _run_dir(
         write_atomic(run_dir / RUN_FILE, json.dumps(invocation, indent=2) + "\n")
         write_atomic(run_dir / "config.yaml", dump_yaml(cfg.resolved()))
     return run_dir, invocation
+
+
+def _warn_if_dirty() -> None:
+    """One line up front: a run from uncommitted changes can be neither reproduced nor
+    published (`ft reproduce` rebuilds from the recorded commit), so say so before it trains."""
+    from .manifest import dirty_files
+
+    dirty = dirty_files()
+    if dirty:
+        shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+        print(
+            f"warning: uncommitted changes ({shown}): this run will not be reproducible or "
+            "publishable; commit them and train again for a release",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _optimizer(cfg: Config, model):
@@ -333,6 +357,8 @@ def _write_adapter(model, run_dir: Path) -> None:
     if isinstance(adapter_config.get("target_modules"), list):
         adapter_config["target_modules"] = sorted(adapter_config["target_modules"])
     write_atomic(config_file, json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
+    for path in partial.iterdir():  # safetensors creates its file 0600; outputs are shared
+        default_mode(path)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(partial, final)
 
@@ -353,24 +379,45 @@ def _log(accelerator, text: str) -> None:
 
 
 class _Progress:
-    """A tqdm bar on a terminal; plain lines (one per log_every steps) in CI and pipes."""
+    """Where training is: a tqdm bar on a terminal (step/total, loss, tokens/s, ETA), plain
+    lines in CI logs and pipes (`step 5/100  loss ...  eta 0:42`, about 20 per run).
+
+    It only reads the loop's numbers and writes to stderr: no run output depends on it.
+    """
 
     def __init__(self, accelerator, start: int, total: int):
         self.main = accelerator.is_main_process
         self.bar = None
+        self.start, self.total = start, total
         self.every = max(1, total // 20)
+        self.began = time.perf_counter()
         if self.main and sys.stderr.isatty() and not os.environ.get("CI"):
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total, initial=start, unit="step", dynamic_ncols=True, desc="train"
+            )
 
     def update(self, step: int, loss: float, tok_s: float) -> None:
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tok_s:,.0f}")
-        elif self.main and (step % self.every == 0 or step == 1):
-            print(f"step {step}  loss {loss:.4f}  tok/s {tok_s:,.0f}", file=sys.stderr, flush=True)
+        elif self.main and (step % self.every == 0 or step == self.start + 1 or step == self.total):
+            elapsed = time.perf_counter() - self.began
+            eta = elapsed / (step - self.start) * (self.total - step)
+            print(
+                f"step {step}/{self.total}  loss {loss:.4f}  tok/s {tok_s:,.0f}  "
+                f"elapsed {_clock(elapsed)}  eta {_clock(eta)}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
