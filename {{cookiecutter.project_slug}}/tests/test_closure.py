@@ -502,6 +502,7 @@ def test_two_process_run_spot_checked_by_seed_and_refused_by_publish(project, tw
         project, "publish", "runs/two-drill", "--version", "v0.1.0", "--registry", uri, check=False
     )
     assert refused.returncode == 2 and "replayed 1 of 3 checkpoint intervals" in refused.stderr
+    assert "a spot check, not a verification" in refused.stderr
 
 
 def test_planted_nondeterminism_is_localised_to_its_interval(project):
@@ -552,53 +553,47 @@ def _tamper(checkpoint: Path) -> None:
 
 
 def test_tampered_missing_and_rehashed_checkpoints_fail(project, smoke_run, reproduced, tmp_path):
-    ckpt = mod("checkpoint")
-    segments = mod("closure.segments")
-    seed_2 = next(s for s in range(100) if segments.select(3, 1, s) == [2])
-    # An edited checkpoint fails the interval that starts from it, without being loaded.
-    run = copy_run(project, smoke_run, "tampered-ckpt")
+    """One run copy holds both attacks: step 8 edited in place, and step 4 edited with the
+    chain re-hashed to match it (manifest.json and REPRODUCE.md re-rendered, so the document
+    check passes). Then a copy with a checkpoint missing."""
+    run = copy_run(project, smoke_run, "tampered")
+    (run / "verification.json").write_text((smoke_run / "verification.json").read_text())
     _tamper(run / "checkpoints" / "step-00000008")
+    _tamper(run / "checkpoints" / "step-00000004")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["checkpoints"][1] |= mod("checkpoint").digest(run / "checkpoints" / "step-00000004")
+    (run / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    (run / "REPRODUCE.md").write_text(mod("manifest").render_reproduce(manifest))
+    # The re-hashed manifest no longer matches the verification the release was checked on.
+    uri = f"file://{tmp_path / 'registry'}"
+    refused = ft(
+        project, "publish", "runs/tampered", "--version", "v0.1.0", "--registry", uri, check=False
+    )
+    assert refused.returncode == 2 and "manifest.json changed after verification" in refused.stderr
     done = ft(
-        project,
-        "reproduce",
-        "runs/tampered-ckpt",
-        "--segments",
-        "1",
-        "--seed",
-        str(seed_2),
-        check=False,
+        project, "reproduce", "runs/tampered", "--segments", "all", "--parallel", "2", check=False
     )
     assert done.returncode == 1
-    assert "interval 2 of 3: its start checkpoint checkpoints/step-00000008 differs" in done.stderr
-    assert record(run)["intervals"][0]["exit_code"] is None  # never ran
+    # Interval 0, replayed from the config alone, does not produce the re-hashed step 4.
+    assert "diverged between steps 0 and 4" in done.stderr
+    assert "produced checkpoints/step-00000004 with another hash" in done.stderr
+    zero, one, two = record(run)["intervals"]
+    assert not zero["equal"] and zero["end"]["actual"] == smoke_chain(smoke_run)[1]
+    # Interval 1 loads the re-hashed step 4 (its hash is the manifest's) and cannot produce
+    # the recorded step 8; interval 2's edited start fails without being loaded.
+    assert not one["equal"] and one["end"]["actual"] != one["end"]["expected"]
+    assert not two["equal"] and two["exit_code"] is None and two["wall_s"] == 0.0
     # A missing checkpoint is named before anything runs.
     run = copy_run(project, smoke_run, "missing-ckpt")
     shutil.rmtree(run / "checkpoints" / "step-00000004")
     done = ft(project, "reproduce", "runs/missing-ckpt", "--segments", "all", check=False)
     assert done.returncode == 1
     assert "checkpoint checkpoints/step-00000004 is missing from the chain" in done.stderr
-    # A chain re-hashed to match a tampered checkpoint: the manifest and REPRODUCE.md agree
-    # with it, but no longer with the verification record the release was checked against,
-    # and interval 0, replayed from the config alone, does not produce the recorded step 4.
-    run = copy_run(project, smoke_run, "rehashed")
-    (run / "verification.json").write_text((smoke_run / "verification.json").read_text())
-    _tamper(run / "checkpoints" / "step-00000004")
-    manifest = json.loads((run / "manifest.json").read_text())
-    manifest["checkpoints"][1] |= ckpt.digest(run / "checkpoints" / "step-00000004")
-    (run / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    (run / "REPRODUCE.md").write_text(mod("manifest").render_reproduce(manifest))
-    uri = f"file://{tmp_path / 'registry'}"
-    refused = ft(
-        project, "publish", "runs/rehashed", "--version", "v0.1.0", "--registry", uri, check=False
-    )
-    assert refused.returncode == 2 and "manifest.json changed after verification" in refused.stderr
-    seed_0 = next(s for s in range(100) if segments.select(3, 1, s) == [0])
-    done = ft(
-        project, "reproduce", "runs/rehashed", "--segments", "1", "--seed", str(seed_0), check=False
-    )
-    assert done.returncode == 1
-    assert "diverged between steps 0 and 4" in done.stderr
-    assert "produced checkpoints/step-00000004 with another hash" in done.stderr
+    assert not (run / "reproduce").exists()
+
+
+def smoke_chain(run: Path) -> list[str]:
+    return [c["sha256"] for c in json.loads((run / "manifest.json").read_text())["checkpoints"]]
 
 
 def test_fetch_with_checkpoints_brings_the_chain_verified(smoke_run, tmp_path):

@@ -26,6 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .closure.segments import check_complete
 from .closure.segments import check_record as check_segments
 from .errors import UserError
 from .manifest import command_block, output_files, read_manifest
@@ -98,6 +99,7 @@ def read_verification(run_dir: Path, staging: Path) -> dict:
             file=str(path),
             fix=f"fix the cause, run `ft reproduce {run_dir}` until it passes, then publish",
         )
+    check_complete(record, str(path))  # a drill's K-of-N sample passes, but verifies nothing
     if (
         not isinstance(record.get("compared"), list)
         or not record.get("manifest_sha256")

@@ -116,10 +116,9 @@ def main(
     # checkpoint, or for a segment replay from the interval's start checkpoint in the chain.
     start, saved_metrics = 0, None
     if replay and replay.interval.start > 0:
-        start, saved_metrics = checkpoint.load(
-            replay.start_checkpoint, model, optimizer, scheduler, accelerator
-        )
-        _log(accelerator, f"replaying {replay.interval.name} from {replay.start_checkpoint}")
+        first = replay.start_checkpoint  # hashed against the chain before it is loaded
+        start, saved_metrics = checkpoint.load(first, model, optimizer, scheduler, accelerator)
+        _log(accelerator, f"replaying {replay.interval.name} from {first}")
     elif resume and (last := checkpoint.latest(run_dir)) is not None:
         start, saved_metrics = checkpoint.load(last, model, optimizer, scheduler, accelerator)
         _log(accelerator, f"resuming from {last.relative_to(run_dir)} (step {start})")

@@ -20,6 +20,7 @@ recomputes those verdicts from the hashes, for `ft publish`.
 import json
 import random
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -114,7 +115,18 @@ class Replay:
 
     @property
     def start_checkpoint(self) -> Path:
-        return step_dir(self.chain, self.interval.start)
+        """The interval's start checkpoint, only if its bytes are the recorded ones: a
+        checkpoint is a pickle, and loading one runs code."""
+        path = step_dir(self.chain, self.interval.start)
+        recorded = chain_entry(self.manifest, self.interval.start)["sha256"]
+        if not path.is_dir() or digest(path)["sha256"] != recorded:
+            raise UserError(
+                f"checkpoint {path} is missing or differs from the chain manifest.json records",
+                file=str(self.chain / "manifest.json"),
+                fix="restore the run's checkpoints (ft fetch --checkpoints), or verify it "
+                "with a full replay",
+            )
+        return path
 
     def check_config(self, cfg) -> None:
         if cfg.hash() != self.manifest["config_sha256"]:
@@ -202,41 +214,51 @@ def verify(
     setup, per_interval = blocks
     record["segment_command"] = {"setup": setup, "interval": per_interval}
     out_root = run_dir / OUT_DIR
-    with checkout(manifest["git"]["commit"], dirty=manifest["git"]["dirty"]) as (tree, env):
-        print(
-            f"replaying {len(chosen)} of {len(found)} intervals of {run_dir.name}, "
-            f"{parallel} at a time",
-            file=sys.stderr,
-            flush=True,
-        )
-        setup_done = subprocess.run(["bash", "-euo", "pipefail", "-c", setup], cwd=tree, env=env)
-        if setup_done.returncode != 0:
-            raise Failed(f"the segment setup block exited with status {setup_done.returncode}")
-
-        def run(iv: Interval) -> tuple[int | None, float]:
-            if iv.start > 0 and starts[iv.index] != chain_entry(manifest, iv.start)["sha256"]:
-                return None, 0.0  # tampered start: not loaded
-            out = out_root / f"interval-{iv.index:04d}"
-            subprocess.run(["rm", "-rf", str(out)], check=True)
-            began = time.perf_counter()
-            done = subprocess.run(
-                ["bash", "-euo", "pipefail", "-c", per_interval],
-                cwd=tree,
-                env=env
-                | {"FT_SEGMENT": str(iv.index), "FT_CHAIN": str(run_dir), "FT_OUT": str(out)},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
+    shutil.rmtree(out_root, ignore_errors=True)  # no replay output of an earlier gate counts
+    runnable = [
+        iv
+        for iv in chosen
+        if iv.start == 0 or starts[iv.index] == chain_entry(manifest, iv.start)["sha256"]
+    ]
+    results = {iv.index: (None, 0.0) for iv in chosen}  # a tampered start: never loaded
+    if runnable:
+        with checkout(manifest["git"]["commit"], dirty=manifest["git"]["dirty"]) as (tree, env):
+            print(
+                f"replaying {len(runnable)} of {len(found)} intervals of {run_dir.name}, "
+                f"{parallel} at a time",
+                file=sys.stderr,
+                flush=True,
             )
-            if done.returncode != 0:
-                print(done.stderr[-2000:], file=sys.stderr)
-            return done.returncode, round(time.perf_counter() - began, 3)
+            setup_done = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", setup], cwd=tree, env=env
+            )
+            if setup_done.returncode != 0:
+                raise Failed(f"the segment setup block exited with status {setup_done.returncode}")
 
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
-            results = list(pool.map(run, chosen))
+            def run(iv: Interval) -> tuple[int, float]:
+                out = out_root / f"interval-{iv.index:04d}"
+                shutil.rmtree(out, ignore_errors=True)
+                began = time.perf_counter()
+                done = subprocess.run(
+                    ["bash", "-euo", "pipefail", "-c", per_interval],
+                    cwd=tree,
+                    env=env
+                    | {"FT_SEGMENT": str(iv.index), "FT_CHAIN": str(run_dir), "FT_OUT": str(out)},
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                if done.returncode != 0:
+                    print(done.stderr[-2000:], file=sys.stderr)
+                return done.returncode, round(time.perf_counter() - began, 3)
+
+            with ThreadPoolExecutor(max_workers=parallel) as pool:
+                for iv, result in zip(runnable, pool.map(run, runnable), strict=True):
+                    results[iv.index] = result
 
     entries = []
-    for iv, (code, wall) in zip(chosen, results, strict=True):
+    for iv in chosen:
+        code, wall = results[iv.index]
         out = out_root / f"interval-{iv.index:04d}"
         entry = {
             "index": iv.index,
@@ -323,6 +345,21 @@ def replay_pins(run_dir: Path, index: int) -> dict | None:
 
 
 # --- publish: the verdict recomputed from the hashes ----------------------------------------
+
+
+def check_complete(record: dict, where: str) -> None:
+    """A segments record that replayed a sample is a drill's spot check, never a release's
+    verification (UserError)."""
+    seg = record.get("segments")
+    if record.get("strategy") == "segments" and not (isinstance(seg, dict) and seg.get("complete")):
+        replayed = len(seg.get("replayed") or []) if isinstance(seg, dict) else 0
+        total = seg.get("intervals") if isinstance(seg, dict) else "?"
+        raise UserError(
+            f"the verification replayed {replayed} of {total} checkpoint intervals: "
+            "a spot check, not a verification",
+            file=where,
+            fix="run `ft reproduce RUN --segments all` (or a full replay) before publishing",
+        )
 
 
 def check_record(record: dict, manifest: dict, where: str) -> None:
