@@ -313,9 +313,9 @@ def fetch(url: str, dest: str | os.PathLike, checkpoints: bool = False) -> Path:
     manifest.
 
     Downloads manifest.json, REPRODUCE.md, run.json and every output the manifest
-    lists (with `checkpoints`, also every checkpoint of its chain, for `ft reproduce
-    --segments`) into a temp directory beside DIR, renamed into place only when every
-    hash matched: DIR is complete or absent.
+    lists (with `checkpoints`, or when the run's config says `reproduce.strategy:
+    segments`, also every checkpoint of its chain) into a temp directory beside DIR,
+    renamed into place only when every hash matched: DIR is complete or absent.
     """
     remote, dest = RemoteDir(url), Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
@@ -340,6 +340,8 @@ def fetch(url: str, dest: str | os.PathLike, checkpoints: bool = False) -> Path:
             remote.get(name, partial / name)
         for name, digest in sorted(manifest["outputs"].items()):
             remote.get(name, partial / name, digest, against="manifest.json")
+        # A run whose config verifies by segments needs its chain wherever it is verified.
+        checkpoints = checkpoints or manifest["config"]["reproduce"].get("strategy") == "segments"
         for link in manifest.get("checkpoints") or [] if checkpoints else []:
             for name, digest in sorted(link["files"].items()):
                 rel = f"{link['path']}/{name}"
