@@ -221,7 +221,7 @@ def main() -> int:
     p.add_argument("--tmp", default=None, help="directory for the scratch files")
     args = p.parse_args()
     pkg = package()
-    build, hashing = pkg.data.build, pkg.hashing
+    build, hashing = pkg.data.build, pkg.util.hashing
     tmp = Path(tempfile.mkdtemp(prefix="bench-data-", dir=args.tmp))
     out: dict = {"chunk_rows": build.CHUNK_ROWS}
 

@@ -75,7 +75,7 @@ def build_base(out: Path, size: str, seed: int) -> tuple[str, int, int]:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    hashing = importlib.import_module(f"{package_name()}.hashing")
+    hashing = importlib.import_module(f"{package_name()}.util.hashing")
     config = LlamaConfig(**SIZES[size], rms_norm_eps=1e-6, rope_theta=10000.0,
                          tie_word_embeddings=False, hidden_act="silu", bos_token_id=0,
                          eos_token_id=1, pad_token_id=2)

@@ -44,7 +44,7 @@ def commit(project: Path, message: str) -> str:
 
 def record_image(project: Path) -> dict:
     """image.lock for a (pretend) image built from this commit, committed."""
-    lock = mod("image").record(None, DIGEST, BASE_DIGEST, root=project)
+    lock = mod("ops.image").record(None, DIGEST, BASE_DIGEST, root=project)
     commit(project, "record the training image")
     return lock
 

@@ -81,7 +81,7 @@ def mlflow_uri(tmp_path_factory=None) -> str:
 
 def _train(proj: Path, name: str, overrides: list[str], **env: str) -> Path:
     with _Env(proj, **env):
-        mod("train").main(SMOKE, overrides, out=f"runs/{name}")
+        mod("train.recipe").main(SMOKE, overrides, out=f"runs/{name}")
     return proj / "runs" / name
 
 

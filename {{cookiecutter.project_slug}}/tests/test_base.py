@@ -30,7 +30,7 @@ def pins(pkg) -> dict[str, str]:
 
 def test_tiny_base_matches_every_config_pin(pkg, tiny_base, pins):
     assert sorted(p.name for p in tiny_base.iterdir()) == FILES
-    digest = pkg.hashing.sha256_tree(tiny_base)
+    digest = pkg.util.hashing.sha256_tree(tiny_base)
     assert pins == dict.fromkeys(pins, digest)
 
 
@@ -47,7 +47,7 @@ def test_init_tiny_replaces_an_existing_directory(pkg, pins, tmp_path):
     out = tmp_path / "base" / "tiny-llama"
     out.mkdir(parents=True)
     (out / "stale.bin").write_bytes(b"old")
-    assert pkg.base.init_tiny(out) == pins["smoke.yaml"]
+    assert pkg.model.tiny.init_tiny(out) == pins["smoke.yaml"]
     assert sorted(p.name for p in out.iterdir()) == FILES
     assert [p.name for p in out.parent.iterdir()] == ["tiny-llama"]  # no staging dir left
 
@@ -64,7 +64,7 @@ def test_base_hash_prints_the_pin(ft, tiny_base, pins):
 
 def test_workdir_holds_the_pinned_base(pkg, workdir, pins):
     base = pkg.config.load_config("configs/smoke.yaml").model.base
-    assert pkg.hashing.sha256_tree(base.path) == pins["smoke.yaml"]
+    assert pkg.util.hashing.sha256_tree(base.path) == pins["smoke.yaml"]
 
 
 def test_tiny_base_loads_with_transformers(tiny_base):
@@ -92,7 +92,7 @@ def test_tiny_base_loads_with_transformers(tiny_base):
 def test_tiny_weights_follow_the_documented_init(tiny_base, pkg):
     from safetensors.torch import load_file
 
-    bound = pkg.base.TINY_CONFIG["initializer_range"] * 3**0.5
+    bound = pkg.model.tiny.TINY_CONFIG["initializer_range"] * 3**0.5
     for name, tensor in load_file(tiny_base / "model.safetensors").items():
         if name.endswith("norm.weight"):
             assert bool((tensor == 1).all()), name

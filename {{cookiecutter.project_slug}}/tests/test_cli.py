@@ -2,12 +2,13 @@
 
     uv run pytest tests/test_cli.py -q
 
-A new subcommand needs a COMMANDS entry in cli.py and a handler in commands.py;
+A new subcommand needs a COMMANDS entry in cli.py naming its handler in commands.py;
 the map tests here fail until both exist and agree.
 """
 
 import argparse
 import ast
+import dataclasses
 import inspect
 import os
 import subprocess
@@ -47,10 +48,10 @@ def imported_modules(importtime_stderr: str) -> set[str]:
 
 
 def test_every_command_resolves_to_a_handler(pkg):
-    for name, (target, help_text, add_args) in pkg.cli.COMMANDS.items():
-        assert target.partition(":")[0] == "commands", f"{name}: handlers live in commands.py"
-        assert callable(pkg.cli._stage(target)), name
-        assert help_text and callable(add_args), name
+    for name, cmd in pkg.cli.COMMANDS.items():
+        assert cmd.run.__module__ == pkg.commands.__name__, f"{name}: handlers live in commands.py"
+        assert callable(cmd.run), name
+        assert cmd.help and all(flags for flags, _ in cmd.args), name
 
 
 def test_every_handler_has_a_command(pkg):
@@ -59,7 +60,7 @@ def test_every_handler_has_a_command(pkg):
         for name, fn in inspect.getmembers(pkg.commands, inspect.isfunction)
         if fn.__module__ == pkg.commands.__name__ and not name.startswith("_")
     }
-    targets = {target.partition(":")[2] for target, _, _ in pkg.cli.COMMANDS.values()}
+    targets = {cmd.run.__name__ for cmd in pkg.cli.COMMANDS.values()}
     assert handlers == targets
 
 
@@ -67,7 +68,7 @@ def test_every_parser_leaf_has_an_entry_and_builds(pkg):
     found = leaves(pkg.cli.build_parser())
     assert set(found) == set(pkg.cli.COMMANDS)
     for name, sub in found.items():
-        assert sub.get_default("target") == pkg.cli.COMMANDS[name][0]
+        assert sub.get_default("handler") == pkg.cli.COMMANDS[name].run
         assert sub.format_help()  # every %(default)s and metavar renders
 
 
@@ -174,11 +175,16 @@ def test_base_hash_of_a_non_model_directory(ft, tmp_path):
     )
 
 
+def _replace_handler(pkg, monkeypatch, name, handler):
+    entry = pkg.cli.COMMANDS[name]
+    monkeypatch.setitem(pkg.cli.COMMANDS, name, dataclasses.replace(entry, run=handler))
+
+
 def test_keyboard_interrupt_exits_130(pkg, ft, monkeypatch):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pkg.commands, "config_validate", interrupted)
+    _replace_handler(pkg, monkeypatch, "config validate", interrupted)
     result = ft("config", "validate")
     assert (result.code, result.out, result.err) == (130, "", "interrupted\n")
 
@@ -188,7 +194,7 @@ def test_a_bug_keeps_its_traceback(pkg, ft, monkeypatch):
     def broken(args):
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(pkg.commands, "config_validate", broken)
+    _replace_handler(pkg, monkeypatch, "config validate", broken)
     with pytest.raises(RuntimeError, match="bug"):
         ft("config", "validate")
 

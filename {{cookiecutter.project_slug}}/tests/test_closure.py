@@ -112,7 +112,7 @@ def adapter_bytes(run: Path) -> bytes:
 
 
 def stable(manifest: dict) -> dict:
-    volatile = mod("manifest").VOLATILE
+    volatile = mod("closure.manifest").VOLATILE
     return {k: v for k, v in manifest.items() if k not in volatile}
 
 
@@ -151,7 +151,7 @@ def test_run_directory_holds_the_closure(smoke_run):
         "REPRODUCE.md",
     }
     manifest = json.loads((smoke_run / "manifest.json").read_text())
-    assert manifest["outputs"] == mod("manifest").output_files(smoke_run)
+    assert manifest["outputs"] == mod("closure.manifest").output_files(smoke_run)
     assert manifest["git"]["dirty"] is False and len(manifest["git"]["commit"]) == 40
     hw = manifest["hardware"]
     assert hw["device_type"] == "cpu" and hw["world_size"] == 1 and hw["cpu_isa"]
@@ -167,13 +167,17 @@ def test_run_directory_holds_the_closure(smoke_run):
         "accelerate",
         "datasets",
     }
-    assert manifest["environment"]["uv_lock_sha256"] == mod("hashing").sha256_file(REPO / "uv.lock")
+    assert manifest["environment"]["uv_lock_sha256"] == mod("util.hashing").sha256_file(
+        REPO / "uv.lock"
+    )
     assert manifest["metrics"]["eval_loss"] > 0 and manifest["metrics"]["steps"] == 12
     assert manifest["metrics"]["train_loss_last"] < manifest["metrics"]["train_loss_first"]
     # REPRODUCE.md is the rendering of the manifest, and its block is the local command.
     text = (smoke_run / "REPRODUCE.md").read_text()
-    assert text == mod("manifest").render_reproduce(manifest)
-    assert mod("manifest").command_block(text) == mod("manifest").reproduce_command(manifest)
+    assert text == mod("closure.manifest").render_reproduce(manifest)
+    assert mod("closure.manifest").command_block(text) == mod("closure.manifest").reproduce_command(
+        manifest
+    )
     assert "ft train --config configs/smoke.yaml --out" in text
 
 
@@ -200,16 +204,54 @@ def test_reproduce_in_a_separate_process_is_byte_identical(smoke_run, reproduced
     assert adapter_bytes(smoke_run) == adapter_bytes(smoke_run / "reproduce")
 
 
+def test_suite_metrics_are_recorded_and_reproduce_in_another_process(smoke_run, reproduced):
+    """Per-segment metrics and the greedy completions reach eval.json and the manifest, and a
+    second process (the reproduction) generates the same completions, byte for byte."""
+    first = json.loads((smoke_run / "eval.json").read_text())
+    tasks = first["suites"]["tasks"]
+    assert tasks["rows"] == 24 and len(tasks["predictions"]) == 24
+    assert {k: v["rows"] for k, v in tasks["segments"].items()} == {
+        "all": 24,
+        "lookup": 8,
+        "arithmetic": 8,
+        "hard": 8,
+    }
+    for seg in tasks["segments"].values():
+        assert {"loss", "perplexity", "exact_match", "contains", "tokens"} <= set(seg)
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    assert manifest["eval_suites"] == first["suites"]
+    assert reproduced.returncode == 0
+    assert (smoke_run / "reproduce" / "eval.json").read_bytes() == (
+        smoke_run / "eval.json"
+    ).read_bytes()
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_in_process_runs_match_across_worker_counts(project, smoke_run, workers, monkeypatch):
     """Data order does not depend on num_workers; in-process equals the subprocess run."""
     monkeypatch.chdir(project)
     for key, value in _env().items():
         monkeypatch.setenv(key, value)
-    run = mod("train").main(
+    run = mod("train.recipe").main(
         "configs/smoke.yaml", [f"train.num_workers={workers}"], out=f"runs/workers-{workers}"
     )
     assert adapter_bytes(project / run) == adapter_bytes(smoke_run)
+
+
+def test_a_run_tokenizing_in_memory_matches_the_token_store(project, smoke_run, monkeypatch):
+    """smoke_run trained from a freshly built token store; the same config tokenizing every
+    row into memory gives the same adapter bytes, and a second run reuses the store."""
+    monkeypatch.chdir(project)
+    for key, value in _env().items():
+        monkeypatch.setenv(key, value)
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    store = manifest["data"]["token_store"]
+    assert (project / store["path"] / "meta.json").is_file()
+    run = mod("train.recipe").main(
+        "configs/smoke.yaml", ["data.token_store=false"], out="runs/in-memory"
+    )
+    assert adapter_bytes(project / run) == adapter_bytes(smoke_run)
+    assert "token_store" not in json.loads((project / run / "manifest.json").read_text())["data"]
 
 
 @pytest.mark.parametrize("kill_after", [3, 6, 10])
@@ -250,7 +292,7 @@ def test_edited_reproduce_md_fails_naming_the_line(project, smoke_run, reproduce
         doc.read_text().replace("--config configs/smoke.yaml", "--config configs/smokE.yaml")
     )
     monkeypatch.chdir(project)
-    assert mod("reproduce").main(str(run)) == 1
+    assert mod("closure.reproduce").main(str(run)) == 1
     record = json.loads((run / "verification.json").read_text())
     assert record["passed"] is False
     assert "REPRODUCE.md was edited" in record["reason"] and "smokE" in record["reason"]
@@ -264,7 +306,7 @@ def test_files_edited_after_training_fail_reproduce(project, smoke_run, reproduc
     rows = re.search(r'"rows": (\d+)', text)
     lock.write_text(text.replace(rows.group(0), f'"rows": {int(rows.group(1)) + 1}', 1))
     monkeypatch.chdir(project)
-    assert mod("reproduce").main(str(run)) == 1
+    assert mod("closure.reproduce").main(str(run)) == 1
     reason = json.loads((run / "verification.json").read_text())["reason"]
     assert "no longer matches its manifest" in reason and "data.lock" in reason
 
@@ -312,13 +354,13 @@ def test_resume_of_a_finished_run_is_a_no_op(project, smoke_run, capsys, monkeyp
 def test_outputs_are_readable_like_any_other_file(smoke_run):
     """safetensors creates its files 0600; a registry or shared bucket must serve them."""
     want = (smoke_run / "config.yaml").stat().st_mode & 0o777
-    for name in mod("manifest").output_files(smoke_run):
+    for name in mod("closure.manifest").output_files(smoke_run):
         assert (smoke_run / name).stat().st_mode & 0o777 == want, name
 
 
 def test_planted_nondeterminism_fails_reproduce_and_diff_says_so(tmp_path):
     project = _make_project(tmp_path)
-    train_py = next((project / "src").glob("*/train.py"))
+    train_py = next((project / "src").glob("*/train/recipe.py"))
     text = train_py.read_text()
     seeded = '    torch.manual_seed(determinism.derive(cfg.seed, "adapter-init"))\n'
     assert seeded in text
@@ -378,14 +420,14 @@ def test_two_processes_reproduce_exactly_and_match_one_within_tolerance(project,
     assert adapter_bytes(two / "reproduce") == adapter_bytes(two)  # exact on the same shape
 
     manifest = json.loads((two / "manifest.json").read_text())
-    compared = {c["file"]: c for c in mod("reproduce").compare(two, one, manifest)}
+    compared = {c["file"]: c for c in mod("closure.reproduce").compare(two, one, manifest)}
     weights = compared["adapter/adapter_model.safetensors"]
     assert 0 < weights["max_abs_diff"] <= weights["bound"]
     assert all(c["equal"] for c in compared.values())
     manifest["config"]["reproduce"]["tolerance"]["weights_max_abs"] = 0.0
-    tight = {c["file"]: c for c in mod("reproduce").compare(two, one, manifest)}
+    tight = {c["file"]: c for c in mod("closure.reproduce").compare(two, one, manifest)}
     assert not tight["adapter/adapter_model.safetensors"]["equal"]
-    diff = mod("diff").report(
+    diff = mod("closure.diff").report(
         json.loads((one / "manifest.json").read_text()),
         json.loads((two / "manifest.json").read_text()),
     )
@@ -407,7 +449,7 @@ def test_diff_names_each_moved_input(smoke_run):
     b["environment"]["libraries"]["torch"] = "9.9.9"
     b["hardware"]["cpu_isa"] = "ISA-X"
     b["outputs"]["adapter/adapter_model.safetensors"] = "5" * 64
-    text = mod("diff").report(a, b)
+    text = mod("closure.diff").report(a, b)
     for expected in (
         "seed: 1234 -> 7",
         "config: train.lr: 0.005 -> 0.1",
@@ -422,7 +464,7 @@ def test_diff_names_each_moved_input(smoke_run):
         "output: adapter/adapter_model.safetensors",
     ):
         assert expected in text, expected
-    assert mod("diff").report(a, a) == "no pinned input moved"
+    assert mod("closure.diff").report(a, a) == "no pinned input moved"
 
 
 # --- segment replay (closure/segments.py, docs/verification.md) ------------------------------
@@ -473,7 +515,7 @@ def test_segment_replay_passes_agrees_with_full_replay_and_publishes(
     assert again["checkpoints"] == manifest["checkpoints"]
     # REPRODUCE.md carries the interval command the gate ran, verbatim.
     text = (run / "REPRODUCE.md").read_text()
-    block = mod("manifest").fenced_block(text, mod("manifest").SEGMENT_FENCES[1])
+    block = mod("closure.manifest").fenced_block(text, mod("closure.manifest").SEGMENT_FENCES[1])
     assert block == seg["segment_command"]["interval"] and '--segment "$FT_SEGMENT"' in block
     # The publish gate takes it as it takes a full verification.
     uri = f"file://{tmp_path / 'registry'}"
@@ -507,7 +549,7 @@ def test_two_process_run_spot_checked_by_seed_and_refused_by_publish(project, tw
 
 def test_planted_nondeterminism_is_localised_to_its_interval(project):
     """Fresh randomness from step 5 on: interval 1 (steps 4-8) diverges; 0 and 2 match."""
-    train_py = next((project / "src").glob("*/train.py"))
+    train_py = next((project / "src").glob("*/train/recipe.py"))
     loop = "    for step in range(start, stop):\n"
     original = train_py.read_text()
     assert loop in original
@@ -561,9 +603,11 @@ def test_tampered_missing_and_rehashed_checkpoints_fail(project, smoke_run, repr
     _tamper(run / "checkpoints" / "step-00000008")
     _tamper(run / "checkpoints" / "step-00000004")
     manifest = json.loads((run / "manifest.json").read_text())
-    manifest["checkpoints"][1] |= mod("checkpoint").digest(run / "checkpoints" / "step-00000004")
+    manifest["checkpoints"][1] |= mod("train.checkpoint").digest(
+        run / "checkpoints" / "step-00000004"
+    )
     (run / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    (run / "REPRODUCE.md").write_text(mod("manifest").render_reproduce(manifest))
+    (run / "REPRODUCE.md").write_text(mod("closure.manifest").render_reproduce(manifest))
     # The re-hashed manifest no longer matches the verification the release was checked on.
     uri = f"file://{tmp_path / 'registry'}"
     refused = ft(
@@ -599,14 +643,14 @@ def smoke_chain(run: Path) -> list[str]:
 def test_fetch_with_checkpoints_brings_the_chain_verified(smoke_run, tmp_path):
     """`ft fetch --checkpoints` downloads the chain against the manifest's hashes, so a
     release job can run `ft reproduce --segments` on a run from the artifact store."""
-    store = mod("store")
+    store = mod("ops.store")
     bucket = tmp_path / "bucket" / "smoke"
     shutil.copytree(
         smoke_run, bucket, ignore=shutil.ignore_patterns("reproduce", "verification.json")
     )
     fetched = store.fetch(f"file://{bucket}", tmp_path / "fetched", checkpoints=True)
     manifest = json.loads((fetched / "manifest.json").read_text())
-    assert mod("checkpoint").chain(fetched) == manifest["checkpoints"]
+    assert mod("train.checkpoint").chain(fetched) == manifest["checkpoints"]
     _tamper(bucket / "checkpoints" / "step-00000004")
     with pytest.raises(mod("errors").UserError, match="step-00000004/state.pt"):
         store.fetch(f"file://{bucket}", tmp_path / "again", checkpoints=True)

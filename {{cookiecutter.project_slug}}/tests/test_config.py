@@ -18,7 +18,7 @@ SMOKE = "configs/smoke.yaml"
 # The resolved smoke config's hash. smoke.yaml does not depend on the bake answers, so
 # this moves only when smoke.yaml or the schema (a key or a default) changes; such a
 # change alters every run's recorded config hash, so update this pin on purpose.
-SMOKE_CONFIG_SHA256 = "677aa23367650cdb600c4468ffa21d0d013cf0085589647884dcb1fe7eac26bc"
+SMOKE_CONFIG_SHA256 = "9ef9eec1a05af6c4f7745b47ac90082042bd8d30f7210207096e5d8e49ba56da"
 HEX40 = "0123456789abcdef0123456789abcdef01234567"
 DIGEST = "sha256:" + "ab" * 32
 # smoke.yaml with its local tiny base swapped for a hub model (revision still to add).
@@ -52,7 +52,7 @@ def test_shipped_config_validates(pkg, path):
     assert json.loads(json.dumps(resolved)) == resolved
     assert yaml.safe_load(pkg.config.dump_yaml(resolved)) == resolved
     assert pkg.config.Config.model_validate(resolved).resolved() == resolved
-    assert cfg.hash() == pkg.hashing.sha256_json(resolved)
+    assert cfg.hash() == pkg.util.hashing.sha256_json(resolved)
     assert len(cfg.hash()) == 64
 
 
@@ -347,7 +347,7 @@ def test_local_base_is_pinned_by_content(ft, data_workdir, assignments, needle):
 
 def test_local_source_needs_its_sha256(ft, data_workdir):
     result = ft("config", "validate", "--config", SMOKE, "--set=data.sources.1.sha256=null")
-    result.user_error(SMOKE, "data.sources.1: a local source needs `sha256`", "sha256sum")
+    result.user_error(SMOKE, "data.sources.1: a path source needs `sha256`", "ft data hash")
 
 
 def test_hub_source_needs_a_commit(ft, data_workdir):

@@ -80,9 +80,13 @@ def test_check_passes_on_the_shipped_lock(ft, data_workdir, path):
 
 @pytest.mark.shipped
 def test_pipeline_reproduces_the_shipped_lock_exactly(pkg, data_workdir):
-    lock, rows = pkg.data.build.run_pipeline(pkg.config.load_config(RECIPE))
+    rows = {"train": [], "eval": []}
+    lock = pkg.data.build.run_pipeline(
+        pkg.config.load_config(RECIPE), sink=lambda split, chunk: rows[split].extend(chunk)
+    )
     assert pkg.data.build.render_lock(lock) == Path("data.lock").read_text()
     assert (len(rows["train"]), len(rows["eval"])) == (955, 105)
+    assert pkg.data.build.hash_rows(rows["train"]) == TRAIN_SHA256
 
 
 @pytest.mark.shipped
@@ -90,7 +94,7 @@ def test_content_hash_is_stable_across_processes(pkg, data_workdir, run_python):
     code = (
         f"from {pkg.__name__}.config import load_config\n"
         f"from {pkg.__name__}.data.build import run_pipeline\n"
-        f"lock, _ = run_pipeline(load_config({RECIPE!r}))\n"
+        f"lock = run_pipeline(load_config({RECIPE!r}))\n"
         "print(lock['splits']['train']['sha256'], lock['splits']['eval']['sha256'])"
     )
     # Different hash seeds: set and dict iteration order must not reach the data.
@@ -124,7 +128,7 @@ def test_build_output_is_canonical_json_lines(pkg, ft, data_workdir):
     assert len(lines) == 955
     for line in lines:
         data = json.loads(line)
-        assert line == pkg.hashing.canonical_json(data)
+        assert line == pkg.util.hashing.canonical_json(data)
         assert set(data) == {"prompt", "response"} and data["prompt"] and data["response"]
 
 
@@ -318,7 +322,7 @@ def test_filter_raising_on_a_row_names_filter_and_row(pkg, ft, data_workdir, mon
     line = ft("data", "build", "--set=data.filters.0.name=explode").user_error(
         f"{RECIPE}: data.filters.0: data filter 'explode' raised ValueError: cannot parse this one",
         f"on train row {index} (",
-        pkg.hashing.canonical_json(rows[index])[:40],
+        pkg.util.hashing.canonical_json(rows[index])[:40],
         "fix the filter in data/filters.py or the offending row",
     )
     assert len(line) < 600

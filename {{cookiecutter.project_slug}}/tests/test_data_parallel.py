@@ -5,7 +5,9 @@
 - serialization in blocks (one pass feeding the hash and the file) is byte for byte
   the `canonical_json(row)` lines that data.lock's hash is defined over;
 - `data.workers` > 1 (row filters over processes, in ordered chunks) keeps the same rows,
-  per-filter counts and error messages as one process.
+  per-filter counts and error messages as one process;
+- the streaming chain (chunks in, chunks out) gives the rows of the whole-list form, and
+  the shipped data.lock of the list-based dedupe byte for byte.
 """
 
 import hashlib
@@ -27,7 +29,7 @@ ODD_ROWS = [
 
 
 def canonical_bytes(pkg, rows) -> bytes:
-    return "".join(pkg.hashing.canonical_json(r) + "\n" for r in rows).encode()
+    return "".join(pkg.util.hashing.canonical_json(r) + "\n" for r in rows).encode()
 
 
 def messy_rows(n: int) -> list[dict]:
@@ -138,7 +140,7 @@ def test_parallel_chain_matches_serial_around_a_dataset_filter(pkg, data_workdir
     assert fanned.rows == serial.rows and fanned.steps == serial.steps
 
 
-def test_small_inputs_stay_in_process(pkg, data_workdir):
+def test_small_inputs_match_too(pkg, data_workdir):
     cfg = pkg.config.load_config(RECIPE)
     rows = messy_rows(300)
     serial, fanned = both(pkg, cfg, rows, default_chain(pkg))  # 300 rows < one chunk
@@ -164,24 +166,29 @@ def test_parallel_error_is_the_one_the_serial_path_raises(pkg, data_workdir, mon
 
     for name, fn in (("late_fail", late_fail), ("early_fail", early_fail)):
         monkeypatch.setitem(filters.FILTERS, name, filters.Filter(name, "row", fn))
-    # The serial path runs each filter over the whole split before the next: the first
-    # filter's late error wins over the second filter's early one.
+    # Chunk by chunk, every filter over a chunk before the next chunk: the second filter's
+    # error in the first chunk is met before the first filter's in the last chunk, for any
+    # number of workers (the chunks are the same).
     chain = chain_of(pkg, ("drop_empty", {}), ("late_fail", {}), ("early_fail", {}))
-    serial = error_of(pkg, cfg, rows, chain, workers=1)
-    assert "'late_fail' raised ValueError: late row on train row " in serial
+    serial = error_of(pkg, cfg, rows, chain, workers=1, chunk_rows=1000)
+    assert "'early_fail' raised KeyError: 'early row' on train row " in serial
     assert error_of(pkg, cfg, rows, chain, workers=2, chunk_rows=1000) == serial
+    chain = chain_of(pkg, ("drop_empty", {}), ("late_fail", {}))
+    serial = error_of(pkg, cfg, rows, chain, workers=1, chunk_rows=1000)
+    assert "'late_fail' raised ValueError: late row on train row " in serial
+    assert error_of(pkg, cfg, rows, chain, workers=3, chunk_rows=1000) == serial
     # Same filter failing in two chunks: the first row, its index counted after earlier drops.
     chain = chain_of(
         pkg, ("drop_empty", {}), ("drop_containing", {"phrases": ["TODO"]}), ("early_fail", {})
     )
-    serial = error_of(pkg, cfg, rows, chain, workers=1)
+    serial = error_of(pkg, cfg, rows, chain, workers=1, chunk_rows=700)
     kept_before = sum(1 for r in rows[:40] if r["response"] and r["response"] != "TODO")
     assert f"raised KeyError: 'early row' on train row {kept_before} (" in serial
     assert error_of(pkg, cfg, rows, chain, workers=2, chunk_rows=700) == serial
 
 
 def test_data_build_with_workers_writes_the_same_lock_and_files(pkg, ft, data_workdir, monkeypatch):
-    monkeypatch.setattr(pkg.data.build, "PARALLEL_CHUNK_ROWS", 100)
+    monkeypatch.setattr(pkg.data.build, "PARALLEL_CHUNK_ROWS", 100)  # many chunks in flight
     assert ft("data", "build").code == 0
     one = {
         p: Path(p).read_bytes()
@@ -195,3 +202,77 @@ def test_data_build_with_workers_writes_the_same_lock_and_files(pkg, ft, data_wo
         lock["splits"]["train"]["sha256"]
         == hashlib.sha256(one["data/build/train.jsonl"]).hexdigest()
     )
+
+
+# --- streaming ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 4096])
+def test_chunked_stream_gives_the_rows_of_one_list(pkg, data_workdir, chunk_rows):
+    cfg = pkg.config.load_config(RECIPE)
+    rows = messy_rows(3_000)
+    whole = pkg.data.build.apply_chain(cfg, "train", rows, default_chain(pkg), chunk_rows=10_000)
+    flow = pkg.data.build.Chain(cfg, "train", default_chain(pkg), workers=1, chunk_rows=chunk_rows)
+    batches = (rows[i : i + 333] for i in range(0, len(rows), 333))
+    chunks = list(flow.run(batches))
+    assert all(0 < len(c) <= chunk_rows for c in chunks)
+    assert [r for c in chunks for r in c] == whole.rows
+    assert flow.steps() == whole.steps and flow.rows_in == len(rows)
+
+
+def test_streamed_dedupe_keeps_what_the_list_dedupe_keeps(pkg, data_workdir):
+    rows = messy_rows(20_000)
+    for fields in (("prompt", "response"), ("prompt",), ("i",)):
+        kept = list(pkg.data.filters.dedupe(iter(rows), fields))
+        seen, expected = set(), []
+        for row in rows:
+            key = tuple(row.get(f) for f in fields)
+            if key not in seen:
+                seen.add(key)
+                expected.append(row)
+        assert kept == expected
+
+
+# The dedupe this template shipped before filters could stream: its text verbatim (the
+# lock pins a filter by the hash of its source), taking and returning a whole list.
+LIST_DEDUPE = '''
+@dataset_filter
+def dedupe(rows: list[Row], fields: tuple[str, ...] = ("prompt", "response")) -> list[Row]:
+    """Keep the first of rows that agree on all of `fields`."""
+    seen, kept = set(), []
+    for row in rows:
+        key = tuple(row.get(f) for f in fields)
+        if key not in seen:
+            seen.add(key)
+            kept.append(row)
+    return kept
+'''
+LIST_DEDUPE_LOCK_SHA256 = "1d8f2d0b3861ec5336f6c7fee9e061ef4d5652bf3f3c24d0f42e4d1eadf7e182"
+
+
+@pytest.mark.shipped
+def test_the_list_dedupe_lock_is_reproduced_byte_for_byte(pkg, data_workdir, monkeypatch, tmp_path):
+    """A repo that kept the list-based dedupe keeps a valid data.lock: the streaming
+    pipeline writes the lock it committed before, byte for byte (sha256 of the file)."""
+    import linecache
+
+    filters = pkg.data.filters
+    module = tmp_path / "list_dedupe.py"
+    module.write_text(LIST_DEDUPE)
+    scope = {"dataset_filter": lambda fn: fn, "Row": dict}
+    code = compile(LIST_DEDUPE, str(module), "exec")  # inspect reads the source back from it
+    linecache.checkcache(str(module))
+    exec(code, scope)
+    old = filters.Filter("dedupe", "dataset", scope["dedupe"])
+    monkeypatch.setitem(filters.FILTERS, "dedupe", old)
+    lock = pkg.data.build.run_pipeline(pkg.config.load_config(RECIPE))
+    # The lock of that time had no eval suites (added since, beside the training splits).
+    before_suites = {k: v for k, v in lock.items() if k != "suites"}
+    rendered = pkg.data.build.render_lock(before_suites).encode()
+    assert hashlib.sha256(rendered).hexdigest() == LIST_DEDUPE_LOCK_SHA256
+    # And the streamed dedupe keeps the same rows: only its code hash differs in the lock.
+    new = json.loads(Path("data.lock").read_text())
+    assert new["splits"] == lock["splits"] and new["sources"] == lock["sources"]
+    assert [f["code_sha256"] for f in new["filters"][:4]] == [
+        f["code_sha256"] for f in lock["filters"][:4]
+    ]

@@ -25,7 +25,9 @@ def apply(pkg):
     """apply(name, row_or_rows, **params): call the registered filter by its name."""
 
     def run(name, data, **params):
-        return pkg.data.filters.FILTERS[name].fn(data, **params)
+        out = pkg.data.filters.FILTERS[name].fn(data, **params)
+        # A dataset filter may stream (a generator): collect what it keeps.
+        return out if out is None or isinstance(out, dict | list) else list(out)
 
     return run
 

@@ -41,14 +41,14 @@ def runs(tmp_path_factory, tiny_base) -> dict[str, Path]:
 
 
 def _sha256(path: Path) -> str:
-    return report_runs.mod("hashing").sha256_file(path)
+    return report_runs.mod("util.hashing").sha256_file(path)
 
 
 @pytest.fixture(scope="module")
 def registry(runs, tmp_path_factory) -> str:
     """Three releases published through the registry API (see the module docstring)."""
     uri = (tmp_path_factory.mktemp("registry") / "registry").as_uri()
-    reg = report_runs.mod("registry").open_registry(uri)
+    reg = report_runs.mod("publish.registries").open_registry(uri)
     scratch = tmp_path_factory.mktemp("records")
     for version, name in zip(VERSIONS, ("base", "variant", "lr"), strict=True):
         run = runs[name]
@@ -122,7 +122,7 @@ def test_history_rows_show_pins_and_status(runs, site):
         assert manifest["git"]["commit"][:12] in row
         assert manifest["data"]["splits"]["train"]["sha256"][:12] in row
         assert manifest["environment"]["uv_lock_sha256"][:12] in row
-        assert report_runs.mod("report").fmt(manifest["metrics"]["eval_loss"]) in row
+        assert report_runs.mod("review.report").fmt(manifest["metrics"]["eval_loss"]) in row
     assert '<span class="badge pass">passed</span>' in rows["v0.1.0"]  # its verification
     assert '<span class="badge fail">failed</span>' in rows["v0.2.0"]  # its drill
     assert "adapter bytes differ" in rows["v0.2.0"]

@@ -78,7 +78,7 @@ def test_record_then_check_and_build_args(project, ft, capsys):
     result = ft("image", "record", "--digest", DIGEST, "--base-digest", BASE_DIGEST)
     assert result.code == 0, result.err
     lock = json.loads(Path("image.lock").read_text())
-    hashing = mod("hashing")
+    hashing = mod("util.hashing")
     assert lock == {
         **lock,
         "digest": DIGEST,
@@ -87,7 +87,7 @@ def test_record_then_check_and_build_args(project, ft, capsys):
         "uv_lock_sha256": hashing.sha256_file("uv.lock"),
         "dockerfile_sha256": hashing.sha256_file("Dockerfile"),
     }
-    assert list(lock) == list(mod("image").KEYS)
+    assert list(lock) == list(mod("ops.image").KEYS)
     assert [p.name for p in project.glob(".image.lock*")] == []  # written atomically
     commit(project, "record the image")
 

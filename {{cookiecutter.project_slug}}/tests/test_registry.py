@@ -36,9 +36,9 @@ SECRETS = {
 @pytest.fixture(scope="module")
 def reg():
     """The registry package (`reg.open_registry`, `reg.local`, `reg.hf`, `reg.mlflow`)."""
-    package = importlib.import_module(f"{PKG}.registry")
+    package = importlib.import_module(f"{PKG}.publish.registries")
     for name in ("local", "hf", "mlflow"):
-        importlib.import_module(f"{PKG}.registry.{name}")
+        importlib.import_module(f"{PKG}.publish.registries.{name}")
     return package
 
 

@@ -73,7 +73,7 @@ def test_report_of_a_run_alone(runs, solo):
     assert {p.name for p in solo.iterdir()} == {"report.md", "loss.png", "data.png"}
     md = (solo / "report.md").read_text()
     m = manifest(runs["base"])
-    fmt = report_runs.mod("report").fmt
+    fmt = report_runs.mod("review.report").fmt
     assert md.startswith("## Run report: `base`\n")
     assert "Baseline: none (`--baseline none`)." in md
     assert f"**eval_loss {fmt(m['metrics']['eval_loss'])}**" in md
@@ -90,13 +90,13 @@ def test_report_of_a_run_alone(runs, solo):
     assert "not reproduced yet: run `uv run ft reproduce runs/base`" in md
     # Figures are relative links; the curve is also text, for a PR comment.
     assert "](loss.png)" in md and "](data.png)" in md
-    spark = report_runs.mod("report").sparkline([r["loss"] for r in curve(runs["base"])])
+    spark = report_runs.mod("review.report").sparkline([r["loss"] for r in curve(runs["base"])])
     assert f"| this run | `{spark}` |" in md and len(spark) == len(curve(runs["base"]))
 
 
 def test_report_inside_the_run_leaves_its_closure_intact(runs, solo):
     """RUN_DIR/report is not a run output: reproduce and publish still match the manifest."""
-    outputs = report_runs.mod("manifest").output_files(runs["base"])
+    outputs = report_runs.mod("closure.manifest").output_files(runs["base"])
     assert outputs == manifest(runs["base"])["outputs"]
     assert not [p for p in runs["base"].iterdir() if p.name.startswith(".report")]
 
@@ -131,7 +131,7 @@ def test_report_against_a_baseline_shows_the_data_and_config_change(runs, compar
     assert '| `track.report_to` | `[]` | `["mlflow"]` |' in md
     assert "`train.lr`" not in md and "`seed`" not in md
     # Metrics: both values and the delta.
-    report = report_runs.mod("report")
+    report = report_runs.mod("review.report")
     ma, mb = manifest(base)["metrics"], manifest(variant)["metrics"]
     d, verdict = report.delta(mb["eval_loss"], ma["eval_loss"], "eval_loss")
     assert d and verdict in ("better", "worse")
@@ -185,6 +185,36 @@ def test_default_baseline_with_an_empty_registry_says_so(runs, tmp_path, ft, mon
     md = (out / "report.md").read_text()
     assert f"Baseline: none: `{uri}` holds no other published version yet." in md
     assert "| metric | this run |" in md
+
+
+@pytest.mark.parametrize(
+    "registry, env, why",
+    [
+        ("hf://acme/model", {"HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE is set"),
+        ("mlflow://model", {"MLFLOW_TRACKING_URI": None}, "MLFLOW_TRACKING_URI is not set"),
+    ],
+    ids=["hf-offline", "mlflow-no-uri"],
+)
+def test_unreachable_registry_means_no_baseline_not_a_red_pr(
+    runs, tmp_path, ft, monkeypatch, registry, env, why
+):
+    """CI on a PR (a fork's too) has FT_REGISTRY set but no credentials: report, say why."""
+    monkeypatch.chdir(runs["base"].parents[1])
+    for key, value in env.items():
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
+    out = tmp_path / "r"
+    result = ft("report", "runs/variant", "--registry", registry, "--out", out)
+    assert result.code == 0, result.err
+    md = (out / "report.md").read_text()
+    assert f"Baseline: none: `{registry}` is not reachable here (" in md
+    assert why in md
+    # An explicitly asked-for release still fails loudly.
+    ft(
+        "report", "runs/variant", "--registry", registry, "--baseline", "v1.0.0", "--out", out
+    ).user_error(why.split()[0])
 
 
 def test_user_mistakes_are_one_line_errors(runs, tmp_path, ft, monkeypatch):

@@ -33,7 +33,7 @@ def project(tmp_path, monkeypatch):
 @pytest.fixture
 def submitted(monkeypatch):
     calls = []
-    launch = mod("launch")
+    launch = mod("ops.launch")
     monkeypatch.setattr(
         launch, "submit", lambda task, name: calls.append((task, name)) or 40 + len(calls)
     )

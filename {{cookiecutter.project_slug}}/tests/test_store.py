@@ -14,23 +14,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, _bucket_fs
 from test_closure import SMOKE, _env, _make_project, adapter_bytes, ft, mod
 
 # Trains real runs in `ft` processes: not part of the quick suite (`-m "not slow"`).
 pytestmark = pytest.mark.slow
 
-WEED = Path(sys.executable).parent / "weed"
-BUCKET = "ft-test"
-ACCESS_KEY = "ft-test-access"
-SECRET_KEY = "ft-test-secret-key-never-written-5f0c9e"
-START_TIMEOUT_S = 60
 RUN_FILES = {
     "run.json",
     "config.yaml",
@@ -42,125 +35,6 @@ RUN_FILES = {
     "manifest.json",
     "REPRODUCE.md",
 }
-
-
-# --- the server ------------------------------------------------------------------------------
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _bucket_fs(env: dict):
-    """A client of our own, with the credentials passed explicitly (not through `ft`)."""
-    import s3fs
-
-    return s3fs.S3FileSystem(
-        key=env["AWS_ACCESS_KEY_ID"],
-        secret=env["AWS_SECRET_ACCESS_KEY"],
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        skip_instance_cache=True,
-        use_listings_cache=False,
-    )
-
-
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory):
-    """SeaweedFS on loopback ports, one bucket, one identity; yields the env `ft` needs."""
-    root = tmp_path_factory.mktemp("seaweedfs")
-    (root / "data").mkdir()
-    config = root / "s3.json"
-    config.write_text(
-        json.dumps(
-            {
-                "identities": [
-                    {
-                        "name": "ft-test",
-                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-                    }
-                ]
-            }
-        )
-    )
-    names = (
-        "master.port",
-        "master.port.grpc",
-        "volume.port",
-        "volume.port.grpc",
-        "filer.port",
-        "filer.port.grpc",
-        "s3.port",
-        "s3.port.grpc",
-        "admin.port",
-        "admin.port.grpc",
-    )
-    ports = dict(zip(names, _free_ports(len(names)), strict=True))
-    argv = [
-        str(WEED),
-        f"-logdir={root}",
-        "mini",
-        f"-dir={root / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        *(f"-{k}={v}" for k, v in ports.items()),
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        "-webdav=false",
-        "-admin.ui=false",
-        "-master.telemetry=false",
-        "-master.volumeSizeLimitMB=64",
-        f"-s3.config={config}",
-        f"-bucket={BUCKET}",
-        f"-filer.localSocket={root / 'filer.sock'}",
-        f"-s3.localSocket={root / 's3.sock'}",
-    ]
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{ports['s3.port']}",
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "NO_PROXY": "127.0.0.1,localhost",
-        # No ~/.aws file or profile of the host may take part.
-        "AWS_CONFIG_FILE": str(root / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-aws-credentials"),
-    }
-    log_path = root / "weed.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, cwd=root, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"weed exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                _bucket_fs(env).ls(BUCKET)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"SeaweedFS did not serve s3://{BUCKET} within "
-                        f"{START_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}"
-                    )
-                time.sleep(0.5)
-        yield env
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def objects(env: dict, prefix: str) -> dict[str, bytes]:
@@ -241,7 +115,7 @@ def test_train_to_s3_leaves_a_finished_run_in_the_bucket(project, s3_run, local_
             assert sha256(found[f"checkpoints/{step}/{rel}"]) == digest
     # It trained in its staging directory, a complete local run whose run id is the URL's name;
     # a local --out made no staging directory.
-    staged = project / mod("store").staging_dir(url)
+    staged = project / mod("ops.store").staging_dir(url)
     assert staged.name == "smoke" == manifest["run_id"]
     assert (staged / "manifest.json").read_bytes() == found["manifest.json"]
     assert not list((project / "runs" / ".staging").glob("*/local"))
@@ -268,7 +142,7 @@ def test_killed_run_resumes_from_the_bucket_with_the_same_bytes(project, local_r
     fs = _bucket_fs(s3)
     fs.pipe_file(f"{BUCKET}/runs/killed/checkpoints/step-00000010/state.pt", b"half uploaded")
     # Nothing local survives: the resume must come from the bucket.
-    staged = project / mod("store").staging_dir(url)
+    staged = project / mod("ops.store").staging_dir(url)
     shutil.rmtree(staged.parent)
 
     resumed = ft(project, "train", "--out", url, "--resume", **s3)
@@ -283,7 +157,7 @@ def test_killed_run_resumes_from_the_bucket_with_the_same_bytes(project, local_r
 def test_fetch_round_trip_is_byte_identical(project, s3_run, fetched, local_run):
     url, _ = s3_run
     run, done = fetched
-    staged = project / mod("store").staging_dir(url)
+    staged = project / mod("ops.store").staging_dir(url)
     names = {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()}
     assert names == RUN_FILES
     for name in names:
@@ -364,7 +238,7 @@ def test_the_secret_key_is_in_no_file_of_the_run(project, s3_run, fetched, s3):
     assert SECRET_KEY not in done.stdout + done.stderr + fetched[1].stderr
     for name, data in objects(s3, "runs").items():
         assert secret not in data, f"the secret key leaked into s3://{BUCKET}/runs/{name}"
-    for root in (project / "runs", project / mod("store").STAGING):
+    for root in (project / "runs", project / mod("ops.store").STAGING):
         for path in root.rglob("*"):
             if path.is_file():
                 assert secret not in path.read_bytes(), f"the secret key leaked into {path}"
@@ -410,7 +284,7 @@ def test_two_processes_resume_from_the_bucket(project, s3):
     proc.wait()
     left = objects(s3, "runs/two-killed")
     assert "checkpoints/step-00000004/COMPLETE" in left and "manifest.json" not in left
-    shutil.rmtree(project / mod("store").staging_dir(killed).parent)
+    shutil.rmtree(project / mod("ops.store").staging_dir(killed).parent)
     resumed = subprocess.run(
         [*ft2, "train", "--out", killed, "--resume"],
         cwd=project,
@@ -454,7 +328,7 @@ class _Recorder:
 
 
 def test_a_checkpoint_counts_only_with_its_marker(tmp_path, monkeypatch):
-    store = mod("store")
+    store = mod("ops.store")
     monkeypatch.chdir(tmp_path)
     url = (tmp_path / "bucket" / "runs" / "x").as_uri()
     location = store.RemoteRunLocation(url)
@@ -484,7 +358,7 @@ def test_a_checkpoint_counts_only_with_its_marker(tmp_path, monkeypatch):
 
 
 def test_outputs_go_up_manifest_last_and_fetch_back_from_file_url(tmp_path, monkeypatch):
-    store, hashing = mod("store"), mod("hashing")
+    store, hashing = mod("ops.store"), mod("util.hashing")
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
     (run / "adapter").mkdir(parents=True)

@@ -2,361 +2,461 @@
 
     uv run ft --help
 
-Each command is a thin handler that imports its stage module only when it runs,
-so `ft --help` answers without loading torch, transformers or peft. COMMANDS is
-the whole map; tests/test_cli.py checks it is complete and resolves.
+COMMANDS maps each command name straight to its handler in commands.py, with its
+help line and its arguments. Handlers import their stage module only when they run,
+so `ft --help` answers without loading torch, transformers or peft.
+tests/test_cli.py checks that the map and the handlers agree.
 """
 
 import argparse
 import sys
 from collections.abc import Callable
-from importlib import import_module
+from dataclasses import dataclass
+from typing import Any
 
+from . import commands
 from .errors import UserError
 
-# name -> (stage function as "module:function", help, argument builder)
-COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {}
+Arg = tuple[tuple[str, ...], dict[str, Any]]
 
 
-def _stage(target: str) -> Callable:
-    module, _, function = target.partition(":")
-    return getattr(import_module(f"{__package__}.{module}"), function)
+def arg(*flags: str, **options: Any) -> Arg:
+    """One `add_argument(*flags, **options)`, kept as data until the parser is built."""
+    return flags, options
 
 
-def command(name: str, target: str, help: str):
-    def deco(add_args: Callable[[argparse.ArgumentParser], None]):
-        COMMANDS[name] = (target, help, add_args)
-        return add_args
+@dataclass(frozen=True)
+class Command:
+    run: Callable[[argparse.Namespace], int]
+    help: str
+    args: tuple[Arg, ...] = ()
 
-    return deco
 
-
-def _config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--config", default="configs/recipe.yaml", help="YAML config (default: %(default)s)"
-    )
-    p.add_argument(
+CONFIG = (
+    arg("--config", default="configs/recipe.yaml", help="YAML config (default: %(default)s)"),
+    arg(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
         help="dotted override, e.g. --set train.lr=2e-4 (repeatable)",
-    )
-
-
-@command("config validate", "commands:config_validate", "Validate configs; print their hashes")
-def _(p):
-    p.add_argument(
-        "--config",
-        dest="configs",
-        action="append",
-        metavar="PATH",
-        help="config to validate (repeatable; default: every configs/*.yaml)",
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dotted override applied to each config (repeatable)",
-    )
-
-
-@command("config show", "commands:config_show", "Print the resolved config (defaults filled in)")
-def _(p):
-    _config_args(p)
-
-
-@command(
-    "base init-tiny",
-    "commands:base_init_tiny",
-    "Build the embedded tiny base model deterministically (offline)",
+    ),
 )
-def _(p):
-    p.add_argument("--out", default="base/tiny-llama", help="directory (default: %(default)s)")
-
-
-@command("base hash", "commands:base_hash", "Print the content hash of a model directory")
-def _(p):
-    p.add_argument("path")
-
-
-@command(
-    "data build",
-    "commands:data_build",
-    "Run sources through the filters; write the training set and data.lock",
-)
-def _(p):
-    _config_args(p)
-
-
-@command(
-    "data check", "commands:data_check", "Fail if data or filters changed but data.lock did not"
-)
-def _(p):
-    _config_args(p)
-
-
-@command(
-    "train", "commands:train", "Train a LoRA adapter: data -> model -> train -> eval -> manifest"
-)
-def _(p):
-    _config_args(p)
-    p.add_argument(
-        "--out",
-        help="run directory (default: runs/<config>-<UTC time>), or a URL "
-        "(s3://bucket/runs/x): trained in runs/.staging/, mirrored there",
-    )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its last complete checkpoint",
-    )
-    p.add_argument(
-        "--segment",
-        type=int,
-        metavar="I",
-        help="replay only checkpoint interval I of the finished run --chain (what "
-        "`ft reproduce --segments` runs, as written in REPRODUCE.md)",
-    )
-    p.add_argument("--chain", metavar="RUN_DIR", help="the finished run whose interval to replay")
-
-
-@command(
-    "reproduce",
-    "commands:reproduce",
-    "Re-run a run's REPRODUCE.md from a clean checkout and compare its outputs",
-)
-def _(p):
-    p.add_argument("run_dir", help="a finished run, e.g. runs/<id>")
-    p.add_argument(
-        "--segments",
-        metavar="all|K",
-        help="replay checkpoint intervals instead of the whole run: `all` (exact) or K "
-        "intervals drawn by a recorded seed (spot check) (default: reproduce.strategy)",
-    )
-    p.add_argument(
-        "--parallel",
-        type=int,
-        metavar="P",
-        help="intervals replayed at once (default: reproduce.parallel of the run's config)",
-    )
-    p.add_argument(
-        "--seed", type=int, help="seed that draws the K intervals (default: a fresh random one)"
-    )
-    p.add_argument(
-        "--full", action="store_true", help="re-run the whole training, whatever the config says"
-    )
-
-
-@command("diff", "commands:diff", "Explain which pinned inputs and outputs differ between two runs")
-def _(p):
-    p.add_argument("run_a")
-    p.add_argument(
-        "run_b",
-        nargs="?",
-        help="second run (default: RUN_A's replay named by its verification.json)",
-    )
-
-
-@command(
-    "plan",
-    "commands:plan",
-    "Markdown: what this branch changes for training (configs, data) against a base ref",
-)
-def _(p):
-    p.add_argument("--base", default="origin/main", help="base ref (default: %(default)s)")
-    p.add_argument(
-        "--config",
-        dest="configs",
-        action="append",
-        metavar="PATH",
-        help="config to compare (repeatable; default: every configs/*.yaml)",
-    )
-    p.add_argument("--out", help="write the Markdown here instead of stdout")
-
-
-@command(
-    "fetch",
-    "commands:fetch",
-    "Download a finished run from a URL (s3://...) and re-verify every output hash",
-)
-def _(p):
-    p.add_argument("run_url", help="the run's --out URL, e.g. s3://bucket/runs/<id>")
-    p.add_argument("dest", help="a new local directory, e.g. runs/<id>")
-    p.add_argument(
-        "--checkpoints",
-        action="store_true",
-        help="also download the checkpoint chain (for ft reproduce --segments)",
-    )
-
-
-@command(
-    "publish",
-    "commands:publish",
-    "Push a reproduced run to the registry as an immutable version (refused unless "
-    "`ft reproduce` passed for exactly these files)",
-)
-def _(p):
-    p.add_argument("run_dir", help="a finished run with a passing verification.json")
-    p.add_argument(
-        "--version",
-        required=True,
-        help="release version, vMAJOR.MINOR.PATCH[-PRERELEASE], e.g. v1.2.0",
-    )
-    p.add_argument(
-        "--registry",
-        help="file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME "
-        "(default: publish.registry of the run's config)",
-    )
-    p.add_argument(
-        "--tag-commit",
-        metavar="SHA",
-        help="the commit the release tag points at; "
-        "the run must be trained there (default: $GITHUB_SHA on a tag build)",
-    )
-
-
-def _registry_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
+REGISTRY = (
+    arg(
         "--registry",
         help="file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME "
         "(default: publish.registry of --config)",
-    )
-    p.add_argument(
+    ),
+    arg(
         "--config",
         default="configs/recipe.yaml",
         help="config whose publish.registry is the default (default: %(default)s)",
-    )
-
-
-@command("registry list", "commands:registry_list", "List the published versions")
-def _(p):
-    _registry_args(p)
-
-
-@command("registry show", "commands:registry_show", "Print a version's index: files, hashes, run")
-def _(p):
-    p.add_argument("version", help="vX.Y.Z, or `latest` (the highest non-pre-release)")
-    _registry_args(p)
-
-
-@command(
-    "registry pull",
-    "commands:registry_pull",
-    "Download a version into a new directory, re-verifying every file's sha256",
+    ),
 )
-def _(p):
-    p.add_argument("version", help="vX.Y.Z, or `latest` (the highest non-pre-release)")
-    p.add_argument("dest", help="a new or empty directory")
-    _registry_args(p)
 
-
-@command(
-    "report",
-    "commands:report",
-    "Markdown + PNG report of a run: loss, metrics, data and config diffs vs a baseline",
-)
-def _(p):
-    p.add_argument("run_dir", help="a finished run, e.g. runs/<id>")
-    p.add_argument(
-        "--baseline",
-        help="a run directory, a release version (vX.Y.Z) or none "
-        "(default: the latest release in the registry)",
-    )
-    p.add_argument(
-        "--registry",
-        help="registry URI for a version baseline (default: publish.registry of the run's config)",
-    )
-    p.add_argument("--out", help="output directory (default: RUN_DIR/report)")
-    p.add_argument(
-        "--figures-url",
-        metavar="URL",
-        help="link the figures under this URL instead of beside report.md",
-    )
-
-
-@command(
-    "history",
-    "commands:history",
-    "Static HTML page over every published version: metrics, pins, reproduce/drill status",
-)
-def _(p):
-    p.add_argument(
-        "--registry", help="registry URI (default: publish.registry of configs/recipe.yaml)"
-    )
-    p.add_argument("--out", default="site", help="output directory (default: %(default)s)")
-
-
-@command(
-    "launch",
-    "commands:launch",
-    "Train here (local) or as a SkyPilot managed job on the image pinned in image.lock (sky)",
-)
-def _(p):
-    _config_args(p)
-    p.add_argument(
-        "--backend",
-        choices=["local", "sky"],
-        help="where to train (default: the config's launch.backend)",
-    )
-    p.add_argument(
-        "--run-uri",
-        metavar="URI",
-        help="where the run is written: local: a path or URL for ft train --out; sky: "
-        "s3://bucket/path (default: <artifact store>/<config>-<UTC time>)",
-    )
-    p.add_argument(
-        "--fetch",
-        metavar="DIR",
-        help="sky: once the job succeeded, download its run into DIR (as ft fetch)",
-    )
-    p.add_argument(
-        "cmd",
-        nargs="*",
-        metavar="-- COMMAND",
-        help="run this instead of ft train (sky: on the same image and machines)",
-    )
-
-
-@command(
-    "image check",
-    "commands:image_check",
-    "Fail unless image.lock pins an image built from this uv.lock and Dockerfile",
-)
-def _(p):
-    pass
-
-
-@command(
-    "image build-args",
-    "commands:image_build_args",
-    "Print the KEY=VALUE build args for `docker build` of the training image",
-)
-def _(p):
-    p.add_argument(
-        "--latest-base",
-        action="store_true",
-        help="build on the newest image of the base tag, not the pinned digest "
-        "(a deliberate base bump; record its digest afterwards)",
-    )
-
-
-@command(
-    "image record",
-    "commands:image_record",
-    "Write image.lock for an image built and pushed from this checkout",
-)
-def _(p):
-    p.add_argument("--name", help="image name without tag (default: the one in image.lock)")
-    p.add_argument("--digest", required=True, help="the pushed image's digest, sha256:<64 hex>")
-    p.add_argument(
-        "--base-digest",
-        required=True,
-        help="the digest of the base image it was built on, sha256:<64 hex>",
-    )
+COMMANDS: dict[str, Command] = {
+    "config validate": Command(
+        commands.config_validate,
+        "Validate configs; print their hashes",
+        (
+            arg(
+                "--config",
+                dest="configs",
+                action="append",
+                metavar="PATH",
+                help="config to validate (repeatable; default: every configs/*.yaml)",
+            ),
+            arg(
+                "--set",
+                dest="overrides",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help="dotted override applied to each config (repeatable)",
+            ),
+        ),
+    ),
+    "config show": Command(
+        commands.config_show,
+        "Print the resolved config (defaults filled in)",
+        (*CONFIG,),
+    ),
+    "base init-tiny": Command(
+        commands.base_init_tiny,
+        "Build the embedded tiny base model deterministically (offline)",
+        (
+            arg("--out", default="base/tiny-llama", help="directory (default: %(default)s)"),
+            arg(
+                "--variant",
+                choices=["tiny", "tiny-v2"],
+                default="tiny",
+                help="tiny (the default base) or tiny-v2 (another tokenizer, to rehearse "
+                "`ft migrate`) (default: %(default)s)",
+            ),
+        ),
+    ),
+    "base hash": Command(
+        commands.base_hash,
+        "Print the content hash of a model directory",
+        (arg("path"),),
+    ),
+    "data build": Command(
+        commands.data_build,
+        "Run sources through the filters; write the training set and data.lock",
+        (
+            *CONFIG,
+            arg(
+                "--progress",
+                action="store_true",
+                help="on a terminal, show rows/s, bytes read and the time left",
+            ),
+        ),
+    ),
+    "data check": Command(
+        commands.data_check,
+        "Fail if data or filters changed but data.lock did not",
+        (*CONFIG,),
+    ),
+    "data hash": Command(
+        commands.data_hash,
+        "Print the pins (sha256, size, ETag) of a data file, directory or bucket object",
+        (arg("path", help="a local path or a URL: s3://, gs://, az://, https://"),),
+    ),
+    "train": Command(
+        commands.train,
+        "Train a LoRA adapter: data -> model -> train -> eval -> manifest",
+        (
+            *CONFIG,
+            arg(
+                "--out",
+                help="run directory (default: runs/<config>-<UTC time>), or a URL "
+                "(s3://bucket/runs/x): trained in runs/.staging/, mirrored there",
+            ),
+            arg(
+                "--resume",
+                action="store_true",
+                help="continue the run in --out from its last complete checkpoint",
+            ),
+            arg(
+                "--segment",
+                type=int,
+                metavar="I",
+                help="replay only checkpoint interval I of the finished run --chain (what "
+                "`ft reproduce --segments` runs, as written in REPRODUCE.md)",
+            ),
+            arg("--chain", metavar="RUN_DIR", help="the finished run whose interval to replay"),
+        ),
+    ),
+    "reproduce": Command(
+        commands.reproduce,
+        "Re-run a run's REPRODUCE.md from a clean checkout and compare its outputs",
+        (
+            arg("run_dir", help="a finished run, e.g. runs/<id>"),
+            arg(
+                "--segments",
+                metavar="all|K",
+                help="replay checkpoint intervals instead of the whole run: `all` (exact) or K "
+                "intervals drawn by a recorded seed (spot check) (default: reproduce.strategy)",
+            ),
+            arg(
+                "--parallel",
+                type=int,
+                metavar="P",
+                help="intervals replayed at once (default: reproduce.parallel of the run's config)",
+            ),
+            arg("--seed", type=int, help="seed that draws the K intervals (default: a random one)"),
+            arg(
+                "--full",
+                action="store_true",
+                help="re-run the whole training, whatever the config says",
+            ),
+        ),
+    ),
+    "diff": Command(
+        commands.diff,
+        "Explain which pinned inputs and outputs differ between two runs",
+        (
+            arg("run_a"),
+            arg(
+                "run_b",
+                nargs="?",
+                help="second run (default: RUN_A's reproduction, at its first divergence)",
+            ),
+        ),
+    ),
+    "plan": Command(
+        commands.plan,
+        "Markdown: what this branch changes for training (configs, data) against a base ref",
+        (
+            arg("--base", default="origin/main", help="base ref (default: %(default)s)"),
+            arg(
+                "--config",
+                dest="configs",
+                action="append",
+                metavar="PATH",
+                help="config to compare (repeatable; default: every configs/*.yaml)",
+            ),
+            arg("--out", help="write the Markdown here instead of stdout"),
+        ),
+    ),
+    "fetch": Command(
+        commands.fetch,
+        "Download a finished run from a URL (s3://...) and re-verify every output hash",
+        (
+            arg("run_url", help="the run's --out URL, e.g. s3://bucket/runs/<id>"),
+            arg("dest", help="a new local directory, e.g. runs/<id>"),
+            arg(
+                "--checkpoints",
+                action="store_true",
+                help="also download the checkpoint chain (for ft reproduce --segments)",
+            ),
+        ),
+    ),
+    "publish": Command(
+        commands.publish,
+        "Push a reproduced run to the registry as an immutable version (refused unless "
+        "`ft reproduce` passed for exactly these files)",
+        (
+            arg("run_dir", help="a finished run with a passing verification.json"),
+            arg(
+                "--version",
+                required=True,
+                help="release version, vMAJOR.MINOR.PATCH[-PRERELEASE], e.g. v1.2.0",
+            ),
+            arg(
+                "--registry",
+                help="file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME "
+                "(default: publish.registry of the run's config)",
+            ),
+            arg(
+                "--tag-commit",
+                metavar="SHA",
+                help="the commit the release tag points at; "
+                "the run must be trained there (default: $GITHUB_SHA on a tag build)",
+            ),
+        ),
+    ),
+    "registry list": Command(
+        commands.registry_list,
+        "List the published versions",
+        (*REGISTRY,),
+    ),
+    "registry show": Command(
+        commands.registry_show,
+        "Print a version's index: files, hashes, run",
+        (
+            arg("version", help="vX.Y.Z, or `latest` (the highest non-pre-release)"),
+            *REGISTRY,
+        ),
+    ),
+    "registry pull": Command(
+        commands.registry_pull,
+        "Download a version into a new directory, re-verifying every file's sha256",
+        (
+            arg("version", help="vX.Y.Z, or `latest` (the highest non-pre-release)"),
+            arg("dest", help="a new or empty directory"),
+            *REGISTRY,
+        ),
+    ),
+    "registry verify": Command(
+        commands.registry_verify,
+        "Check a version against the release's signed attestation (needs `gh` and GitHub)",
+        (
+            arg("version", help="vX.Y.Z, or `latest` (the highest non-pre-release)"),
+            arg("--repo", help="OWNER/NAME that released it (default: the origin remote)"),
+            *REGISTRY,
+        ),
+    ),
+    "report": Command(
+        commands.report,
+        "Markdown + PNG report of a run: loss, metrics, data and config diffs vs a baseline",
+        (
+            arg("run_dir", help="a finished run, e.g. runs/<id>"),
+            arg(
+                "--baseline",
+                help="a run directory, a release version (vX.Y.Z) or none "
+                "(default: the latest release in the registry)",
+            ),
+            arg(
+                "--registry",
+                help="registry URI for a version baseline "
+                "(default: publish.registry of the run's config)",
+            ),
+            arg("--out", help="output directory (default: RUN_DIR/report)"),
+            arg(
+                "--figures-url",
+                metavar="URL",
+                help="link the figures under this URL instead of beside report.md",
+            ),
+        ),
+    ),
+    "gate": Command(
+        commands.gate,
+        "Check a run's eval gates against a baseline release; exit 1 if any fails",
+        (
+            arg("run_dir", help="a finished run, e.g. runs/<id>"),
+            arg(
+                "--baseline",
+                help="a release version (vX.Y.Z), a run directory or none "
+                "(default: the latest other release in the registry)",
+            ),
+            arg(
+                "--registry",
+                help="registry URI for a version baseline "
+                "(default: publish.registry of the run's config)",
+            ),
+            arg("--out", help="also write the Markdown table to this file"),
+        ),
+    ),
+    "migrate": Command(
+        commands.migrate,
+        "Move the recipe to another base model: edit model.base, write migration.md "
+        "(tokenizer drift per split and suite, parameter and architecture change)",
+        (
+            arg(
+                "--config",
+                default="configs/recipe.yaml",
+                help="config to edit (default: %(default)s)",
+            ),
+            arg("--hub-id", metavar="ORG/NAME", help="the new base on the hub"),
+            arg("--revision", metavar="SHA", help="its 40-hex commit"),
+            arg("--tokenizer-revision", metavar="SHA", help="the tokenizer's commit, if another"),
+            arg("--path", metavar="DIR", help="or a local model directory"),
+            arg("--sha256", metavar="HASH", help="its content hash (`ft base hash DIR`)"),
+            arg(
+                "--build",
+                choices=["tiny", "tiny-v2"],
+                help="a local embedded base `ft train` rebuilds when the directory is absent",
+            ),
+            arg("--out", default="migration.md", help="the report (default: %(default)s)"),
+        ),
+    ),
+    "history": Command(
+        commands.history,
+        "Static HTML page over every published version: metrics, pins, reproduce/drill status",
+        (
+            arg(
+                "--registry", help="registry URI (default: publish.registry of configs/recipe.yaml)"
+            ),
+            arg("--out", default="site", help="output directory (default: %(default)s)"),
+        ),
+    ),
+    "launch": Command(
+        commands.launch,
+        "Train here (local) or as a SkyPilot managed job on the image pinned in image.lock (sky)",
+        (
+            *CONFIG,
+            arg(
+                "--backend",
+                choices=["local", "sky"],
+                help="where to train (default: the config's launch.backend)",
+            ),
+            arg(
+                "--run-uri",
+                metavar="URI",
+                help="where the run is written: local: a path or URL for ft train --out; sky: "
+                "s3://bucket/path (default: <artifact store>/<config>-<UTC time>)",
+            ),
+            arg(
+                "--fetch",
+                metavar="DIR",
+                help="sky: once the job succeeded, download its run into DIR (as ft fetch)",
+            ),
+            arg(
+                "--detach",
+                action="store_true",
+                help="sky: submit and return (print the job as JSON); `ft jobs ended` sees it end",
+            ),
+            arg(
+                "cmd",
+                nargs="*",
+                metavar="-- COMMAND",
+                help="run this instead of ft train (sky: on the same image and machines)",
+            ),
+        ),
+    ),
+    "image check": Command(
+        commands.image_check,
+        "Fail unless image.lock pins an image built from this uv.lock and Dockerfile",
+    ),
+    "image build-args": Command(
+        commands.image_build_args,
+        "Print the KEY=VALUE build args for `docker build` of the training image",
+        (
+            arg(
+                "--latest-base",
+                action="store_true",
+                help="build on the newest image of the base tag, not the pinned digest "
+                "(a deliberate base bump; record its digest afterwards)",
+            ),
+        ),
+    ),
+    "image record": Command(
+        commands.image_record,
+        "Write image.lock for an image built and pushed from this checkout",
+        (
+            arg("--name", help="image name without tag (default: the one in image.lock)"),
+            arg("--digest", required=True, help="the pushed image's digest, sha256:<64 hex>"),
+            arg(
+                "--base-digest",
+                required=True,
+                help="the digest of the base image it was built on, sha256:<64 hex>",
+            ),
+        ),
+    ),
+    "jobs ended": Command(
+        commands.jobs_ended,
+        "The managed training jobs of this repository that ended lately: commit, status, job id",
+        (
+            arg(
+                "--minutes",
+                type=int,
+                default=60,
+                help="jobs that ended within this many minutes (default: %(default)s; keep it "
+                "above the watcher's schedule so none is missed)",
+            ),
+        ),
+    ),
+    "release resolve": Command(
+        commands.release_resolve,
+        "Print the bucket URL of the run that a commit's training inputs resolve to",
+        (
+            arg(
+                "--commit",
+                default="HEAD",
+                help="the commit to release, e.g. the tag's (default: %(default)s)",
+            ),
+            arg(
+                "--store",
+                help="the artifact store, e.g. s3://bucket/runs (default: $FT_ARTIFACT_STORE)",
+            ),
+        ),
+    ),
+    "doctor": Command(
+        commands.doctor,
+        "List what the configured backends need (variables, secrets) and what is missing",
+        (
+            arg(
+                "--workflow",
+                default="terminal",
+                help="whose needs: terminal, ci, train, poll, release or drill "
+                "(default: %(default)s)",
+            ),
+            arg(
+                "--backend",
+                choices=["local", "sky"],
+                help="launch backend (default: the config's launch.backend)",
+            ),
+            arg(
+                "--config",
+                default="configs/recipe.yaml",
+                help="YAML config (default: %(default)s)",
+            ),
+        ),
+    ),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -367,26 +467,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     groups = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     parents: dict[str, argparse._SubParsersAction] = {}
-    for name, (target, help, add_args) in COMMANDS.items():
+    for name, cmd in COMMANDS.items():
         head, _, sub = name.partition(" ")
         if not sub:
-            leaf = groups.add_parser(head, help=help, description=help)
+            leaf = groups.add_parser(head, help=cmd.help, description=cmd.help)
         else:
             if head not in parents:
                 group = groups.add_parser(head, help=f"{head} commands")
                 parents[head] = group.add_subparsers(
                     dest="subcommand", metavar="SUBCOMMAND", required=True
                 )
-            leaf = parents[head].add_parser(sub, help=help, description=help)
-        add_args(leaf)
-        leaf.set_defaults(target=target)
+            leaf = parents[head].add_parser(sub, help=cmd.help, description=cmd.help)
+        for flags, options in cmd.args:
+            leaf.add_argument(*flags, **options)
+        leaf.set_defaults(handler=cmd.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _stage(args.target)(args) or 0
+        return args.handler(args) or 0
     except UserError as e:
         print(f"error: {e.format()}", file=sys.stderr)
         return 2

@@ -1,20 +1,25 @@
 """Handlers behind `ft` subcommands: parse nothing, decide nothing.
 
 Each one turns parsed arguments into a call of the stage function that does the
-work, and prints the result for a person. Heavy imports stay inside the stages.
+work, and prints the result for a person. cli.py imports this module to build
+`ft --help`, so every import here, the config schema's included, is made inside
+the handler that needs it.
 """
 
+import json
 import sys
-
-from .config import DEFAULT_CONFIG, dump_yaml, load_config
 
 
 def _load(args):
+    from .config import load_config
+
     return load_config(args.config, args.overrides)
 
 
 def config_validate(args) -> int:
     from pathlib import Path
+
+    from .config import DEFAULT_CONFIG, load_config
 
     every = sorted(str(p) for p in Path("configs").glob("*.yaml")) or [DEFAULT_CONFIG]
     for path in args.configs or every:
@@ -24,15 +29,17 @@ def config_validate(args) -> int:
 
 
 def config_show(args) -> int:
+    from .config import dump_yaml
+
     cfg = _load(args)
     sys.stdout.write(f"# resolved {args.config}  sha256 {cfg.hash()}\n" + dump_yaml(cfg.resolved()))
     return 0
 
 
 def base_init_tiny(args) -> int:
-    from .base import init_tiny
+    from .model.tiny import init_tiny
 
-    digest = init_tiny(args.out)
+    digest = init_tiny(args.out, args.variant)
     print(f"built {args.out}  sha256 {digest}")
     return 0
 
@@ -41,7 +48,7 @@ def base_hash(args) -> int:
     from pathlib import Path
 
     from .errors import UserError
-    from .hashing import sha256_tree
+    from .util.hashing import sha256_tree
 
     if not Path(args.path, "config.json").is_file():
         raise UserError(
@@ -64,9 +71,10 @@ def _print_lock(lock: dict) -> None:
 
 def data_build(args) -> int:
     from .data.build import build
+    from .data.progress import Progress
 
     cfg = _load(args)
-    lock = build(cfg)
+    lock = build(cfg, progress=Progress.on_terminal() if args.progress else None)
     _print_lock(lock)
     print(f"wrote {cfg.data.out_dir}/ and {cfg.data.lock}")
     return 0
@@ -76,21 +84,30 @@ def data_check(args) -> int:
     from .data.build import check
 
     cfg = _load(args)
-    lock, _ = check(cfg)
+    lock = check(cfg)
     _print_lock(lock)
     print(f"ok  {cfg.data.lock} matches the sources and filters")
     return 0
 
 
-def train(args) -> int:
-    from .train import main
+def data_hash(args) -> int:
+    from .data.sources import describe
 
+    print(json.dumps(describe(args.path), indent=2))
+    return 0
+
+
+def train(args) -> int:
+    from .ops.runner import require_shared_store
+    from .train.recipe import main
+
+    require_shared_store(args.out or "runs", key="--out")
     main(args.config, args.overrides, args.out, args.resume, args.segment, args.chain)
     return 0
 
 
 def reproduce(args) -> int:
-    from .reproduce import main
+    from .closure.reproduce import main
 
     if args.parallel is not None and args.parallel < 1:
         from .errors import UserError
@@ -112,66 +129,110 @@ def reproduce(args) -> int:
 
 
 def diff(args) -> int:
-    from .diff import main
+    from .closure.diff import main
 
     return main(args.run_a, args.run_b)
 
 
 def plan(args) -> int:
-    from .plan import main
+    from .review.plan import main
 
     return main(args.base, args.configs, args.out)
 
 
 def fetch(args) -> int:
-    from .store import fetch
+    from .ops.runner import require_shared_store
+    from .ops.store import fetch
 
+    require_shared_store(args.run_url, key="run_url")
     fetch(args.run_url, args.dest, checkpoints=args.checkpoints)
     return 0
 
 
 def publish(args) -> int:
-    from .publish import main
+    from .ops.runner import require_shared_registry
+    from .publish.gate import main
 
+    if args.registry:
+        require_shared_registry(args.registry, key="--registry")
+    else:  # the run's config names it; publish reads it, the check must see the same value
+        from pathlib import Path
+
+        from .closure.manifest import read_manifest
+
+        registry = read_manifest(Path(args.run_dir))["config"]["publish"]["registry"]
+        require_shared_registry(registry, key="publish.registry")
     return main(args.run_dir, args.version, args.registry, args.tag_commit)
 
 
 def _registry_uri(args) -> str:
-    return args.registry or load_config(args.config).publish.registry
+    from .config import load_config
+    from .ops.runner import require_shared_registry
+
+    uri = args.registry or load_config(args.config).publish.registry
+    require_shared_registry(uri, key="--registry" if args.registry else "publish.registry")
+    return uri
 
 
 def registry_list(args) -> int:
-    from .publish import list_versions
+    from .publish.gate import list_versions
 
     return list_versions(_registry_uri(args))
 
 
 def registry_show(args) -> int:
-    from .publish import show_version
+    from .publish.gate import show_version
 
     return show_version(_registry_uri(args), args.version)
 
 
+def registry_verify(args) -> int:
+    from .publish.attest import verify
+
+    return verify(_registry_uri(args), args.version, args.repo)
+
+
 def registry_pull(args) -> int:
-    from .publish import pull_version
+    from .publish.gate import pull_version
 
     return pull_version(_registry_uri(args), args.version, args.dest)
 
 
 def report(args) -> int:
-    from .report import main
+    from .review.report import main
 
     return main(args.run_dir, args.baseline, args.registry, args.out, args.figures_url)
 
 
+def gate(args) -> int:
+    from .review.gates import main
+
+    return main(args.run_dir, args.baseline, args.registry, args.out)
+
+
+def migrate(args) -> int:
+    from .review.migrate import main
+
+    return main(
+        args.config,
+        hub_id=args.hub_id,
+        revision=args.revision,
+        tokenizer_revision=args.tokenizer_revision,
+        path=args.path,
+        sha256=args.sha256,
+        build=args.build,
+        out=args.out,
+    )
+
+
 def history(args) -> int:
-    from .history import main
+    from .review.history import main
 
     return main(args.registry, args.out)
 
 
 def launch(args) -> int:
-    from .launch import main
+    from .ops.launch import main
 
     return main(
         args.config,
@@ -180,11 +241,20 @@ def launch(args) -> int:
         run_uri=args.run_uri,
         fetch=args.fetch,
         command=args.cmd,
+        detach=args.detach,
     )
 
 
+def jobs_ended(args) -> int:
+    from .ops.jobs import ended
+
+    for job in ended(args.minutes):
+        print(f"{job.commit}\t{job.state}\t{job.job_id}\t{job.status}\t{job.name}")
+    return 0
+
+
 def image_check(args) -> int:
-    from .image import check, reference
+    from .ops.image import check, reference
 
     lock = check()
     print(
@@ -195,7 +265,7 @@ def image_check(args) -> int:
 
 
 def image_build_args(args) -> int:
-    from .image import build_args
+    from .ops.image import build_args
 
     for key, value in build_args(latest_base=args.latest_base).items():
         print(f"{key}={value}")
@@ -203,11 +273,38 @@ def image_build_args(args) -> int:
 
 
 def image_record(args) -> int:
-    from .image import record, reference
+    from .ops.image import record, reference
 
     lock = record(args.name, args.digest, args.base_digest)
     print(
         f"wrote image.lock: {reference(lock)} on {lock['base']}@{lock['base_digest']}, "
         f"built from commit {lock['commit'][:12]}"
     )
+    return 0
+
+
+def doctor(args) -> int:
+    from .ops.doctor import main
+
+    return main(args.workflow, args.config, args.backend)
+
+
+def release_resolve(args) -> int:
+    import os
+
+    from .errors import UserError
+    from .ops.inputs import resolve_run
+    from .ops.runner import require_shared_store
+
+    store = args.store or os.environ.get("FT_ARTIFACT_STORE")
+    if not store:
+        raise UserError(
+            "no artifact store",
+            key="--store",
+            fix="pass --store s3://bucket/runs or set FT_ARTIFACT_STORE",
+        )
+    require_shared_store(store, key="--store")
+    url, commit = resolve_run(store, args.commit)
+    print(f"run of {commit[:12]} (same training inputs)", file=sys.stderr)
+    print(url)
     return 0

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from .errors import UserError
-from .hashing import sha256_json
+from .util.hashing import sha256_json
 
 DEFAULT_CONFIG = "configs/recipe.yaml"
 HEX40 = re.compile(r"[0-9a-f]{40}")
@@ -42,7 +42,7 @@ class BaseModelSpec(Section):
 
     path: str | None = None
     sha256: str | None = None
-    build: Literal["tiny"] | None = None
+    build: Literal["tiny", "tiny-v2"] | None = None
     hub_id: str | None = None
     revision: str | None = None
     tokenizer_revision: str | None = None
@@ -105,12 +105,20 @@ class ModelSpec(Section):
 
 
 class SourceSpec(Section):
-    """One data source: a local JSONL file pinned by sha256, or a hub dataset pinned by commit."""
+    """One data source pinned by content: a file or directory (local path or s3://, gs://,
+    az://, https:// URL) with its sha256, or a hub dataset with its 40-hex revision."""
 
     name: str
     split: Literal["train", "eval"]
     path: str | None = None
     sha256: str | None = None
+    # jsonl, parquet or arrow (a directory of Arrow files, e.g. `datasets.save_to_disk`);
+    # None: from the name (.parquet, .arrow or a trailing /, else jsonl).
+    format: Literal["jsonl", "parquet", "arrow"] | None = None
+    # Optional fail-fast pins of a remote object: checked against its metadata before any
+    # byte is read. The sha256 stays the pin; these only stop a changed object early.
+    etag: str | None = None
+    size: int | None = Field(None, ge=0)
     hub_id: str | None = None
     revision: str | None = None
     hub_split: str = "train"
@@ -120,12 +128,30 @@ class SourceSpec(Section):
         if (self.path is None) == (self.hub_id is None):
             raise ValueError("give exactly one of `path` or `hub_id`")
         if self.path is not None and (self.sha256 is None or not HEX64.fullmatch(self.sha256)):
-            raise ValueError("a local source needs `sha256` (64-hex); `sha256sum PATH` prints it")
+            raise ValueError(
+                "a path source needs `sha256` (64-hex); `ft data hash PATH_OR_URL` prints it"
+            )
         if self.hub_id is not None and (
             self.revision is None or not HEX40.fullmatch(self.revision)
         ):
             raise ValueError("a hub dataset needs `revision`, a 40-hex commit")
+        if self.hub_id is not None and (self.format or self.etag or self.size is not None):
+            raise ValueError("`format`, `etag` and `size` apply to a `path` source only")
         return self
+
+    @property
+    def kind(self) -> str:
+        """The reader: jsonl, parquet or arrow (hub sources: hub)."""
+        if self.path is None:
+            return "hub"
+        if self.format is not None:
+            return self.format
+        name = self.path.rstrip("/").lower()
+        if name.endswith(".parquet"):
+            return "parquet"
+        if name.endswith(".arrow") or self.path.endswith("/"):
+            return "arrow"
+        return "jsonl"
 
 
 class FilterSpec(Section):
@@ -141,6 +167,9 @@ class DataSpec(Section):
     max_seq_len: int = Field(128, ge=8)
     # Processes for runs of consecutive row filters; the output is identical for any value.
     workers: int = Field(1, ge=1)
+    # Tokenize the training set once into a memory-mapped store under out_dir/tokens/ and
+    # map it on later runs (false: tokenize into memory on every run; same bytes either way).
+    token_store: bool = True
 
 
 class TrainSpec(Section):
@@ -159,8 +188,93 @@ class TrainSpec(Section):
     log_every: int = Field(10, ge=1)
 
 
+class SegmentSpec(Section):
+    """A slice of a suite's rows: those whose `field` equals `value` (default: the segment's
+    name), or those a registered segment function (data/segments.py) keeps."""
+
+    name: str = Field(min_length=1)
+    field: str | None = None
+    value: str | None = None
+    fn: str | None = None
+    params: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _one_rule(self):
+        if self.name == "all":
+            raise ValueError("`all` is the whole suite, always reported; name the segment else")
+        if (self.field is None) == (self.fn is None):
+            raise ValueError(
+                "give exactly one of `field` (a row field) or `fn` (a segment function)"
+            )
+        if self.fn is not None and self.value is not None:
+            raise ValueError("`value` goes with `field`; a segment function takes `params`")
+        return self
+
+
+class SuiteSpec(Section):
+    """One eval suite: a JSONL file of prompt/response rows pinned by sha256 (recorded in
+    data.lock), cut into segments, scored by loss and by generation metrics."""
+
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    path: str
+    sha256: str
+    segments: list[SegmentSpec] = []
+    metrics: list[str] = ["exact_match", "contains"]
+
+    @field_validator("sha256")
+    @classmethod
+    def _content_hash(cls, value: str) -> str:
+        if not HEX64.fullmatch(value):
+            raise ValueError(f"must be a 64-hex sha256, got {value!r}; `sha256sum PATH` prints it")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_segments(self):
+        names = [s.name for s in self.segments]
+        if len(set(names)) != len(names):
+            raise ValueError(f"segment names must be unique, got {names}")
+        return self
+
+
+class GateSpec(Section):
+    """The largest regression of one metric allowed against the baseline release."""
+
+    suite: str
+    segment: str = "all"
+    metric: str
+    max_regression: float = Field(ge=0)  # absolute, in the metric's units, in its bad direction
+
+
 class EvalSpec(Section):
     batch_size: int = Field(16, ge=1)
+    max_new_tokens: int = Field(16, ge=1)
+    suites: list[SuiteSpec] = []
+    gates: list[GateSpec] = []
+
+    @model_validator(mode="after")
+    def _gates_name_suites(self):
+        suites = {s.name: s for s in self.suites}
+        if len(suites) != len(self.suites):
+            raise ValueError("suite names must be unique")
+        for i, gate in enumerate(self.gates):
+            suite = suites.get(gate.suite)
+            if suite is None:
+                raise ValueError(
+                    f"gates.{i}.suite {gate.suite!r} is not a suite (suites: {sorted(suites)})"
+                )
+            segments = ["all", *(s.name for s in suite.segments)]
+            if gate.segment not in segments:
+                raise ValueError(
+                    f"gates.{i}.segment {gate.segment!r} is not a segment of {gate.suite!r} "
+                    f"({segments})"
+                )
+            metrics = ["loss", "perplexity", *suite.metrics]
+            if gate.metric not in metrics:
+                raise ValueError(
+                    f"gates.{i}.metric {gate.metric!r} is not measured on {gate.suite!r} "
+                    f"({metrics})"
+                )
+        return self
 
 
 class ToleranceSpec(Section):

@@ -1,0 +1,1 @@
+"""The closure of a run: its manifest, the reproduce gate, and diffs between runs."""

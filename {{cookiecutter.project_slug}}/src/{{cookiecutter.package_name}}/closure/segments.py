@@ -28,9 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..checkpoint import digest, step_dir
 from ..errors import UserError
-from ..hashing import write_atomic
+from ..train.checkpoint import digest, step_dir
+from ..util.hashing import write_atomic
 
 SEGMENT_RECORD = "segment.json"  # written last by an inner interval's replay
 OUT_DIR = "reproduce/segments"  # under the run directory: one folder per interval
@@ -95,7 +95,7 @@ class Replay:
                 key="--out",
                 fix="pass a new --out directory and no --resume",
             )
-        from ..manifest import read_manifest
+        from .manifest import read_manifest
 
         manifest = read_manifest(chain)
         found = intervals(manifest)
@@ -140,7 +140,7 @@ class Replay:
         self, run_dir: Path, cfg, invocation, data_lock, base_pins, timing, accelerator
     ) -> None:
         """segment.json: the pins this replay ran on (for `ft diff`) and its checkpoints."""
-        from ..manifest import build_manifest
+        from .manifest import build_manifest
 
         record = build_manifest(
             run_dir,
@@ -178,9 +178,9 @@ def verify(
 ) -> None:
     """Replay the chosen intervals through REPRODUCE.md's blocks; fill `record`; raise Failed
     naming the first diverging interval. `checkout(commit)` yields a clean worktree."""
-    from ..diff import explain
-    from ..reproduce import _Failed as Failed
-    from ..reproduce import compare
+    from .diff import explain
+    from .reproduce import _Failed as Failed
+    from .reproduce import compare
 
     found = intervals(manifest)
     if not found:

@@ -19,9 +19,9 @@ Only `launch.submit` and `launch.follow` leave this machine; the tests stop ther
 import shlex
 from urllib.parse import urlsplit
 
-from .. import launch
 from ..config import load_config
 from ..errors import UserError
+from ..ops import launch
 from .segments import intervals, select
 
 MOUNT = "$ARTIFACTS"  # where sky/train.yaml mounts ARTIFACT_BUCKET in the job

@@ -1,13 +1,19 @@
-"""Run sources through the filter chain, hash the result, write or check data.lock.
+"""Stream sources through the filter chain, hash the result, write or check data.lock.
 
 The training set's content hash is the sha256 of its canonical serialization:
 one `canonical_json(row)` line per row, in order. That is also the exact byte
 content of data/build/<split>.jsonl, so `sha256sum` on the file agrees with the lock.
 
-Each row is serialized once, in blocks of CHUNK_ROWS lines: a block feeds the hash
-and, for `ft data build`, the file, in one large write. With `data.workers` > 1, runs
-of consecutive row filters are spread over processes in ordered chunks; the rows,
-counts and errors are exactly those of the serial path (tests/test_data_parallel.py).
+Nothing holds a split: rows flow from the sources (sources.py, batches of BATCH_ROWS)
+through the filters in chunks of CHUNK_ROWS into blocks that feed the hash, the output
+file and any other sink (the token store), so memory is flat in the row count. A row
+filter sees one row; a dataset filter written as a generator (dedupe) sees the stream
+and keeps a bounded state of its own; a dataset filter that returns a list gets the
+whole split as a list (the older form, kept so existing filters and locks stay valid;
+its memory grows with the split). Row filters run chunk by chunk, every filter over a
+chunk before the next chunk, so the first error met is the same for any `data.workers`:
+with workers > 1 the chunks of a run of row filters go to that many processes, at most
+2 x workers chunks in flight, and come back in order (tests/test_data_parallel.py).
 """
 
 import hashlib
@@ -16,20 +22,22 @@ import json
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Config
 from ..errors import UserError
-from ..hashing import canonical_json, write_atomic
+from ..util.hashing import canonical_json, write_atomic
 from .filters import FILTERS, Filter
-from .sources import load_source
+from .sources import open_source
+from .suites import load_suites, lock_entry
 
 LOCK_SCHEMA = 1
 SPLITS = ("train", "eval")
 CHUNK_ROWS = 4096  # rows per serialized block: ~0.5-2 MB, so one hash update and one write each
-PARALLEL_CHUNK_ROWS = 4096  # rows a filter worker takes at a time (data.workers > 1)
+PARALLEL_CHUNK_ROWS = 4096  # rows per filter chunk (a task for a worker when data.workers > 1)
 # canonical_json's encoder, built once: json.dumps with these options builds it per call.
 _ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
@@ -67,56 +75,119 @@ def resolve_filters(cfg: Config) -> list[tuple[Filter, dict]]:
     return chain
 
 
-def apply_chain(
-    cfg: Config,
-    split: str,
-    rows: list[dict],
-    chain: list[tuple[Filter, dict]],
-    workers: int | None = None,
-    chunk_rows: int | None = None,
-) -> SplitResult:
-    """Apply the filters in order. `workers` (default: data.workers) > 1 runs each stretch of
-    consecutive row filters in that many processes, `chunk_rows` (default:
-    PARALLEL_CHUNK_ROWS) rows at a time; a split of one chunk or less stays in process."""
-    workers = cfg.data.workers if workers is None else workers
-    chunk_rows = chunk_rows or PARALLEL_CHUNK_ROWS
-    result = SplitResult(rows=rows, rows_in=len(rows))
-    position = 0
-    while position < len(chain):
-        end = position + 1
-        if workers > 1 and chain[position][0].kind == "row":
-            while end < len(chain) and chain[end][0].kind == "row":
-                end += 1
-            if len(result.rows) > chunk_rows:
-                _row_filters_parallel(cfg, split, result, chain, position, end, workers, chunk_rows)
-                position = end
-                continue
-        for offset, (flt, params) in enumerate(chain[position:end]):
-            _apply_one(cfg, split, result, flt, params, position + offset)
-        position = end
-    return result
+class _Upstream(Exception):
+    """An error raised before a dataset filter, carried through it unchanged."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
 
 
-def _apply_one(
-    cfg: Config, split: str, result: SplitResult, flt: Filter, params: dict, position: int
-) -> None:
-    before = len(result.rows)
-    try:
-        if flt.kind == "dataset":
-            result.rows = list(flt.fn(result.rows, **params))
-        else:
-            kept = []
-            for index, row in enumerate(result.rows):  # noqa: B007 - named in the error below
-                out = flt.fn(row, **params)
-                if out is not None:
-                    kept.append(out)
-            result.rows = kept
-    except Exception as e:
-        at = (
-            "" if flt.kind == "dataset" else f" on {split} row {index} ({canonical_json(row)[:80]})"
-        )
-        raise _filter_error(cfg, flt, position, type(e).__name__, str(e), at) from None
-    result.steps.append({"filter": flt.name, "rows_in": before, "rows_out": len(result.rows)})
+class Chain:
+    """The filter chain over one split's stream of row batches, counting rows per filter."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        split: str,
+        chain: list[tuple[Filter, dict]],
+        workers: int | None = None,
+        chunk_rows: int | None = None,
+    ):
+        self.cfg, self.split, self.chain = cfg, split, chain
+        self.workers = cfg.data.workers if workers is None else workers
+        self.chunk_rows = chunk_rows or PARALLEL_CHUNK_ROWS
+        self.rows_in = 0
+        self.counts = [[0, 0] for _ in chain]  # per filter: rows in, rows out
+
+    def steps(self) -> list[dict]:
+        return [
+            {"filter": flt.name, "rows_in": n_in, "rows_out": n_out}
+            for (flt, _), (n_in, n_out) in zip(self.chain, self.counts, strict=True)
+        ]
+
+    def run(self, batches: Iterable[list[dict]]) -> Iterator[list[dict]]:
+        """The filtered stream, in chunks; counts fill in as it is consumed."""
+        stream = self._chunks(batches)
+        position = 0
+        while position < len(self.chain):
+            if self.chain[position][0].kind == "row":
+                end = position
+                while end < len(self.chain) and self.chain[end][0].kind == "row":
+                    end += 1
+                stream = self._row_run(stream, position, end)
+            else:
+                end = position + 1
+                stream = self._dataset(stream, position)
+            position = end
+        return stream
+
+    def _chunks(self, batches: Iterable[list[dict]]) -> Iterator[list[dict]]:
+        """Re-cut the sources' batches into chunks of exactly chunk_rows (the last shorter)."""
+        pending: list[dict] = []
+        for batch in batches:
+            self.rows_in += len(batch)
+            pending.extend(batch)
+            while len(pending) >= self.chunk_rows:
+                yield pending[: self.chunk_rows]
+                pending = pending[self.chunk_rows :]
+        if pending:
+            yield pending
+
+    def _row_run(self, stream, start: int, end: int) -> Iterator[list[dict]]:
+        run = self.chain[start:end]
+        for chunk, (kept, counts, error) in _map_chunks(stream, run, self.workers):
+            n = len(chunk)
+            for offset, out in enumerate(counts):
+                self.counts[start + offset][0] += n
+                self.counts[start + offset][1] += out
+                n = out
+            if error is not None:
+                offset, index, kind, message, text = error
+                index += self.counts[start + offset][0]
+                raise _filter_error(
+                    self.cfg,
+                    run[offset][0],
+                    start + offset,
+                    kind,
+                    message,
+                    f" on {self.split} row {index} ({text})",
+                )
+            if kept:
+                yield kept
+
+    def _dataset(self, stream, position: int) -> Iterator[list[dict]]:
+        flt, params = self.chain[position]
+        counts = self.counts[position]
+
+        def rows_of(chunks):
+            try:
+                for chunk in chunks:
+                    counts[0] += len(chunk)
+                    yield from chunk
+            except Exception as e:  # raised upstream: not this filter's
+                raise _Upstream(e) from None
+
+        try:
+            if inspect.isgeneratorfunction(flt.fn):
+                out: list[dict] = []
+                for row in flt.fn(rows_of(stream), **params):
+                    out.append(row)
+                    if len(out) == self.chunk_rows:
+                        counts[1] += len(out)
+                        yield out
+                        out = []
+            else:  # a filter over the whole split as a list: memory grows with the split
+                out = list(flt.fn(list(rows_of(stream)), **params))
+        except _Upstream as e:
+            raise e.error from None
+        except UserError:
+            raise
+        except Exception as e:
+            raise _filter_error(self.cfg, flt, position, type(e).__name__, str(e), "") from None
+        for start in range(0, len(out), self.chunk_rows):
+            piece = out[start : start + self.chunk_rows]
+            counts[1] += len(piece)
+            yield piece
 
 
 def _filter_error(
@@ -130,27 +201,15 @@ def _filter_error(
     )
 
 
-# What a worker process filters: the run of row filters and the split's rows, set by the
-# pool initializer. Under fork they are inherited as they are (filters registered at run
-# time included, no copy of the rows); under spawn they are pickled once per worker.
-_WORKER_CHAIN: list[tuple[Filter, dict]] = []
-_WORKER_ROWS: list[dict] = []
-
-
-def _init_worker(chain: list[tuple[Filter, dict]], rows: list[dict]) -> None:
-    global _WORKER_CHAIN, _WORKER_ROWS
-    _WORKER_CHAIN, _WORKER_ROWS = chain, rows
-
-
-def _filter_chunk(bounds: tuple[int, int]):
-    """Apply each filter to rows[start:stop] in turn, as the serial path does to the split.
+def _filter_chunk(run: list[tuple[Filter, dict]], rows: list[dict]):
+    """Apply each filter of the run to the chunk in turn.
 
     Returns (kept rows, rows out of each filter that completed, error or None), the error
-    being (filter offset, index of the row in that filter's input, type, message, row text).
+    being (filter offset, index of the row in that filter's input chunk, type, message,
+    row text).
     """
-    rows = _WORKER_ROWS[bounds[0] : bounds[1]]
     counts = []
-    for offset, (flt, params) in enumerate(_WORKER_CHAIN):
+    for offset, (flt, params) in enumerate(run):
         kept = []
         for index, row in enumerate(rows):
             try:
@@ -168,51 +227,53 @@ def _filter_chunk(bounds: tuple[int, int]):
     return rows, counts, None
 
 
-def _row_filters_parallel(
+# The run of row filters a worker applies, set by the pool initializer. Under fork it is
+# inherited as it is (filters registered at run time included); under spawn it is pickled
+# once per worker and the filters are imported by name.
+_WORKER_RUN: list[tuple[Filter, dict]] = []
+
+
+def _init_worker(run: list[tuple[Filter, dict]]) -> None:
+    global _WORKER_RUN
+    _WORKER_RUN = run
+
+
+def _worker_chunk(rows: list[dict]):
+    return _filter_chunk(_WORKER_RUN, rows)
+
+
+def _map_chunks(stream, run, workers: int):
+    """(chunk, _filter_chunk result) in stream order; in process, or over `workers`
+    processes with at most 2 x workers chunks in flight (memory stays bounded)."""
+    if workers <= 1:
+        for chunk in stream:
+            yield chunk, _filter_chunk(run, chunk)
+        return
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    with context.Pool(workers, initializer=_init_worker, initargs=(run,)) as pool:
+        pending: deque = deque()
+        for chunk in stream:
+            pending.append((chunk, pool.apply_async(_worker_chunk, (chunk,))))
+            if len(pending) >= 2 * workers:
+                done_chunk, result = pending.popleft()
+                yield done_chunk, result.get()
+        while pending:
+            done_chunk, result = pending.popleft()
+            yield done_chunk, result.get()
+
+
+def apply_chain(
     cfg: Config,
     split: str,
-    result: SplitResult,
+    rows: list[dict],
     chain: list[tuple[Filter, dict]],
-    start: int,
-    end: int,
-    workers: int,
-    chunk_rows: int,
-) -> None:
-    """chain[start:end] (row filters only) over `workers` processes, in ordered chunks."""
-    n = len(result.rows)
-    bounds = [(i, min(i + chunk_rows, n)) for i in range(0, n, chunk_rows)]
-    # fork where it is the default (Linux): workers inherit the rows and the filters; the
-    # tasks are index ranges and only the kept rows travel back. Elsewhere spawn, which
-    # imports the filters by name.
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    with context.Pool(
-        workers, initializer=_init_worker, initargs=(chain[start:end], result.rows)
-    ) as pool:
-        done = list(pool.imap(_filter_chunk, bounds))
-    # Rows entering filter k of the run, per chunk: the chunk, then what filter k-1 kept.
-    inputs = [[b - a, *counts] for (a, b), (_, counts, _) in zip(bounds, done, strict=True)]
-    errors = [(err[0], c, err) for c, (_, _, err) in enumerate(done) if err is not None]
-    if errors:
-        # The error the serial path meets first: the earliest filter, then the earliest row.
-        offset, c, (_, index, kind, message, text) = min(errors, key=lambda e: e[:2])
-        index += sum(inputs[prior][offset] for prior in range(c))
-        raise _filter_error(
-            cfg,
-            chain[start + offset][0],
-            start + offset,
-            kind,
-            message,
-            f" on {split} row {index} ({text})",
-        )
-    for offset in range(end - start):
-        result.steps.append(
-            {
-                "filter": chain[start + offset][0].name,
-                "rows_in": sum(i[offset] for i in inputs),
-                "rows_out": sum(i[offset + 1] for i in inputs),
-            }
-        )
-    result.rows = [row for kept, _, _ in done for row in kept]
+    workers: int | None = None,
+    chunk_rows: int | None = None,
+) -> SplitResult:
+    """The chain over rows already in memory (tests, tools): the streaming path, collected."""
+    flow = Chain(cfg, split, chain, workers, chunk_rows)
+    kept = [row for chunk in flow.run([rows]) for row in chunk]
+    return SplitResult(rows=kept, rows_in=flow.rows_in, steps=flow.steps())
 
 
 def canonical_chunks(rows: list[dict], chunk_rows: int = CHUNK_ROWS) -> Iterator[bytes]:
@@ -274,70 +335,112 @@ def write_rows(rows: list[dict], out: Path) -> str:
     return digest
 
 
-def run_pipeline(cfg: Config, out_dir: str | Path | None = None) -> tuple[dict, dict[str, list]]:
-    """Build every split; return (lock content, rows per split). Writes files if out_dir."""
+Sink = Callable[[str, list[dict]], None]  # (split, a chunk of its output rows, in order)
+
+
+def run_pipeline(
+    cfg: Config, out_dir: str | Path | None = None, sink: Sink | None = None, progress=None
+) -> dict:
+    """Stream every split through the chain; return the lock content.
+
+    With `out_dir`, each split is written to a temp file beside its target as it streams;
+    the renames come last, once every source matched its pin and every split has rows, so
+    a failure leaves the previous training set whole. `sink` sees every output chunk
+    (the token store builds from it); `progress` (progress.py) counts bytes and rows.
+    """
     chain = resolve_filters(cfg)
-    sources, raw = [], {s: [] for s in SPLITS}
-    for i, source in enumerate(cfg.data.sources):
-        pin, rows = load_source(cfg, i)
-        rows = list(rows)
-        raw[source.split].extend(rows)
-        entry = {"name": source.name, "split": source.split, "rows": len(rows)}
-        entry |= (
-            {"path": source.path, "sha256": pin}
-            if source.path
-            else {"hub_id": source.hub_id, "revision": pin}
-        )
-        sources.append(entry)
-    lock = {
-        "schema": LOCK_SCHEMA,
-        "sources": sources,
-        "filters": [{"name": f.name, "params": p, "code_sha256": f.code_sha256} for f, p in chain],
-        "splits": {},
-    }
-    results = {}
-    for split in SPLITS:
-        if not raw[split]:
+    by_split = {s: [i for i, src in enumerate(cfg.data.sources) if src.split == s] for s in SPLITS}
+    for split, indices in by_split.items():
+        if not indices:
             raise UserError(
                 f"no {split} rows: no source has split: {split}",
                 file=cfg._path,
                 key="data.sources",
                 fix=f"add a source with split: {split}",
             )
-        result = apply_chain(cfg, split, raw[split], chain)
-        if not result.rows:
-            raise UserError(
-                f"the filters dropped every {split} row",
-                file=cfg._path,
-                key="data.filters",
-                fix="loosen the filters (see the per-filter counts with `ft data build`)",
-            )
-        results[split] = result
-    # Every split has passed its filters: serialize each once, into the hash and (with
-    # out_dir) a temp file beside its target. The renames come last, so a failure leaves
-    # the previous training set whole instead of a new train split beside an old eval one.
+    on_bytes = progress.add_bytes if progress is not None else None
+    # Every source's metadata (existence, etag/size pins) before any byte is read.
+    opened = [open_source(cfg, i, on_bytes) for i in range(len(cfg.data.sources))]
+    if progress is not None:
+        sizes = [src.size for src in opened]
+        progress.start(None if None in sizes else sum(sizes))
+    lock = {
+        "schema": LOCK_SCHEMA,
+        "sources": [],
+        "filters": [{"name": f.name, "params": p, "code_sha256": f.code_sha256} for f, p in chain],
+        "splits": {},
+    }
+    if cfg.eval.suites:  # eval suites: pinned like sources, recorded beside the splits;
+        # checked before anything is written, so a bad suite leaves the old build whole.
+        lock["suites"] = [lock_entry(cfg, suite, i) for i, suite in enumerate(load_suites(cfg))]
     temps = (
-        {split: _temp_for(Path(out_dir) / f"{split}.jsonl") for split in results}
+        {split: _temp_for(Path(out_dir) / f"{split}.jsonl") for split in SPLITS}
         if out_dir is not None
         else {}
     )
+    made_dir = out_dir is not None and not Path(out_dir).exists()
+    done = False
     try:
-        for split, result in results.items():
-            result.sha256 = (
-                _write_temp(result.rows, temps[split]) if temps else hash_rows(result.rows)
+        for split in SPLITS:
+            flow = Chain(cfg, split, chain)
+            batches = (batch for i in by_split[split] for batch in opened[i].batches())
+            digest, rows = _stream_split(
+                flow.run(batches), split, temps.get(split), sink, flow, progress
             )
+            if not rows:
+                raise UserError(
+                    f"the filters dropped every {split} row",
+                    file=cfg._path,
+                    key="data.filters",
+                    fix="loosen the filters (see the per-filter counts with `ft data build`)",
+                )
             lock["splits"][split] = {
-                "rows_in": result.rows_in,
-                "steps": result.steps,
-                "rows": len(result.rows),
-                "sha256": result.sha256,
+                "rows_in": flow.rows_in,
+                "steps": flow.steps(),
+                "rows": rows,
+                "sha256": digest,
             }
+        lock["sources"] = [src.lock_entry() for src in opened]
         for split, tmp in temps.items():
             os.replace(tmp, tmp.with_name(f"{split}.jsonl"))
+        done = True
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
-    return lock, {split: result.rows for split, result in results.items()}
+        if made_dir and not done and Path(out_dir).is_dir() and not any(Path(out_dir).iterdir()):
+            Path(out_dir).rmdir()  # a failed first build leaves no trace
+        if progress is not None:
+            progress.close()
+    return lock
+
+
+def _stream_split(chunks, split: str, tmp: Path | None, sink, flow: Chain, progress):
+    """Serialize each chunk once into the hash, the temp file and the sink: (sha256, rows)."""
+    h, rows, seen_in = hashlib.sha256(), 0, 0
+    out = None
+    if tmp is not None:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        out = open(tmp, "wb")  # noqa: SIM115 - closed below, after the fsync
+    try:
+        encode = _ENCODER.encode
+        for chunk in chunks:
+            block = ("\n".join(map(encode, chunk)) + "\n").encode()
+            h.update(block)
+            if out is not None:
+                out.write(block)
+            if sink is not None:
+                sink(split, chunk)
+            rows += len(chunk)
+            if progress is not None:
+                progress.add_rows(flow.rows_in - seen_in)
+                seen_in = flow.rows_in
+        if out is not None:
+            out.flush()
+            os.fsync(out.fileno())
+    finally:
+        if out is not None:
+            out.close()
+    return h.hexdigest(), rows
 
 
 def render_lock(lock: dict) -> str:
@@ -402,20 +505,31 @@ def lock_differences(old: dict, new: dict) -> list[str]:
                 f"{split}: {a.get('rows')} rows sha256 {str(a.get('sha256'))[:12]} -> "
                 f"{b.get('rows')} rows sha256 {str(b.get('sha256'))[:12]}"
             )
+    old_suites = {s["name"]: s for s in old.get("suites", [])}
+    new_suites = {s["name"]: s for s in new.get("suites", [])}
+    for name in sorted(old_suites.keys() | new_suites.keys()):
+        a, b = old_suites.get(name), new_suites.get(name)
+        if a is None or b is None:
+            diffs.append(f"eval suite {name!r} {'added' if a is None else 'removed'}")
+            continue
+        for k in ("sha256", "path", "rows", "segments", "rules"):
+            if a.get(k) != b.get(k):
+                diffs.append(f"eval suite {name!r}: {k} {a.get(k)} -> {b.get(k)}")
     return diffs
 
 
-def build(cfg: Config) -> dict:
+def build(cfg: Config, progress=None) -> dict:
     """`ft data build`: write the training set and data.lock."""
-    lock, _ = run_pipeline(cfg, cfg.data.out_dir)
+    lock = run_pipeline(cfg, cfg.data.out_dir, progress=progress)
     write_atomic(cfg.data.lock, render_lock(lock))
     return lock
 
 
-def check(cfg: Config) -> tuple[dict, dict[str, list]]:
-    """`ft data check`: rebuild in memory and compare with data.lock; raise naming what moved."""
+def check(cfg: Config, sink: Sink | None = None) -> dict:
+    """`ft data check`: stream the pipeline and compare with data.lock; raise naming what
+    moved. `sink` sees every output chunk (it must discard them if this raises)."""
     old = read_lock(cfg)
-    new, rows = run_pipeline(cfg)
+    new = run_pipeline(cfg, sink=sink)
     diffs = lock_differences(old, new)
     if diffs or old != new:
         raise UserError(
@@ -424,4 +538,4 @@ def check(cfg: Config) -> tuple[dict, dict[str, list]]:
             fix="if the change is intended, run `uv run ft data "
             "build` and commit data.lock with it",
         )
-    return new, rows
+    return new

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from ..determinism import derive, worker_init
+from ..train.determinism import derive, worker_init
 
 IGNORE_INDEX = -100
 

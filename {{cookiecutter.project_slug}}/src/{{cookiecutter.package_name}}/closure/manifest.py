@@ -1,0 +1,374 @@
+"""The manifest (what a run was made from and what it made) and REPRODUCE.md.
+
+manifest.json is written last by `ft train`: its existence means the run
+finished. REPRODUCE.md is rendered from it, never by hand; `ft reproduce`
+re-renders it to catch edits and executes its one fenced command block verbatim.
+
+Keys listed in VOLATILE may differ between two runs of the same closure (when,
+how fast, which directory); everything else must match for a reproduction.
+"""
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from ..errors import UserError
+from ..train.checkpoint import chain
+from ..util.hashing import sha256_file, write_atomic
+
+SCHEMA = 1
+VOLATILE = ("created_at", "run_id", "timing", "invocation")
+# README.md is the model card a registry adds beside a published run.
+# segment.json: what an interval replay (`ft train --segment`) records instead of a manifest.
+NOT_OUTPUTS = {
+    "manifest.json",
+    "REPRODUCE.md",
+    "verification.json",
+    "run.json",
+    "README.md",
+    "segment.json",
+}
+NOT_OUTPUT_DIRS = {"checkpoints", "reproduce", "report"}  # report: `ft report`'s default --out
+LIBRARIES = (
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "datasets",
+    "tokenizers",
+    "safetensors",
+    "numpy",
+)
+COMMAND_FENCE = "```bash"
+# Segment replay (closure/segments.py): the setup block runs once in the checkout, the
+# interval block once per interval with FT_SEGMENT, FT_CHAIN and FT_OUT set.
+SEGMENT_FENCES = ("```bash segment-setup", "```bash segment")
+
+
+def output_files(run_dir: Path) -> dict[str, str]:
+    """sha256 of every output file of a run, by path relative to the run directory."""
+    run_dir = Path(run_dir)
+    hashes = {}
+    for path in sorted(run_dir.rglob("*")):
+        rel = path.relative_to(run_dir)
+        if (
+            not path.is_file()
+            or rel.parts[0] in NOT_OUTPUT_DIRS
+            or str(rel) in NOT_OUTPUTS
+            or any(part.startswith(".") for part in rel.parts)
+        ):
+            continue
+        hashes[rel.as_posix()] = sha256_file(path)
+    return hashes
+
+
+def _run_git(*args) -> str | None:
+    r = subprocess.run(["git", *args], capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def _git() -> dict:
+    commit = _run_git("rev-parse", "HEAD")
+    status = _run_git("status", "--porcelain", "--untracked-files=normal")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def dirty_files() -> list[str]:
+    """Paths `git status` reports as changed or untracked (what makes a run's tree dirty)."""
+    r = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=normal"], capture_output=True, text=True
+    )
+    if r.returncode != 0:
+        return []  # not a git checkout: the manifest records that instead
+    return [line[3:] for line in r.stdout.splitlines() if len(line) > 3]
+
+
+def _hardware(accelerator) -> dict:
+    import torch
+
+    cpu_model = platform.processor() or None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cuda = torch.cuda.is_available()
+    return {
+        "device_type": "cuda" if cuda else "cpu",
+        "device_name": torch.cuda.get_device_name(0) if cuda else None,
+        "device_count": torch.cuda.device_count() if cuda else 0,
+        "world_size": accelerator.num_processes,
+        "cpu_model": cpu_model,
+        # Kernels differ by vector ISA (AVX512 vs AVX2 change low bits), so it is part of the shape.
+        "cpu_isa": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda_version": torch.version.cuda if cuda else None,
+    }
+
+
+def write_manifest(
+    run_dir: Path,
+    cfg,
+    invocation: dict,
+    data_lock: dict,
+    base_pins: dict,
+    metrics: dict,
+    timing: dict,
+    accelerator,
+    eval_suites: dict | None = None,
+) -> dict:
+    manifest = build_manifest(
+        run_dir,
+        cfg,
+        invocation=invocation,
+        data_lock=data_lock,
+        base_pins=base_pins,
+        metrics=metrics,
+        timing=timing,
+        accelerator=accelerator,
+        eval_suites=eval_suites,
+    )
+    write_atomic(
+        Path(run_dir) / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    )
+    write_atomic(Path(run_dir) / "REPRODUCE.md", render_reproduce(manifest))
+    return manifest
+
+
+def build_manifest(
+    run_dir: Path,
+    cfg,
+    *,
+    invocation: dict,
+    data_lock: dict,
+    base_pins: dict,
+    metrics: dict,
+    timing: dict,
+    accelerator,
+    eval_suites: dict | None = None,
+) -> dict:
+    """Everything the manifest records, from what is in `run_dir` now."""
+    lock_path = Path("uv.lock")
+    manifest = {
+        "schema": SCHEMA,
+        "run_id": Path(run_dir).name,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "invocation": invocation,
+        "command": {
+            "config": invocation["config"],
+            "overrides": invocation["overrides"],
+            # "sky" inside a SkyPilot job (sky/train.yaml sets it): REPRODUCE.md then
+            # shows the `ft launch --backend sky` form.
+            "backend": os.environ.get("FT_LAUNCH_BACKEND") or "local",
+        },
+        "seed": cfg.seed,
+        "config": cfg.resolved(),
+        "config_sha256": cfg.hash(),
+        # token_store: the memory-mapped tokenized set the run read (data/tokens.py), if any.
+        "data": {
+            k: data_lock[k]
+            for k in ("sources", "filters", "splits", "token_store")
+            if k in data_lock
+        },
+        "base_model": base_pins,
+        "environment": {
+            "uv_lock_sha256": sha256_file(lock_path) if lock_path.is_file() else None,
+            "image_digest": os.environ.get("FT_IMAGE_DIGEST") or None,
+            "python": platform.python_version(),
+            "libraries": {name: metadata.version(name) for name in LIBRARIES},
+        },
+        "git": _git(),
+        "hardware": _hardware(accelerator),
+        "metrics": metrics,
+        # Per suite and segment (eval.json's `suites`): what gates compare across versions.
+        "eval_suites": eval_suites or {},
+        "timing": timing,
+        "outputs": output_files(run_dir),
+        # The checkpoint chain: segment replay verifies the run interval by interval.
+        "checkpoints": chain(run_dir),
+    }
+    return manifest
+
+
+def read_manifest(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "manifest.json"
+    if not path.is_file():
+        raise UserError(
+            "no manifest.json: the run did not finish (or this is not a run)",
+            file=str(run_dir),
+            fix="pass a finished run directory, e.g. runs/<id>",
+        )
+    return json.loads(path.read_text())
+
+
+def reproduce_command(manifest: dict) -> str:
+    """The shell lines that rebuild the artifact from a clean checkout of the commit."""
+    cmd = manifest["command"]
+    if cmd.get("backend") == "sky":
+        # The same SkyPilot job: image from image.lock, hardware from the config's launch:
+        # section; the finished run is fetched back into FT_OUT for the comparison.
+        launch = [
+            "uv",
+            "run",
+            "--frozen",
+            "--group",
+            "launch",
+            "ft",
+            "launch",
+            "--backend",
+            "sky",
+            "--config",
+            cmd["config"],
+        ]
+        for override in cmd["overrides"]:
+            launch += ["--set", override]
+        return (
+            "uv sync --frozen --group launch\n"
+            + shlex.join(launch)
+            + ' --fetch "${FT_OUT:-runs/reproduced}"\n'
+        )
+    train = _train_command(manifest)
+    return "uv sync --frozen\n" + shlex.join(train) + ' --out "${FT_OUT:-runs/reproduced}"\n'
+
+
+def _train_command(manifest: dict) -> list[str]:
+    cmd = manifest["command"]
+    world = manifest["hardware"]["world_size"]
+    launcher = (
+        ["torchrun", "--standalone", f"--nproc_per_node={world}", "--no-python"]
+        if world > 1
+        else []
+    )
+    train = ["uv", "run", "--frozen", *launcher, "ft", "train", "--config", cmd["config"]]
+    for override in cmd["overrides"]:
+        train += ["--set", override]
+    return train
+
+
+def segment_commands(manifest: dict) -> tuple[str, str] | None:
+    """(setup, per-interval) shell lines of a segment replay; None without a chain.
+
+    Runs trained by SkyPilot (backend sky) get none here: their intervals are replayed as
+    managed jobs by `ops.segments_sky`, not from this document (docs/verification.md).
+    """
+    if not manifest.get("checkpoints") or manifest["command"].get("backend") == "sky":
+        return None
+    interval = shlex.join(_train_command(manifest)) + (
+        ' --segment "$FT_SEGMENT" --chain "$FT_CHAIN" --out "$FT_OUT"\n'
+    )
+    return "uv sync --frozen\n", interval
+
+
+def _segment_section(m: dict) -> list[str]:
+    commands = segment_commands(m)
+    if commands is None:
+        return []
+    steps = [c["step"] for c in m["checkpoints"]] + [m["config"]["train"]["max_steps"]]
+    setup, interval = commands
+    return [
+        "## Segment replay",
+        "",
+        "`ft reproduce --segments all` runs the first block once, then the second once per "
+        "interval (FT_SEGMENT = interval, FT_CHAIN = this run's directory, FT_OUT = a new "
+        "directory): interval i starts from checkpoint i (interval 0 from the config alone) "
+        "and must produce checkpoint i+1; the last one must produce every expected output.",
+        "",
+        SEGMENT_FENCES[0],
+        setup.rstrip("\n"),
+        "```",
+        "",
+        SEGMENT_FENCES[1],
+        interval.rstrip("\n"),
+        "```",
+        "",
+        "| interval | steps | start checkpoint sha256 | ends at |",
+        "| --- | --- | --- | --- |",
+        *[
+            f"| {i} | {c['step']}-{steps[i + 1]} | `{c['sha256']}` | "
+            + (
+                f"`{m['checkpoints'][i + 1]['path']}`"
+                if i + 1 < len(m["checkpoints"])
+                else "the outputs"
+            )
+            + " |"
+            for i, c in enumerate(m["checkpoints"])
+        ],
+        "",
+    ]
+
+
+def render_reproduce(m: dict) -> str:
+    base = m["base_model"]
+    base_pin = (
+        f"`{base['path']}` sha256 `{base['sha256']}`"
+        if "path" in base
+        else f"`{base['hub_id']}` @ `{base['revision']}`"
+    )
+    hw = m["hardware"]
+    shape = (
+        f"{hw['device_count']} x {hw['device_name']}"
+        if hw["device_type"] == "cuda"
+        else f"CPU ({hw['cpu_model']}, {hw['cpu_isa']})"
+    )
+    lines = [
+        f"# Reproduce run `{m['run_id']}`",
+        "",
+        "<!-- Rendered from manifest.json by `ft train`. Do not edit: `ft reproduce` executes "
+        "the command block below verbatim and fails if this file differs from the rendering. -->",
+        "",
+        f"A LoRA adapter on {base_pin}, trained with seed {m['seed']} on "
+        f"{m['data']['splits']['train']['rows']} rows (data sha256 "
+        f"`{m['data']['splits']['train']['sha256']}`).",
+        "",
+        "## Pins",
+        "",
+        "| input | pin |",
+        "| --- | --- |",
+        f"| git commit | `{m['git']['commit']}`{' (dirty tree!)' if m['git']['dirty'] else ''} |",
+        f"| config | `{m['command']['config']}` sha256 `{m['config_sha256']}` |",
+        f"| base model | {base_pin} |",
+        f"| tokenizer | sha256 `{base.get('tokenizer_sha256')}` |",
+        f"| uv.lock | sha256 `{m['environment']['uv_lock_sha256']}` |",
+        f"| image | `{m['environment']['image_digest'] or 'none (local run)'}` |",
+        f"| hardware | {shape}, {hw['world_size']} process(es), {hw['torch_threads']} threads |",
+        f"| mode | {m['config']['reproduce']['mode']} |",
+        "",
+        "## Command",
+        "",
+        f"From a clean checkout of commit `{m['git']['commit']}`, on the same hardware shape:",
+        "",
+        COMMAND_FENCE,
+        reproduce_command(m).rstrip("\n"),
+        "```",
+        "",
+        "## Expected hashes",
+        "",
+        "| file | sha256 |",
+        "| --- | --- |",
+        *[f"| `{name}` | `{digest}` |" for name, digest in sorted(m["outputs"].items())],
+        "",
+        *_segment_section(m),
+    ]
+    return "\n".join(lines)
+
+
+def command_block(text: str) -> str | None:
+    """The first ```bash block of a REPRODUCE.md, exactly as written."""
+    return fenced_block(text, COMMAND_FENCE)
+
+
+def fenced_block(text: str, fence: str) -> str | None:
+    """The body of the first block opened by exactly `fence`, as written."""
+    start = text.find(fence + "\n")
+    if start < 0:
+        return None
+    body_start = start + len(fence) + 1
+    end = text.find("\n```", body_start)
+    return None if end < 0 else text[body_start : end + 1]

@@ -1,0 +1,306 @@
+"""`ft reproduce RUN_DIR`: re-run REPRODUCE.md verbatim from a clean checkout and compare.
+
+    uv run ft reproduce runs/<id>                            # reproduce.strategy (default full)
+    uv run ft reproduce runs/<id> --segments all --parallel 2  # interval by interval
+    uv run ft reproduce runs/<id> --segments 1               # spot check 1 interval (drill)
+
+1. REPRODUCE.md must equal its rendering from manifest.json (a hand edit fails).
+2. Its command block runs with bash, verbatim, in a fresh `git worktree` of the
+   recorded commit, writing into RUN_DIR/reproduce/.
+3. Exact mode: every output file's sha256 must equal the manifest's. Tolerance
+   mode (config `reproduce.mode`): inputs exact, adapter weights and eval loss
+   within the declared bounds.
+4. RUN_DIR/verification.json records what ran, where, the compared hashes and
+   the verdict; on failure `ft diff` explains which pinned input moved.
+
+Strategy `segments` (closure/segments.py) replaces step 2: REPRODUCE.md's segment
+blocks replay each checkpoint interval from its recorded start checkpoint, P at a
+time; each interval's end checkpoint (and for the last, every output) is compared.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..errors import UserError
+from ..util.hashing import sha256_file, write_atomic
+from .diff import report
+from .manifest import (
+    SEGMENT_FENCES,
+    command_block,
+    fenced_block,
+    output_files,
+    read_manifest,
+    render_reproduce,
+)
+
+SCHEMA = 1
+EXACT_IN_TOLERANCE_MODE = ("config.yaml", "data.lock")
+
+
+def main(
+    run_dir: str,
+    *,
+    segments: str | None = None,
+    parallel: int | None = None,
+    seed: int | None = None,
+    full: bool = False,
+) -> int:
+    """`segments`: "all" or a count K; None uses the run's reproduce.strategy."""
+    run_dir = Path(run_dir).resolve()
+    manifest = read_manifest(run_dir)
+    settings = manifest["config"]["reproduce"]
+    strategy = "full" if full else "segments" if segments else settings.get("strategy", "full")
+    k = _count(segments)
+    parallel = parallel or settings.get("parallel", 1)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    record = {
+        "schema": SCHEMA,
+        "run_id": manifest["run_id"],
+        "started_at": started,
+        "manifest_sha256": sha256_file(run_dir / "manifest.json"),
+        "commit": manifest["git"]["commit"],
+        "mode": settings["mode"],
+        "strategy": strategy,
+    }
+    try:
+        block = _check_document(run_dir, manifest, record)
+        _check_run_files(run_dir, manifest)
+        if strategy == "segments":
+            return _segments(run_dir, manifest, record, k=k, seed=seed, parallel=parallel)
+        out = _execute(run_dir, manifest, block, record)
+        fresh = read_manifest(out)
+        record["reproduced_on"] = fresh["hardware"]
+        record["compared"] = compare(run_dir, out, manifest)
+        failed = [c for c in record["compared"] if not c["equal"]]
+        if failed:
+            raise _Failed(
+                f"{len(failed)} output(s) differ: " + ", ".join(c["file"] for c in failed),
+                detail=report(manifest, fresh),
+            )
+        record |= {"passed": True, "reason": None}
+    except _Failed as f:
+        record |= {"passed": False, "reason": f.reason}
+        print(f"FAIL  {f.reason}", file=sys.stderr)
+        if f.detail:
+            print(f.detail, file=sys.stderr)
+    return _finish(run_dir, record)
+
+
+def _finish(run_dir: Path, record: dict) -> int:
+    record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    write_atomic(run_dir / "verification.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+    if record["passed"] and record["strategy"] == "segments":
+        seg = record["segments"]
+        print(
+            f"PASS  {run_dir.name}: {len(seg['replayed'])} of {seg['intervals']} intervals "
+            f"replayed and matched ({record['mode']} mode)"
+            + ("" if seg["complete"] else f"; a spot check drawn with seed {seg['seed']}"),
+            file=sys.stderr,
+        )
+    elif record["passed"]:
+        print(
+            f"PASS  {run_dir.name} reproduced ({record['mode']} mode): "
+            f"{len(record['compared'])} outputs compared",
+            file=sys.stderr,
+        )
+    return 0 if record["passed"] else 1
+
+
+def _count(segments: str | None) -> int | None:
+    """`--segments all` -> None (every interval); `--segments K` -> K."""
+    if segments in (None, "all"):
+        return None
+    if not segments.isdigit() or int(segments) < 1:
+        raise UserError(
+            f"--segments takes `all` or a positive count, got {segments!r}",
+            key="--segments",
+            fix="pass --segments all (exact) or --segments K (spot check of K intervals)",
+        )
+    return int(segments)
+
+
+def _segments(run_dir: Path, manifest: dict, record: dict, **how) -> int:
+    from .segments import verify
+
+    try:
+        text = (run_dir / "REPRODUCE.md").read_text()
+        blocks = tuple(fenced_block(text, fence) for fence in SEGMENT_FENCES)
+        if None in blocks:
+            raise _Failed(
+                "REPRODUCE.md has no segment command blocks (the run records no checkpoint "
+                "chain); verify it with a full replay (--full)"
+            )
+        verify(run_dir, manifest, record, blocks=blocks, checkout=_checkout, **how)
+        record |= {"passed": True, "reason": None}
+    except _Failed as f:
+        record |= {"passed": False, "reason": f.reason}
+        print(f"FAIL  {f.reason}", file=sys.stderr)
+        if f.detail:
+            print(f.detail, file=sys.stderr)
+    return _finish(run_dir, record)
+
+
+class _Failed(Exception):
+    def __init__(self, reason: str, detail: str | None = None):
+        super().__init__(reason)
+        self.reason, self.detail = reason, detail
+
+
+def _check_document(run_dir: Path, manifest: dict, record: dict) -> str:
+    path = run_dir / "REPRODUCE.md"
+    if not path.is_file():
+        raise _Failed("REPRODUCE.md is missing from the run directory")
+    text = path.read_text()
+    record["reproduce_md_sha256"] = sha256_file(path)
+    expected = render_reproduce(manifest)
+    if text != expected:
+        got, want = text.splitlines(), expected.splitlines()
+        line = next(
+            (i for i, (g, w) in enumerate(zip(got, want, strict=False)) if g != w),
+            min(len(got), len(want)),
+        )
+        raise _Failed(
+            f"REPRODUCE.md was edited after the run (line {line + 1}: expected "
+            f"{want[line] if line < len(want) else '<end>'!r}, found "
+            f"{got[line] if line < len(got) else '<end>'!r}); it is rendered from "
+            "manifest.json and must not be changed by hand"
+        )
+    block = command_block(text)
+    if block is None:
+        raise _Failed("REPRODUCE.md has no ```bash command block")
+    record["command"] = block
+    return block
+
+
+def _check_run_files(run_dir: Path, manifest: dict) -> None:
+    """The files in the run directory must still be the ones the manifest describes."""
+    actual = output_files(run_dir)
+    changed = sorted(
+        n
+        for n in manifest["outputs"].keys() | actual.keys()
+        if manifest["outputs"].get(n) != actual.get(n)
+    )
+    if changed:
+        raise _Failed(
+            "the run directory no longer matches its manifest (edited after training): "
+            + ", ".join(changed)
+        )
+
+
+def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
+    out = run_dir / "reproduce"
+    shutil.rmtree(out, ignore_errors=True)
+    with _checkout(manifest["git"]["commit"], dirty=manifest["git"]["dirty"]) as (tree, env):
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", block], cwd=tree, env=env | {"FT_OUT": str(out)}
+        )
+    record["exit_code"] = done.returncode
+    if done.returncode != 0:
+        raise _Failed(f"the REPRODUCE.md command exited with status {done.returncode}")
+    if not (out / "manifest.json").is_file():
+        raise _Failed("the REPRODUCE.md command finished but wrote no run to $FT_OUT")
+    return out
+
+
+@contextmanager
+def _checkout(commit: str | None, dirty: bool = False):
+    """A fresh `git worktree` of the recorded commit and the environment to run in it."""
+    if not commit:
+        raise _Failed(
+            "the run was not trained inside a git checkout, so there is no commit to "
+            "rebuild from; train from a committed repo"
+        )
+    if dirty:
+        raise _Failed(
+            f"the run was trained from a dirty tree (uncommitted changes on top of "
+            f"{commit[:12]}): a checkout of the commit cannot rebuild it; commit, then "
+            "train again"
+        )
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    if top.returncode != 0:
+        raise UserError(
+            "not inside the project's git checkout",
+            file=os.getcwd(),
+            fix="run ft reproduce from the repository the run was trained in",
+        )
+    scratch = Path(tempfile.mkdtemp(prefix="ft-reproduce-"))
+    tree = scratch / "checkout"
+    added = subprocess.run(
+        ["git", "worktree", "add", "--detach", str(tree), commit],
+        capture_output=True,
+        text=True,
+        cwd=top.stdout.strip(),
+    )
+    if added.returncode != 0:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise _Failed(f"cannot check out commit {commit}: {added.stderr.strip()}")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "FT_OUT", "FT_SEGMENT", "FT_CHAIN")
+    }
+    # The re-run is compared, then discarded: it may live on a CI runner's disk (ops/runner.py).
+    env["FT_RUNNER_SCRATCH"] = "1"
+    print(f"reproducing at {commit[:12]} in {tree}", file=sys.stderr, flush=True)
+    try:
+        yield tree, env
+    finally:
+        # The worktree's fresh .venv holds tens of thousands of files: removing it directly
+        # is several times faster than letting `git worktree remove` walk it.
+        shutil.rmtree(tree / ".venv", ignore_errors=True)
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(tree)],
+            capture_output=True,
+            cwd=top.stdout.strip(),
+        )
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def compare(run_dir: Path, out: Path, manifest: dict) -> list[dict]:
+    """One entry per output file of the original run: equal or not, and by how much."""
+    mode = manifest["config"]["reproduce"]["mode"]
+    tol = manifest["config"]["reproduce"]["tolerance"]
+    fresh = output_files(out)
+    compared = []
+    for name, expected in sorted(manifest["outputs"].items()):
+        actual = fresh.get(name)
+        entry = {"file": name, "expected": expected, "actual": actual, "equal": expected == actual}
+        if mode == "tolerance" and not entry["equal"] and actual is not None:
+            if name.endswith(".safetensors"):
+                delta = max_abs_diff(run_dir / name, out / name)
+                entry |= {
+                    "max_abs_diff": delta,
+                    "bound": tol["weights_max_abs"],
+                    "equal": delta is not None and delta <= tol["weights_max_abs"],
+                }
+            elif name == "eval.json":
+                a = json.loads((run_dir / name).read_text())["eval_loss"]
+                b = json.loads((out / name).read_text())["eval_loss"]
+                entry |= {
+                    "abs_diff": abs(a - b),
+                    "bound": tol["eval_loss_abs"],
+                    "equal": abs(a - b) <= tol["eval_loss_abs"],
+                }
+            elif name not in EXACT_IN_TOLERANCE_MODE:
+                entry |= {"equal": True, "note": "not compared in tolerance mode"}
+        compared.append(entry)
+    for name in sorted(fresh.keys() - manifest["outputs"].keys()):
+        compared.append({"file": name, "expected": None, "actual": fresh[name], "equal": False})
+    return compared
+
+
+def max_abs_diff(a: Path, b: Path) -> float | None:
+    """Largest |a - b| over every tensor of two safetensors files; None if shapes differ."""
+    from safetensors.torch import load_file
+
+    ta, tb = load_file(a), load_file(b)
+    if ta.keys() != tb.keys() or any(ta[k].shape != tb[k].shape for k in ta):
+        return None
+    return max(((ta[k].double() - tb[k].double()).abs().max().item() for k in ta), default=0.0)

@@ -1,0 +1,389 @@
+"""Run locations: a run directory on local disk, or under an fsspec URL (s3://, gs://, file://).
+
+    uv run ft train --config configs/smoke.yaml --out s3://bucket/runs/smoke
+    uv run ft train --out s3://bucket/runs/smoke --resume   # e.g. on a fresh spot VM
+    uv run ft fetch s3://bucket/runs/smoke runs/smoke        # then ft reproduce / ft diff
+
+Training always writes a local directory. A plain path `--out` is that directory,
+as it always was. A URL `--out` trains in `runs/.staging/<sha256(URL)[:16]>/<name>/`
+and mirrors the run to the URL as it goes: run.json and config.yaml at the start,
+each checkpoint right after it is written, the outputs at the end.
+
+Object stores have no atomic rename, so commits are marker objects written last
+(docs/decisions/0007-checkpoint-commit-protocol-on-object-stores.md):
+- a checkpoint's files are uploaded first, then metrics.jsonl, then
+  `checkpoints/step-N/COMPLETE` (the sha256 of each file it covers). A checkpoint
+  without its marker does not exist for a resume, and every file is re-hashed on
+  download, so a half-uploaded or altered checkpoint is never loaded.
+- a run's outputs are uploaded first, then manifest.json, then REPRODUCE.md: as on
+  disk, the manifest's existence means the run finished.
+
+Credentials are never passed, logged or written here: fsspec's backends read them
+from the environment (s3fs/botocore: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY or AWS_PROFILE; gcsfs: the gcloud login).
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..errors import UserError
+from ..train.checkpoint import STEP_DIR
+from ..util.hashing import sha256_file, tree_files, write_atomic
+
+MARKER = "COMPLETE"
+STAGING = Path("runs") / ".staging"
+START_FILES = ("run.json", "config.yaml")  # mirrored when a run starts
+RESUME_FILES = ("run.json", "config.yaml", "metrics.jsonl")  # pulled before a resume
+FINAL_FILES = ("manifest.json", "REPRODUCE.md")  # pushed last, in this order
+ACCESS_FIX = (
+    "check the URL, that the bucket exists, and the credentials in the environment "
+    "(S3: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
+)
+READY_WAIT_S = 3600  # how long the other processes of one machine wait for a resume's pull
+# A checkpoint file as a manifest's chain names it (ft fetch --checkpoints).
+CHECKPOINT_FILE = re.compile(r"checkpoints/step-\d{8}/(state\.pt|rng-rank\d+\.pt)")
+
+
+def is_url(out: str | os.PathLike | None) -> bool:
+    return out is not None and "://" in str(out)
+
+
+def staging_dir(url: str) -> Path:
+    """The local directory a URL run trains in; its name is the URL's last part (the run id)."""
+    url = url.rstrip("/")
+    return STAGING / hashlib.sha256(url.encode()).hexdigest()[:16] / url.rsplit("/", 1)[-1]
+
+
+class RemoteDir:
+    """A directory of objects under a URL, through fsspec; every failure is one UserError."""
+
+    def __init__(self, url: str):
+        import fsspec
+        from fsspec.implementations.local import LocalFileSystem
+
+        self.url = url.rstrip("/")
+        parts = urlsplit(self.url)
+        if "@" in parts.netloc:  # named without its credentials: this message is a log line too
+            shown = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+            raise UserError(
+                "the URL carries credentials, which would end up in logs",
+                file=shown,
+                fix="drop them from the URL; set them in the environment instead",
+            )
+        protocol = self.url.split("://", 1)[0]
+        try:
+            self.fs, root = fsspec.core.url_to_fs(self.url)
+        except ImportError as e:
+            raise UserError(
+                f"no fsspec backend for {protocol}:// ({e})",
+                file=url,
+                fix="add the backend package (e.g. `uv add adlfs` for abfs://), or use "
+                "s3://, gs:// or file://",
+            ) from None
+        except ValueError as e:
+            raise UserError(
+                f"not a storage URL ({e})",
+                file=url,
+                fix="use a path, file:///abs/path or s3://bucket/path",
+            ) from None
+        self.root = root.rstrip("/")
+        self.on_disk = isinstance(self.fs, LocalFileSystem)
+
+    def _path(self, rel: str) -> str:
+        return f"{self.root}/{rel}"
+
+    @contextmanager
+    def errors(self, doing: str):
+        """Storage failures (missing bucket, denied, unreachable) as one line naming the URL."""
+        try:
+            yield
+        except UserError:
+            raise
+        except Exception as e:
+            boto = sys.modules.get("botocore.exceptions")  # loaded by s3fs when in use
+            if not isinstance(e, OSError) and not (boto and isinstance(e, boto.BotoCoreError)):
+                raise
+            raise UserError(
+                f"{doing} failed: {type(e).__name__}: {e}", file=self.url, fix=ACCESS_FIX
+            ) from None
+
+    def names(self) -> set[str]:
+        """Every object below the URL, as a relative path; a fresh listing, never a cached one."""
+        with self.errors("listing"):
+            self.fs.invalidate_cache()
+            if not self.fs.exists(self.root):
+                return set()
+            return {
+                p[len(self.root) + 1 :]
+                for p in self.fs.find(self.root)
+                if p.startswith(self.root + "/")
+            }
+
+    def read(self, rel: str) -> bytes:
+        with self.errors(f"reading {rel}"):
+            return self.fs.cat_file(self._path(rel))
+
+    def put(self, local: Path, rel: str) -> None:
+        """One object; on disk under a temp name and renamed, on object stores one PUT."""
+        target = self._path(rel)
+        with self.errors(f"uploading {rel}"):
+            if self.on_disk:
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(target).with_name(f".{Path(target).name}.tmp-{os.getpid()}")
+                shutil.copyfile(local, tmp)
+                os.replace(tmp, target)
+            else:
+                self.fs.put_file(str(local), target)
+
+    def put_bytes(self, data: bytes, rel: str) -> None:
+        with self.errors(f"writing {rel}"):
+            if self.on_disk:
+                write_atomic(self._path(rel), data)
+            else:
+                self.fs.pipe_file(self._path(rel), data)
+
+    def get(self, rel: str, dest: Path, sha256: str | None = None, against: str = "") -> None:
+        """Download one object to `dest`; with `sha256`, refuse bytes that differ from it."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with self.errors(f"downloading {rel}"):
+            self.fs.get_file(self._path(rel), str(dest))
+        if sha256 is not None and (actual := sha256_file(dest)) != sha256:
+            raise UserError(
+                f"sha256 {actual[:16]}... differs from {against}'s {sha256[:16]}...: "
+                "the object was changed or damaged after it was written",
+                file=f"{self.url}/{rel}",
+                fix="restore the object, or train the run again",
+            )
+
+
+class RunComplete(Exception):
+    """`--resume` of a run whose manifest.json exists: nothing to do (not an error)."""
+
+    def __init__(self, where: str):
+        super().__init__(where)
+        self.where = where
+
+
+class RunLocation:
+    """Where `ft train --out` puts a run. This one is a local directory: nothing to mirror."""
+
+    def __init__(self, out: str | None):
+        self.out = out
+        self.local_dir = out  # what training writes (None: train picks runs/<config>-<time>)
+
+    @staticmethod
+    def open(out: str | None, resume: bool = False) -> "RunLocation":
+        """A local path as it is; a URL gets a staging directory, pulled from it on resume."""
+        if not is_url(out):
+            return RunLocation(out)
+        location = RemoteRunLocation(out)
+        location.prepare(resume)
+        return location
+
+    def begin(self, run_dir: Path) -> None:
+        """run.json and config.yaml were written (on resume: re-read)."""
+
+    def push_checkpoint(self, path: Path) -> None:
+        """A checkpoint was committed locally at `path` (main process only)."""
+
+    def push_outputs(self, run_dir: Path) -> None:
+        """The run finished: outputs, manifest.json and REPRODUCE.md exist (main process only)."""
+
+
+class RemoteRunLocation(RunLocation):
+    """A run under a URL, trained in a local staging directory mirrored to it."""
+
+    def __init__(self, url: str):
+        super().__init__(str(staging_dir(url)))
+        self.remote = RemoteDir(url)
+        self.url = self.remote.url
+
+    def prepare(self, resume: bool) -> None:
+        """Check the URL's state; on resume rebuild staging from it (the bucket is the truth)."""
+        world = os.environ.get("WORLD_SIZE", "1")
+        if os.environ.get("LOCAL_WORLD_SIZE", world) != world:
+            raise UserError(
+                "a --out URL stages the run on one machine's disk; this run spans several machines",
+                key="--out",
+                fix="run on one machine, or use a directory on a shared filesystem",
+            )
+        staging = Path(self.local_dir)
+        if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+            if resume and "manifest.json" in self.remote.names():
+                raise RunComplete(self.url)  # as the first process does: nothing to wait for
+            if resume:  # the first process of this machine pulls; the others wait for it
+                _wait_ready(staging)
+            return
+        present = self.remote.names()
+        if not resume:
+            if present:
+                raise UserError(
+                    "the output location is not empty",
+                    file=self.url,
+                    fix="pass a new --out, or add --resume to continue an interrupted run",
+                )
+            shutil.rmtree(staging.parent, ignore_errors=True)  # left by a run killed early
+            return
+        if "run.json" not in present:
+            raise UserError(
+                "no run was started here",
+                file=self.url,
+                fix="pass the --out URL of an interrupted run",
+            )
+        if "manifest.json" in present:
+            raise RunComplete(self.url)
+        shutil.rmtree(staging.parent, ignore_errors=True)
+        for name in RESUME_FILES:
+            if name in present:
+                self.remote.get(name, staging / name)
+        if (step := latest_checkpoint(present)) is not None:
+            self.pull_checkpoint(step, staging)
+        _mark_ready(staging)
+
+    def pull_checkpoint(self, name: str, run_dir: Path) -> Path:
+        """Download checkpoints/<name>/ as its marker lists it, verified, renamed into place."""
+        prefix = f"checkpoints/{name}"
+        marker = json.loads(self.remote.read(f"{prefix}/{MARKER}"))
+        partial = Path(run_dir) / "checkpoints" / f".partial-{name}"
+        shutil.rmtree(partial, ignore_errors=True)
+        for rel, digest in sorted(marker["files"].items()):
+            self.remote.get(f"{prefix}/{rel}", partial / rel, digest, against=MARKER)
+        final = partial.with_name(name)
+        os.replace(partial, final)
+        print(f"pulled {self.url}/{prefix} (step {marker['step']})", file=sys.stderr, flush=True)
+        return final
+
+    def begin(self, run_dir: Path) -> None:
+        if int(os.environ.get("RANK", "0")) == 0:  # as in train._run_dir: one process sets up
+            for name in START_FILES:
+                self.remote.put(Path(run_dir) / name, name)
+
+    def push_checkpoint(self, path: Path) -> None:
+        path = Path(path)
+        files = {rel.as_posix(): sha256_file(path / rel) for rel in tree_files(path)}
+        prefix = f"checkpoints/{path.name}"
+        for rel in files:
+            self.remote.put(path / rel, f"{prefix}/{rel}")
+        metrics = path.parent.parent / "metrics.jsonl"
+        if metrics.is_file():  # before the marker: a committed checkpoint has its metrics
+            self.remote.put(metrics, "metrics.jsonl")
+        step = int(STEP_DIR.fullmatch(path.name).group(1))
+        marker = json.dumps({"step": step, "files": files}, indent=2, sort_keys=True) + "\n"
+        self.remote.put_bytes(marker.encode(), f"{prefix}/{MARKER}")  # last: commits it
+
+    def push_outputs(self, run_dir: Path) -> None:
+        run_dir = Path(run_dir)
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        names = [*sorted(manifest["outputs"]), "run.json", *FINAL_FILES]
+        for name in names:
+            self.remote.put(run_dir / name, name)
+        print(
+            f"pushed {len(names)} files to {self.url} (fetch: uv run ft fetch {self.url} "
+            f"runs/{run_dir.name})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def latest_checkpoint(names: set[str]) -> str | None:
+    """The newest committed checkpoint (`step-N`) among object names; unmarked ones don't count."""
+    steps = []
+    for name in names:
+        parts = name.split("/")
+        if (
+            len(parts) == 3
+            and parts[0] == "checkpoints"
+            and parts[2] == MARKER
+            and STEP_DIR.fullmatch(parts[1])
+        ):
+            steps.append(parts[1])
+    return max(steps, default=None)
+
+
+def fetch(url: str, dest: str | os.PathLike, checkpoints: bool = False) -> Path:
+    """`ft fetch URL DIR [--checkpoints]`: a finished run, every file re-hashed against its
+    manifest.
+
+    Downloads manifest.json, REPRODUCE.md, run.json and every output the manifest
+    lists (with `checkpoints`, or when the run's config says `reproduce.strategy:
+    segments`, also every checkpoint of its chain) into a temp directory beside DIR,
+    renamed into place only when every hash matched: DIR is complete or absent.
+    """
+    remote, dest = RemoteDir(url), Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise UserError(
+            "the destination is not empty",
+            file=str(dest),
+            fix="pass a new directory, e.g. runs/<id>",
+        )
+    if "manifest.json" not in remote.names():
+        raise UserError(
+            "no manifest.json: the run did not finish (or this is not a run)",
+            file=url,
+            fix="pass the URL of a finished run (its manifest is written last)",
+        )
+    manifest_bytes = remote.read("manifest.json")
+    manifest = json.loads(manifest_bytes)
+    partial = dest.with_name(f".partial-{dest.name}-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        write_atomic(partial / "manifest.json", manifest_bytes)
+        for name in ("run.json", "REPRODUCE.md"):
+            remote.get(name, partial / name)
+        for name, digest in sorted(manifest["outputs"].items()):
+            remote.get(name, partial / name, digest, against="manifest.json")
+        # A run whose config verifies by segments needs its chain wherever it is verified.
+        checkpoints = checkpoints or manifest["config"]["reproduce"].get("strategy") == "segments"
+        for link in manifest.get("checkpoints") or [] if checkpoints else []:
+            for name, digest in sorted(link["files"].items()):
+                rel = f"{link['path']}/{name}"
+                # Names from the remote manifest must stay inside the run directory.
+                if not CHECKPOINT_FILE.fullmatch(rel):
+                    raise UserError(
+                        f"the manifest lists a checkpoint file outside the chain: {rel!r}",
+                        file=f"{url}/manifest.json",
+                        fix="fetch a run written by `ft train`",
+                    )
+                remote.get(rel, partial / rel, digest, against="manifest.json")
+        if dest.exists():
+            dest.rmdir()
+        os.replace(partial, dest)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    print(
+        f"fetched {remote.url} -> {dest}: {len(manifest['outputs'])} outputs match manifest.json",
+        file=sys.stderr,
+    )
+    return dest
+
+
+def _ready_file(staging: Path) -> Path:
+    # One token per torchrun launch (and restart), so a marker left by an earlier launch
+    # never releases the processes of this one.
+    token = (
+        f"{os.environ.get('TORCHELASTIC_RUN_ID', 'none')}-"
+        f"{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+    )
+    return staging.parent / f".pulled-{token}"
+
+
+def _mark_ready(staging: Path) -> None:
+    write_atomic(_ready_file(staging), "")
+
+
+def _wait_ready(staging: Path) -> None:
+    ready, deadline = _ready_file(staging), time.monotonic() + READY_WAIT_S
+    while not ready.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the first process did not pull the run into {staging} within {READY_WAIT_S} s"
+            )
+        time.sleep(1)

@@ -1,0 +1,475 @@
+"""`ft publish RUN_DIR --version vX.Y.Z`: the gate between a reproduced run and a registry.
+
+    uv run ft reproduce runs/<id>
+    uv run ft publish runs/<id> --version v0.1.0 [--registry URI] [--tag-commit SHA]
+
+Refuses, naming the file and the fix, unless
+1. RUN_DIR/verification.json says `ft reproduce` passed for this very manifest.json
+   and this very REPRODUCE.md (the record holds their sha256);
+2. every output the record compared has the manifest's hash, and the files about
+   to be pushed still have it: they are copied to a private staging directory and
+   re-hashed there, and that copy is what the registry receives;
+3. the version is a release version (vMAJOR.MINOR.PATCH[-PRERELEASE]) the registry
+   does not hold yet: versions are immutable;
+4. on a release (--tag-commit, or $GITHUB_SHA when $GITHUB_REF_TYPE is `tag`) the run
+   was trained at the tagged commit;
+5. every eval gate (`eval.gates` of the run's config) passes against the latest other
+   release, or the annotated tag `vX.Y.Z` carries `Waive-gate: SUITE/SEGMENT/METRIC: why`
+   for it; the registry entry records the gate results and who waived which gate.
+
+Pushed: the run's outputs (adapter, resolved config.yaml, data.lock, metrics, eval),
+manifest.json, REPRODUCE.md, verification.json and a model card README.md rendered
+from the manifest. The registry defaults to `publish.registry` of the run's config.
+"""
+
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from ..closure.manifest import command_block, output_files, read_manifest
+from ..closure.segments import check_complete
+from ..closure.segments import check_record as check_segments
+from ..errors import UserError
+from .registries import VersionNotFound, check_version, copy_hashing, open_registry
+
+RECORDS = ("manifest.json", "REPRODUCE.md", "verification.json")
+CARD = "README.md"
+HEX40 = re.compile(r"[0-9a-f]{40}")
+
+
+def main(
+    run_dir: str, version: str, registry_uri: str | None = None, tag_commit: str | None = None
+) -> int:
+    run_dir = Path(run_dir)
+    check_version(version)
+    read_manifest(run_dir)  # a run that never finished is refused before anything else
+    with tempfile.TemporaryDirectory(prefix="ft-publish-") as tmp:
+        staging = Path(tmp)
+        # 1. The record, then the manifest and REPRODUCE.md it vouches for, read from the
+        #    staged copies: what is checked is what gets pushed.
+        record = read_verification(run_dir, staging)
+        manifest = stage_records(run_dir, record, staging)
+        # A segment verification counts only if it covered the recorded chain, hash for hash.
+        check_segments(record, manifest, str(run_dir / "verification.json"))
+        # 2. The release: commit of the tag, a version the registry does not hold.
+        check_release_commit(manifest, version, tag_commit)
+        uri = registry_uri or manifest["config"]["publish"]["registry"]
+        registry = open_registry(uri)
+        if registry.exists(version):
+            raise UserError(
+                f"version {version} already exists in {uri}; published versions are immutable",
+                key="--version",
+                fix="publish under a new version",
+            )
+        # 3. The eval gates against the latest release; a failure needs a waiver in the tag.
+        gate_record = release_gates(manifest, record, registry, version)
+        # 4. The outputs, re-hashed; then the model card; then one atomic publish.
+        files = stage_outputs(run_dir, manifest, record, staging)
+        files[CARD] = staging / CARD
+        files[CARD].write_text(model_card(manifest, record, version, files))
+        meta = release_meta(manifest, record) | {"gates": gate_record}
+        index = registry.publish(version, files, meta)
+    for waiver in gate_record["waivers"]:
+        print(
+            f"gate {waiver['gate']} fails and is waived by {waiver['by']}: {waiver['reason']}",
+            file=sys.stderr,
+        )
+    print(
+        f"published {version} to {uri}: {len(index['files'])} files from run "
+        f"{manifest['run_id']} (commit {manifest['git']['commit'][:12]})"
+    )
+    return 0
+
+
+def read_verification(run_dir: Path, staging: Path) -> dict:
+    """The record `ft reproduce` wrote (staged); it must say the reproduction passed."""
+    path = run_dir / "verification.json"
+    if not path.is_file():
+        raise UserError(
+            "no verification.json: this run was never reproduced",
+            file=str(path),
+            fix=f"run `ft reproduce {run_dir}` first; publish needs it to pass",
+        )
+    copy_hashing(path, staging / path.name)
+    try:
+        record = json.loads((staging / path.name).read_text())
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        raise UserError(
+            "verification.json is not a record written by `ft reproduce`",
+            file=str(path),
+            fix=f"run `ft reproduce {run_dir}` again",
+        )
+    if record.get("passed") is not True:
+        raise UserError(
+            f"`ft reproduce` did not pass: {record.get('reason')}",
+            file=str(path),
+            fix=f"fix the cause, run `ft reproduce {run_dir}` until it passes, then publish",
+        )
+    check_complete(record, str(path))  # a drill's K-of-N sample passes, but verifies nothing
+    if (
+        not isinstance(record.get("compared"), list)
+        or not record.get("manifest_sha256")
+        or not record.get("reproduce_md_sha256")
+    ):
+        raise UserError(
+            "verification.json lacks the compared hashes",
+            file=str(path),
+            fix=f"run `ft reproduce {run_dir}` again with this version of ft",
+        )
+    return record
+
+
+def stage_records(run_dir: Path, record: dict, staging: Path) -> dict:
+    """Stage manifest.json and REPRODUCE.md; both must be the ones that were verified."""
+    for name, key in (
+        ("manifest.json", "manifest_sha256"),
+        ("REPRODUCE.md", "reproduce_md_sha256"),
+    ):
+        _stage_one(run_dir, name, record[key], "verification.json says", staging)
+    return json.loads((staging / "manifest.json").read_text())
+
+
+def _stage_one(run_dir: Path, name: str, want: str, who: str, staging: Path) -> Path:
+    src = run_dir / name
+    if not src.is_file():
+        raise _changed(run_dir, name, "is missing", "restore it, or train and reproduce again")
+    digest, _ = copy_hashing(src, staging / name)
+    if digest != want:
+        raise _changed(
+            run_dir,
+            name,
+            f"changed after verification (sha256 {digest[:16]}, {who} {want[:16]})",
+            "restore the verified file, or train and run `ft reproduce` again",
+        )
+    return staging / name
+
+
+def check_release_commit(manifest: dict, version: str, tag_commit: str | None) -> None:
+    """On a release tag, the run must come from the tagged commit (and carry the tag's name)."""
+    key = "--tag-commit"
+    if os.environ.get("GITHUB_REF_TYPE") == "tag":
+        ref = os.environ.get("GITHUB_REF_NAME")
+        if ref and ref != version:
+            raise UserError(
+                f"this build is for tag {ref} but --version is {version}",
+                key="--version",
+                fix=f"publish the tag's version: --version {ref}",
+            )
+        if tag_commit is None:
+            tag_commit, key = os.environ.get("GITHUB_SHA"), "GITHUB_SHA"
+    if tag_commit is None:
+        return
+    if not HEX40.fullmatch(tag_commit.lower()):
+        raise UserError(
+            f"{tag_commit!r} is not a full commit hash",
+            key=key,
+            fix="pass the 40-hex commit, e.g. --tag-commit $(git rev-parse v1.2.0^{})",
+        )
+    # The run may come from an ancestor of the tag whose training inputs equal the tag's
+    # (a docs-only commit tagged after the training merge; `ft release resolve`).
+    from ..ops.inputs import check_same_inputs
+
+    check_same_inputs(manifest["git"]["commit"], tag_commit.lower(), key)
+
+
+def stage_outputs(run_dir: Path, manifest: dict, record: dict, staging: Path) -> dict[str, Path]:
+    """Stage every output; each must have the manifest's hash, which the record verified."""
+    outputs = manifest["outputs"]
+    if CARD in outputs:
+        raise _changed(
+            run_dir,
+            CARD,
+            "is a run output, but a release's README.md is the model card",
+            "rename that output in train/recipe.py",
+        )
+    extra = sorted(output_files(run_dir).keys() - outputs.keys())
+    if extra:
+        raise _changed(
+            run_dir,
+            extra[0],
+            "is not listed in manifest.json (added after training)",
+            "remove it; a release holds exactly what the run produced",
+        )
+    compared = {c.get("file"): c for c in record["compared"]}
+    if compared.keys() != outputs.keys():
+        odd = sorted(outputs.keys() ^ compared.keys())
+        raise UserError(
+            f"the verification compared other files than manifest.json lists ({', '.join(odd)})",
+            file=str(run_dir / "verification.json"),
+            fix=f"run `ft reproduce {run_dir}` again",
+        )
+    for name, entry in sorted(compared.items()):
+        if entry.get("expected") != outputs[name] or entry.get("equal") is not True:
+            raise UserError(
+                f"the verification of {name} does not match manifest.json",
+                file=str(run_dir / "verification.json"),
+                fix=f"run `ft reproduce {run_dir}` again",
+            )
+    files = {name: staging / name for name in RECORDS}
+    for name, want in sorted(outputs.items()):
+        files[name] = _stage_one(
+            run_dir, name, want, "manifest.json and verification.json say", staging
+        )
+    return files
+
+
+def release_gates(manifest: dict, record: dict, registry, version: str) -> dict:
+    """Check the run's eval gates against the latest other release; refuse a failing gate
+    unless the annotated tag `version` waives it. Returns what the registry entry records."""
+    from ..evaluate import gates
+
+    baseline, base_suites = gates.latest_release(registry, record["manifest_sha256"])
+    configured = manifest["config"].get("eval", {}).get("gates", [])
+    results = gates.check(configured, manifest.get("eval_suites") or {}, base_suites)
+    failed = gates.failures(results)
+    waivers = gates.tag_waivers(version) if failed else {}
+    unwaived = [r for r in failed if r.gate not in waivers]
+    if unwaived:
+        worst = ", ".join(
+            f"{r.gate} (regression {r.regression:+.4f} > {r.max_regression:g})"
+            if r.regression is not None
+            else f"{r.gate} (not measured)"
+            for r in unwaived
+        )
+        raise UserError(
+            f"{len(unwaived)} eval gate(s) fail against {baseline}: {worst}",
+            key="eval.gates",
+            fix=f"see `ft gate RUN_DIR --baseline {baseline}`; fix the regression, or waive "
+            f"it with the line `{gates.WAIVER_PREFIX} {unwaived[0].gate}: <reason>` in the "
+            f"annotation of tag {version} (git tag -a)",
+        )
+    return {
+        "baseline": baseline,
+        "results": [r.to_json() for r in results],
+        "waivers": [waivers[r.gate] for r in failed],
+    }
+
+
+def _changed(run_dir: Path, name: str, problem: str, fix: str) -> UserError:
+    return UserError(f"{name} {problem}", file=str(run_dir / name), fix=fix)
+
+
+def release_meta(manifest: dict, record: dict) -> dict:
+    """What a registry records about a version, beside the file hashes."""
+    return {
+        "run_id": manifest["run_id"],
+        "git_commit": manifest["git"]["commit"],
+        "manifest_sha256": record["manifest_sha256"],
+        "reproduce_md_sha256": record["reproduce_md_sha256"],
+        "config_sha256": manifest["config_sha256"],
+        "verification_mode": record.get("mode"),
+        "verified_at": record.get("finished_at"),
+        "base_model": manifest["base_model"],
+        "data_sha256": {k: split["sha256"] for k, split in manifest["data"]["splits"].items()},
+        "metrics": manifest["metrics"],
+        # Per-segment metrics (no completions): the next release's gate baseline.
+        "eval_suites": {
+            name: {k: v for k, v in suite.items() if k != "predictions"}
+            for name, suite in (manifest.get("eval_suites") or {}).items()
+        },
+        "license": manifest["config"]["publish"]["license"],
+    }
+
+
+def model_card(manifest: dict, record: dict, version: str, files: dict[str, Path]) -> str:
+    """README.md for the registry entry, from the manifest and the verification record."""
+    base, hw, env = manifest["base_model"], manifest["hardware"], manifest["environment"]
+    license_ = manifest["config"]["publish"]["license"]
+    hub = "hub_id" in base
+    front = ["---", f"license: {license_}", "library_name: peft"]
+    if hub:
+        front.append(f"base_model: {base['hub_id']}")
+    front.append("tags: [lora, peft, ft-template]")
+    front += model_index(manifest, version)
+    front += ["---", ""]
+    pin = (
+        f"`{base['hub_id']}` at revision `{base['revision']}`"
+        if hub
+        else f"`{base['path']}` (sha256 `{base['sha256']}`)"
+    )
+    mode = record.get("mode", "exact")
+    how = (
+        "byte-identical outputs"
+        if mode == "exact"
+        else "outputs within the tolerance declared in the config"
+    )
+    data_rows = []
+    for split, info in manifest["data"]["splits"].items():
+        steps = ", ".join(f"{s['filter']} {s['rows_in']}->{s['rows_out']}" for s in info["steps"])
+        data_rows.append(
+            f"| {split} | {info['rows_in']} | {info['rows']} | `{info['sha256']}` | {steps} |"
+        )
+    metrics = [f"| {k} | {_number(v)} |" for k, v in sorted(manifest["metrics"].items())]
+    reproduce = Path(files["REPRODUCE.md"]).read_text() if "REPRODUCE.md" in files else ""
+    block = command_block(reproduce) or ""
+    shape = (
+        f"{hw['device_count']} x {hw['device_name']}"
+        if hw["device_type"] == "cuda"
+        else f"CPU ({hw['cpu_model']}, {hw['cpu_isa']})"
+    )
+    lines = [
+        *front,
+        f"# {manifest['run_id']} {version}",
+        "",
+        f"A LoRA adapter for {pin}, published as `{version}` by `ft publish` after "
+        f"`ft reproduce` re-ran this release's REPRODUCE.md and got {how} ({mode} mode, "
+        f"verified {record.get('finished_at')}).",
+        "",
+        "## Base model",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| model | {pin} |",
+        f"| tokenizer sha256 | `{base.get('tokenizer_sha256')}` |",
+        "",
+        "## Training data",
+        "",
+        "| split | rows in | rows | sha256 | filters (rows in -> out) |",
+        "| --- | --- | --- | --- | --- |",
+        *data_rows,
+        "",
+        "## Metrics",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        *metrics,
+        "",
+        *suite_lines(manifest),
+        "## Reproduce",
+        "",
+        f"From a clean checkout of commit `{manifest['git']['commit']}`, on the same hardware "
+        f"shape ({shape}, {hw['world_size']} process(es)):",
+        "",
+        "```bash",
+        block.rstrip("\n"),
+        "```",
+        "",
+        "REPRODUCE.md in this release lists the pins and the sha256 every output must have; "
+        "`ft reproduce` checks them.",
+        "",
+        "## Provenance",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| git commit | `{manifest['git']['commit']}` |",
+        f"| config | `{manifest['command']['config']}` sha256 `{manifest['config_sha256']}` |",
+        f"| seed | {manifest['seed']} |",
+        f"| uv.lock sha256 | `{env['uv_lock_sha256']}` |",
+        f"| image | `{env['image_digest'] or 'none (local run)'}` |",
+        f"| manifest.json sha256 | `{record['manifest_sha256']}` |",
+        "",
+        "## Licence",
+        "",
+        f"{license_} (the config's `publish.license`). The base model's own licence also applies.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def model_index(manifest: dict, version: str) -> list[str]:
+    """The card's `model-index` (Hub metadata): one result per eval suite segment."""
+    import yaml
+
+    results = []
+    for name, suite in (manifest.get("eval_suites") or {}).items():
+        for segment, values in suite["segments"].items():
+            metrics = [
+                {"type": k, "name": f"{name}/{segment} {k}", "value": round(float(v), 6)}
+                for k, v in sorted(values.items())
+                if k not in ("rows", "tokens")
+            ]
+            results.append(
+                {
+                    "task": {"type": "text-generation"},
+                    "dataset": {
+                        "name": f"{name} ({segment}, {values['rows']} rows)",
+                        "type": name,
+                        "split": segment,
+                        "revision": suite["sha256"],
+                    },
+                    "metrics": metrics,
+                }
+            )
+    if not results:
+        return []
+    index = [{"name": f"{manifest['run_id']} {version}", "results": results}]
+    return yaml.safe_dump({"model-index": index}, sort_keys=False).rstrip("\n").splitlines()
+
+
+def suite_lines(manifest: dict) -> list[str]:
+    """The card's per-segment eval table (the same numbers as model-index)."""
+    lines = []
+    for name, suite in (manifest.get("eval_suites") or {}).items():
+        keys = sorted({k for seg in suite["segments"].values() for k in seg} - {"rows", "tokens"})
+        lines += [
+            f"## Eval suite `{name}`",
+            "",
+            f"{suite['rows']} rows pinned by sha256 `{suite['sha256']}`; greedy decoding, "
+            f"at most {suite['max_new_tokens']} new tokens.",
+            "",
+            "| segment | rows | " + " | ".join(keys) + " |",
+            "| --- | ---: | " + " | ".join("---:" for _ in keys) + " |",
+            *[
+                f"| {seg} | {v['rows']} | " + " | ".join(_number(v.get(k)) for k in keys) + " |"
+                for seg, v in suite["segments"].items()
+            ],
+            "",
+        ]
+    return lines
+
+
+def _number(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def list_versions(registry_uri: str) -> int:
+    registry = open_registry(registry_uri)
+    versions = registry.versions()
+    if not versions:
+        print(f"no versions in {registry_uri}", file=sys.stderr)
+    for version in versions:
+        meta = registry.show(version).get("meta", {})
+        loss = meta.get("metrics", {}).get("eval_loss")
+        print(
+            f"{version}\trun {meta.get('run_id')}\tcommit {str(meta.get('git_commit'))[:12]}\t"
+            f"eval_loss {_number(loss) if loss is not None else '-'}\t"
+            f"verified {meta.get('verified_at')}"
+        )
+    return 0
+
+
+def resolve_version(registry, version: str) -> str:
+    """A version name, or `latest`: the highest release that is not a pre-release."""
+    if version != "latest":
+        return check_version(version, key="VERSION")
+    releases = [v for v in registry.versions() if "-" not in v]
+    if not releases:
+        raise VersionNotFound(
+            f"no release in {registry.uri} yet, so there is no `latest`",
+            key="VERSION",
+            fix="publish one first: ft publish runs/<id> --version v0.1.0",
+        )
+    return releases[-1]
+
+
+def show_version(registry_uri: str, version: str) -> int:
+    registry = open_registry(registry_uri)
+    index = registry.show(resolve_version(registry, version))
+    print(json.dumps(index, indent=2, sort_keys=True))
+    return 0
+
+
+def pull_version(registry_uri: str, version: str, dest: str) -> int:
+    registry = open_registry(registry_uri)
+    version = resolve_version(registry, version)
+    index = registry.pull(version, Path(dest))
+    print(
+        f"pulled {version} from {registry_uri} into {dest}: {len(index['files'])} files, every "
+        "sha256 verified"
+    )
+    return 0

@@ -1,0 +1,235 @@
+"""Registries: where published versions live, one small interface over three backends.
+
+    uv run ft registry list  [--registry URI]
+    uv run ft registry show  v0.1.0
+    uv run ft registry pull  v0.1.0 DIR
+
+The URI picks the backend (default: `publish.registry` of the config):
+
+    file://PATH       a directory: content-addressed blobs + one index per version (local.py)
+    hf://OWNER/REPO   a Hugging Face Hub model repo; a version is a git tag (hf.py)
+    mlflow://NAME     an MLflow registered model; server from $MLFLOW_TRACKING_URI (mlflow.py)
+
+Every backend keeps one contract: a version is immutable (publishing one that
+exists is refused), appears whole or not at all, and carries an index
+(`release.json`: sha256 and size of every file) that `pull` re-checks byte for
+byte before anything lands in the destination directory.
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+from ...errors import UserError
+
+INDEX_NAME = "release.json"
+INDEX_SCHEMA = 1
+# vMAJOR.MINOR.PATCH with an optional semver pre-release; no build metadata (`+` is not a
+# valid git tag / MLflow alias character, and versions must compare without it).
+VERSION = re.compile(
+    r"v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)"
+    r"(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
+)
+CHUNK = 1 << 20
+
+
+class Registry(Protocol):
+    """What `ft publish` and `ft registry` need from a backend."""
+
+    uri: str
+
+    def versions(self) -> list[str]:
+        """Published versions, oldest release first (semver order)."""
+
+    def exists(self, version: str) -> bool: ...
+
+    def show(self, version: str) -> dict:
+        """The version's index: files (sha256, size) and the release metadata."""
+
+    def publish(self, version: str, files: dict[str, Path], meta: dict) -> dict:
+        """Store `files` (registry name -> local path) as `version`, atomically; the index."""
+
+    def pull(self, version: str, dest: Path) -> dict:
+        """Download into `dest` (absent or empty), verifying every hash; the index."""
+
+
+class VersionExists(UserError):
+    pass
+
+
+class VersionNotFound(UserError):
+    pass
+
+
+class IntegrityError(UserError):
+    pass
+
+
+def open_registry(uri: str) -> Registry:
+    """The backend for a registry URI; a bad URI is a UserError naming the key."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or not rest:
+        raise UserError(
+            f"not a registry URI: {uri!r}",
+            key="publish.registry",
+            fix="use file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME",
+        )
+    if scheme == "file":
+        from .local import LocalRegistry
+
+        return LocalRegistry(Path(os.path.expanduser(rest)), uri)
+    if scheme == "hf":
+        from .hf import HfRegistry
+
+        return HfRegistry(rest, uri)
+    if scheme == "mlflow":
+        from .mlflow import MlflowRegistry
+
+        return MlflowRegistry(rest, uri)
+    raise UserError(
+        f"unknown registry scheme {scheme!r} in {uri!r}",
+        key="publish.registry",
+        fix="use file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME",
+    )
+
+
+def check_version(version: str, key: str = "--version") -> str:
+    if not VERSION.fullmatch(version or ""):
+        raise UserError(
+            f"{version!r} is not a release version",
+            key=key,
+            fix="use vMAJOR.MINOR.PATCH with an optional -prerelease, e.g. v1.2.0 or v1.2.0-rc.1",
+        )
+    return version
+
+
+def version_key(version: str) -> tuple:
+    """Semver precedence: a pre-release sorts before its release; numeric parts numerically."""
+    m = VERSION.fullmatch(version)
+    core = tuple(int(m.group(i)) for i in (1, 2, 3))
+    if m.group(4) is None:
+        return (*core, 1, ())
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in m.group(4).split("."))
+    return (*core, 0, parts)
+
+
+def sort_versions(names) -> list[str]:
+    return sorted({n for n in names if VERSION.fullmatch(n)}, key=version_key)
+
+
+def check_name(name: str) -> str:
+    """A file name inside a version: relative, POSIX, no `..`; a pull never writes elsewhere."""
+    path = PurePosixPath(name)
+    if (
+        not name
+        or "\\" in name
+        or path.is_absolute()
+        or any(p in ("", ".", "..") for p in name.split("/"))
+    ):
+        raise IntegrityError(
+            f"unsafe file name {name!r} in a release index",
+            fix="the index was tampered with; restore the registry from a backup",
+        )
+    return name
+
+
+def copy_hashing(src: Path, dst: Path) -> tuple[str, int]:
+    """Copy src to dst (created, fsynced) and return the sha256 and size of the bytes copied."""
+    h, size = hashlib.sha256(), 0
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        while chunk := fin.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    return h.hexdigest(), size
+
+
+def make_index(version: str, entries: dict[str, dict], meta: dict) -> dict:
+    return {
+        "schema": INDEX_SCHEMA,
+        "version": version,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "files": {name: entries[name] for name in sorted(entries)},
+        "meta": meta,
+    }
+
+
+def index_bytes(index: dict) -> bytes:
+    return (json.dumps(index, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def hash_files(files: dict[str, Path]) -> dict[str, dict]:
+    """sha256 and size of every file to publish, by its name in the registry."""
+    entries = {}
+    for name, path in files.items():
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+        entries[check_name(name)] = {"sha256": h.hexdigest(), "size": Path(path).stat().st_size}
+    return entries
+
+
+def read_index(data: bytes, version: str, where: str) -> dict:
+    try:
+        index = json.loads(data)
+    except ValueError:
+        index = None
+    if (
+        not isinstance(index, dict)
+        or index.get("version") != version
+        or not isinstance(index.get("files"), dict)
+    ):
+        raise IntegrityError(
+            f"the index of {version} is not a valid release index",
+            file=where,
+            fix="the registry was modified by hand; restore it from a backup",
+        )
+    for name in index["files"]:
+        check_name(name)
+    return index
+
+
+def pull_into(index: dict, dest: Path, fetch) -> dict:
+    """Copy every indexed file via `fetch(name, entry) -> local source path` into a private
+    directory beside `dest`, check each sha256 and size, then rename it into place.
+
+    `dest` must be absent or empty: a pull never mixes a version with other files.
+    """
+    dest = Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise UserError(
+            "the destination exists and is not empty",
+            file=str(dest),
+            fix="pull into a new or empty directory",
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = dest.parent / f".{dest.name}.pull-{uuid.uuid4().hex[:12]}"
+    try:
+        for name, entry in sorted(index["files"].items()):
+            src = fetch(name, entry)
+            digest, size = copy_hashing(Path(src), staging / check_name(name))
+            if digest != entry["sha256"] or size != entry["size"]:
+                raise IntegrityError(
+                    f"{name} of {index['version']} does not match its hash (sha256 {digest[:16]}, "
+                    f"index says {entry['sha256'][:16]}): the registry copy is corrupted",
+                    file=str(src),
+                    fix="restore the registry from a backup; a published version "
+                    "is immutable and cannot be re-published",
+                )
+        if dest.exists():
+            dest.rmdir()
+        os.rename(staging, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return index

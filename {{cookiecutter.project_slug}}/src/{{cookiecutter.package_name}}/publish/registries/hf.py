@@ -1,0 +1,212 @@
+"""`hf://OWNER/REPO`: the Hugging Face Hub, one model repo per model, one git tag per version.
+
+    export HF_TOKEN=...            # or `hf auth login`; read by huggingface_hub, never by us
+    uv run ft publish runs/<id> --version v1.2.0 --registry hf://my-org/my-finetune
+
+A publish is one commit (`upload_folder`: the release files plus release.json,
+replacing what the previous version left at the repo root) and then
+`create_tag(version)` on exactly that commit. A hub commit is atomic, and the
+tag is the commit point: the hub answers 409 to a second tag of the same name,
+so of two concurrent publishes one gets the tag and the other is refused. A
+publish killed before the tag leaves a commit on `main` but no version. A repo
+created by the first publish is private.
+
+The token is never passed, logged or written here: huggingface_hub reads
+$HF_TOKEN or the saved login itself. `api` is a seam: tests hand in a recorder
+for HfApi's methods, since the hub cannot be reached from CI (docs/publish.md).
+"""
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from ...errors import UserError
+from . import (
+    INDEX_NAME,
+    IntegrityError,
+    VersionExists,
+    VersionNotFound,
+    check_version,
+    copy_hashing,
+    hash_files,
+    index_bytes,
+    make_index,
+    pull_into,
+    read_index,
+    sort_versions,
+)
+
+
+class HfRegistry:
+    def __init__(self, repo_id: str, uri: str, api=None):
+        parts = repo_id.split("/")
+        if len(parts) != 2 or not all(parts) or any(c in repo_id for c in " ?#@:"):
+            raise UserError(
+                f"not a hub model repo: {uri!r}",
+                key="publish.registry",
+                fix="use hf://OWNER/REPO, e.g. hf://my-org/my-finetune",
+            )
+        self.repo_id, self.uri, self._api = repo_id, uri, api
+
+    @property
+    def api(self):
+        if self._api is None:
+            from huggingface_hub import HfApi
+
+            self._api = HfApi()
+        return self._api
+
+    def _call(self, method: str, *args, **kwargs):
+        """One HfApi call; hub answers a user can act on become one-line UserErrors."""
+        from huggingface_hub.errors import (
+            HfHubHTTPError,
+            OfflineModeIsEnabled,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+
+        try:
+            return getattr(self.api, method)(*args, **kwargs)
+        except (RepositoryNotFoundError, RevisionNotFoundError):
+            raise
+        except OfflineModeIsEnabled:
+            raise UserError(
+                f"cannot reach the hub for {self.uri}: HF_HUB_OFFLINE is set",
+                key="HF_HUB_OFFLINE",
+                fix="unset HF_HUB_OFFLINE to use an hf:// registry",
+            ) from None
+        except HfHubHTTPError as e:
+            status = getattr(e.response, "status_code", None)
+            if status in (401, 403):
+                raise UserError(
+                    f"the hub refused {method} on {self.repo_id} (HTTP {status})",
+                    key="HF_TOKEN",
+                    fix="export HF_TOKEN with write access to the repo, or run `hf auth login`",
+                ) from None
+            raise
+        except Exception as e:
+            # huggingface_hub lets its HTTP client's transport errors (DNS, refused, timeout)
+            # through; they all derive from a class named TransportError.
+            if not any(c.__name__ == "TransportError" for c in type(e).__mro__):
+                raise
+            raise UserError(
+                f"cannot reach the hub for {self.uri} ({type(e).__name__}: {e})",
+                key="HF_ENDPOINT",
+                fix="check the network (or HF_ENDPOINT), then run the command again",
+            ) from None
+
+    def versions(self) -> list[str]:
+        from huggingface_hub.errors import RepositoryNotFoundError
+
+        try:
+            refs = self._call("list_repo_refs", self.repo_id)
+        except RepositoryNotFoundError:
+            return []
+        return sort_versions(tag.name for tag in refs.tags)
+
+    def exists(self, version: str) -> bool:
+        return check_version(version) in self.versions()
+
+    def show(self, version: str) -> dict:
+        from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+        if not self.exists(version):
+            raise VersionNotFound(
+                f"no version {version} in {self.uri}",
+                key="VERSION",
+                fix="`ft registry list` shows the published versions",
+            )
+        try:
+            path = self._call("hf_hub_download", self.repo_id, INDEX_NAME, revision=version)
+        except (RepositoryNotFoundError, RevisionNotFoundError):
+            raise VersionNotFound(
+                f"no version {version} in {self.uri}",
+                key="VERSION",
+                fix="`ft registry list` shows the published versions",
+            ) from None
+        return read_index(Path(path).read_bytes(), version, f"{self.uri}@{version}/{INDEX_NAME}")
+
+    def publish(self, version: str, files: dict[str, Path], meta: dict) -> dict:
+        from huggingface_hub.errors import HfHubHTTPError
+
+        if self.exists(version):
+            raise _exists(version, self.uri)
+        index = make_index(version, hash_files(files), meta)
+        with tempfile.TemporaryDirectory(prefix="ft-hf-") as tmp:
+            folder = Path(tmp)
+            for name, src in files.items():
+                copy_hashing(Path(src), folder / name)
+            (folder / INDEX_NAME).write_bytes(index_bytes(index))
+            self._call("create_repo", self.repo_id, repo_type="model", private=True, exist_ok=True)
+            commit = self._call(
+                "upload_folder",
+                repo_id=self.repo_id,
+                repo_type="model",
+                folder_path=str(folder),
+                revision="main",
+                commit_message=f"Release {version}",
+                commit_description=_describe(meta),
+                delete_patterns="*",
+            )  # the repo root holds exactly this version
+        try:
+            self._call(
+                "create_tag",
+                self.repo_id,
+                tag=version,
+                revision=commit.oid,
+                tag_message=f"{version}: run {meta.get('run_id')}, trained at commit "
+                f"{meta.get('git_commit')}",
+            )
+        except HfHubHTTPError as e:
+            if getattr(e.response, "status_code", None) == 409:
+                raise _exists(version, self.uri) from None
+            raise
+        return index
+
+    def pull(self, version: str, dest: Path) -> dict:
+        if not self.exists(version):
+            raise VersionNotFound(
+                f"no version {version} in {self.uri}",
+                key="VERSION",
+                fix="`ft registry list` shows the published versions",
+            )
+        download = Path(tempfile.mkdtemp(prefix="ft-hf-pull-"))
+        try:
+            self._call("snapshot_download", self.repo_id, revision=version, local_dir=str(download))
+            index_file = download / INDEX_NAME
+            if not index_file.is_file():
+                raise IntegrityError(
+                    f"{version} has no {INDEX_NAME}",
+                    file=self.uri,
+                    fix="this tag was not made by `ft publish`",
+                )
+            index = read_index(index_file.read_bytes(), version, f"{self.uri}@{version}")
+
+            def fetch(name: str, entry: dict) -> Path:
+                path = download / name
+                if not path.is_file():
+                    raise IntegrityError(
+                        f"{name} is missing from {version}",
+                        file=self.uri,
+                        fix="this tag was changed after `ft publish`",
+                    )
+                return path
+
+            return pull_into(index, Path(dest), fetch)
+        finally:
+            shutil.rmtree(download, ignore_errors=True)
+
+
+def _describe(meta: dict) -> str:
+    keep = {k: meta[k] for k in ("run_id", "git_commit", "manifest_sha256") if k in meta}
+    return "Published by `ft publish` after a passing `ft reproduce`.\n\n" + json.dumps(keep)
+
+
+def _exists(version: str, uri: str) -> VersionExists:
+    return VersionExists(
+        f"version {version} already exists in {uri} (a tag of that name); "
+        "published versions are immutable",
+        key="--version",
+        fix="publish under a new version, e.g. bump the patch number",
+    )

@@ -1,0 +1,328 @@
+"""`mlflow://MODEL_NAME`: an MLflow registered model; the server comes from $MLFLOW_TRACKING_URI.
+
+    export MLFLOW_TRACKING_URI=https://mlflow.example.com   # credentials: MLFLOW_TRACKING_TOKEN...
+    uv run ft publish runs/<id> --version v1.2.0 --registry mlflow://my-finetune
+
+A publish logs the release files (and release.json) as artifacts of a new run
+under the experiment `ft-registry/MODEL_NAME`, registers a model version from
+them carrying the release metadata as tags (`release_version`, `manifest_sha256`,
+`index_sha256`, ...), and last points the alias `v1-2-0` at it (aliases may not
+contain dots; the `release_version` tag keeps the exact name). The alias is the
+commit point: `list`, `show` and `pull` see a version only through its alias.
+
+MLflow has no compare-and-set on aliases, so concurrent publishes of one version
+are settled by the registry's own unique, increasing version numbers: each
+publisher registers a candidate, and only the lowest-numbered live candidate for
+that release may set the alias; the others delete theirs and are refused. A
+candidate left by a killed publish blocks the version until it is
+`stale_after_s` older than a newer candidate (server clock), then it is removed.
+"""
+
+import functools
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ...errors import UserError
+from ...util.hashing import sha256_bytes
+from . import (
+    INDEX_NAME,
+    IntegrityError,
+    VersionExists,
+    VersionNotFound,
+    check_version,
+    copy_hashing,
+    hash_files,
+    index_bytes,
+    make_index,
+    pull_into,
+    read_index,
+    sort_versions,
+)
+
+RELEASE_TAG = "release_version"
+ARTIFACT_DIR = "release"
+
+
+def alias_for(version: str) -> str:
+    """`v1.2.0` -> `v1-2-0`: MLflow aliases allow only letters, digits, `_` and `-`."""
+    return check_version(version).replace(".", "-")
+
+
+def _reachable(method):
+    """Server trouble a user can fix (unreachable, unauthenticated) as one-line UserErrors."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except UserError:
+            raise
+        except Exception as e:
+            from mlflow.exceptions import MlflowException
+
+            if not isinstance(e, MlflowException):
+                raise
+            text = str(e)
+            if e.error_code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+                raise UserError(
+                    f"the MLflow server refused {method.__name__} on {self.uri} ({e.error_code})",
+                    key="MLFLOW_TRACKING_TOKEN",
+                    fix="set MLFLOW_TRACKING_TOKEN (or MLFLOW_TRACKING_USERNAME/PASSWORD)",
+                ) from None
+            if text.startswith("API request to") and "failed with exception" in text:
+                raise UserError(
+                    f"cannot reach the MLflow server at {os.environ.get('MLFLOW_TRACKING_URI')}",
+                    key="MLFLOW_TRACKING_URI",
+                    fix="start the server or point MLFLOW_TRACKING_URI at it",
+                ) from None
+            raise
+
+    return wrapper
+
+
+class MlflowRegistry:
+    stale_after_s = 600.0
+
+    def __init__(self, name: str, uri: str, client=None):
+        if not name or "/" in name or name != name.strip():
+            raise UserError(
+                f"not an MLflow model name: {uri!r}",
+                key="publish.registry",
+                fix="use mlflow://MODEL_NAME, e.g. mlflow://my-finetune",
+            )
+        self.name, self.uri, self._client = name, uri, client
+
+    @property
+    def client(self):
+        if self._client is None:
+            if not os.environ.get("MLFLOW_TRACKING_URI"):
+                raise UserError(
+                    f"{self.uri} needs an MLflow server, and MLFLOW_TRACKING_URI is not set",
+                    key="MLFLOW_TRACKING_URI",
+                    fix="export MLFLOW_TRACKING_URI=http://HOST:PORT of your server",
+                )
+            # A CLI prints its own lines: no run links on stdout, no progress bars on stderr.
+            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient()
+        return self._client
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _released(self) -> dict[str, object]:
+        """release version -> its model version, for every alias this backend set."""
+        client = self.client  # refuses before importing mlflow when no server is configured
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = client.get_registered_model(self.name)
+        except MlflowException as e:
+            if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return {}
+            raise
+        released = {}
+        for alias, number in (model.aliases or {}).items():
+            mv = self.client.get_model_version(self.name, number)
+            version = mv.tags.get(RELEASE_TAG)
+            if version and alias == alias_for(version):
+                released[version] = mv
+        return released
+
+    @_reachable
+    def versions(self) -> list[str]:
+        return sort_versions(self._released())
+
+    def _model_version(self, version: str):
+        """The model version the release's alias points at, or None."""
+        client = self.client
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = client.get_model_version_by_alias(self.name, alias_for(version))
+        except MlflowException as e:
+            if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+                return None
+            raise
+        return mv
+
+    @_reachable
+    def exists(self, version: str) -> bool:
+        # The alias is taken even if it belongs to a release spelt with other dots/dashes
+        # (v1.2.0-rc.1 and v1.2.0-rc-1 share v1-2-0-rc-1): either way it cannot be used.
+        return self._model_version(version) is not None
+
+    def _download(self, mv, dest: Path) -> Path:
+        import mlflow.artifacts
+
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=mv.source, dst_path=str(dest), tracking_uri=self.client.tracking_uri
+            )
+        )
+
+    @_reachable
+    def show(self, version: str) -> dict:
+        mv = self._require(version)
+        with tempfile.TemporaryDirectory(prefix="ft-mlflow-") as tmp:
+            import mlflow.artifacts
+
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{mv.source}/{INDEX_NAME}",
+                dst_path=tmp,
+                tracking_uri=self.client.tracking_uri,
+            )
+            return self._check_index(Path(path).read_bytes(), version, mv)
+
+    def _require(self, version: str):
+        mv = self._model_version(version)
+        if mv is None or mv.tags.get(RELEASE_TAG) != version:
+            raise VersionNotFound(
+                f"no version {version} in {self.uri}",
+                key="VERSION",
+                fix="`ft registry list` shows the published versions",
+            )
+        return mv
+
+    def _check_index(self, data: bytes, version: str, mv) -> dict:
+        where = f"{self.uri} model version {mv.version}"
+        if sha256_bytes(data) != mv.tags.get("index_sha256"):
+            raise IntegrityError(
+                f"{INDEX_NAME} of {version} does not match the model version's index_sha256 tag",
+                file=where,
+                fix="the artifacts were changed after publishing; restore them",
+            )
+        return read_index(data, version, where)
+
+    # --- writing ---------------------------------------------------------------------------
+
+    @_reachable
+    def publish(self, version: str, files: dict[str, Path], meta: dict) -> dict:
+        from mlflow.exceptions import MlflowException
+
+        if self.exists(version):
+            raise _exists(version, self.uri)
+        client = self.client
+        index = make_index(version, hash_files(files), meta)
+        data = index_bytes(index)
+        try:
+            client.create_registered_model(
+                self.name,
+                description="Fine-tuned adapters released "
+                "by `ft publish`; aliases are release versions.",
+            )
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        run = client.create_run(
+            self._experiment(),
+            run_name=f"publish {version}",
+            tags={RELEASE_TAG: version, "ft.run_id": str(meta.get("run_id"))},
+        )
+        with tempfile.TemporaryDirectory(prefix="ft-mlflow-") as tmp:
+            folder = Path(tmp)
+            for name, src in files.items():
+                copy_hashing(Path(src), folder / name)
+            (folder / INDEX_NAME).write_bytes(data)
+            client.log_artifacts(run.info.run_id, str(folder), artifact_path=ARTIFACT_DIR)
+        client.set_terminated(run.info.run_id)
+        tags = {RELEASE_TAG: version, "index_sha256": sha256_bytes(data), **_flat_tags(meta)}
+        mine = client.create_model_version(
+            self.name,
+            source=f"{run.info.artifact_uri}/{ARTIFACT_DIR}",
+            run_id=run.info.run_id,
+            tags=tags,
+            description=f"Release {version} (ft publish)",
+        )
+        winner = self._settle(version, mine)
+        if winner != mine.version:
+            client.delete_model_version(self.name, mine.version)
+            raise _exists(
+                version,
+                self.uri,
+                f" (model version {winner} holds it or is being published concurrently)",
+            )
+        client.set_registered_model_alias(self.name, alias_for(version), mine.version)
+        return index
+
+    def _experiment(self) -> str:
+        from mlflow.exceptions import MlflowException
+
+        name = f"ft-registry/{self.name}"
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except MlflowException as e:  # created by a concurrent publish
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return self.client.get_experiment_by_name(name).experiment_id
+
+    def _settle(self, version: str, mine) -> str:
+        """The model version allowed to become `version`: the lowest-numbered live candidate."""
+        if self.exists(version):
+            return "the alias"
+        found = self.client.search_model_versions(
+            f"name='{self.name}' and tags.{RELEASE_TAG}='{version}'"
+        )
+        live = [mine.version]
+        for mv in found:
+            if mv.version == mine.version:
+                continue
+            age = int(mine.creation_timestamp) - int(mv.creation_timestamp)
+            if age > self.stale_after_s * 1000:
+                self.client.delete_model_version(self.name, mv.version)  # left by a killed publish
+            else:
+                live.append(mv.version)
+        return min(live, key=int)
+
+    @_reachable
+    def pull(self, version: str, dest: Path) -> dict:
+        mv = self._require(version)
+        download = Path(tempfile.mkdtemp(prefix="ft-mlflow-pull-"))
+        try:
+            root = self._download(mv, download)
+            index_file = root / INDEX_NAME
+            if not index_file.is_file():
+                raise IntegrityError(
+                    f"{version} has no {INDEX_NAME}",
+                    file=mv.source,
+                    fix="this model version was not made by `ft publish`",
+                )
+            index = self._check_index(index_file.read_bytes(), version, mv)
+
+            def fetch(name: str, entry: dict) -> Path:
+                path = root / name
+                if not path.is_file():
+                    raise IntegrityError(
+                        f"{name} is missing from {version}",
+                        file=mv.source,
+                        fix="the artifacts were changed after publishing",
+                    )
+                return path
+
+            return pull_into(index, Path(dest), fetch)
+        finally:
+            shutil.rmtree(download, ignore_errors=True)
+
+
+def _flat_tags(meta: dict) -> dict[str, str]:
+    """Release metadata as MLflow tags: scalars as text, nested values as JSON."""
+    return {
+        key: value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        for key, value in meta.items()
+        if value is not None
+    }
+
+
+def _exists(version: str, uri: str, detail: str = "") -> VersionExists:
+    return VersionExists(
+        f"version {version} already exists in {uri}{detail}; published versions are immutable",
+        key="--version",
+        fix="publish under a new version, e.g. bump the patch number",
+    )

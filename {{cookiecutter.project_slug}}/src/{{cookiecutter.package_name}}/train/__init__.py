@@ -1,0 +1,1 @@
+"""Training: the recipe (config -> data -> model -> train -> eval -> manifest), checkpoints."""

@@ -1,0 +1,1 @@
+"""Helpers every stage shares: hashing and atomic writes."""
