@@ -75,6 +75,8 @@ FILES = [
     "docs/decisions/0012-template-updates-stay-on-cruft.md",
     "docs/decisions/0030-eval-suites-and-gates.md",
     "docs/decisions/0031-base-migration-measures-drift-before-training.md",
+    "docs/decisions/0035-one-registry-per-repo.md",
+    "docs/decisions/0036-hub-snapshots-hashed-file-by-file.md",
     "docs/decisions/0040-verify-by-segment-replay.md",
     "docs/determinism.md",
     "docs/evaluation.md",
@@ -92,6 +94,7 @@ FILES = [
     "src/{package}/__init__.py",
     "src/{package}/cli.py",
     "src/{package}/closure/__init__.py",
+    "src/{package}/closure/cleanroom.py",
     "src/{package}/closure/diff.py",
     "src/{package}/closure/manifest.py",
     "src/{package}/closure/reproduce.py",
@@ -133,6 +136,7 @@ FILES = [
     "src/{package}/publish/registries/mlflow.py",
     "src/{package}/review/__init__.py",
     "src/{package}/review/behaviour.py",
+    "src/{package}/review/drill.py",
     "src/{package}/review/gates.py",
     "src/{package}/review/history.py",
     "src/{package}/review/migrate.py",
@@ -144,6 +148,7 @@ FILES = [
     "src/{package}/train/recipe.py",
     "src/{package}/util/__init__.py",
     "src/{package}/util/hashing.py",
+    "src/{package}/util/net.py",
     "tests/conftest.py",
     "tests/fixtures/filter_rows.jsonl",
     "tests/launch_support.py",
@@ -160,6 +165,7 @@ FILES = [
     "tests/test_filters.py",
     "tests/test_gates.py",
     "tests/test_history.py",
+    "tests/test_hub_base.py",
     "tests/test_image.py",
     "tests/test_jobs.py",
     "tests/test_launch.py",
@@ -172,6 +178,7 @@ FILES = [
     "tests/test_store.py",
     "tests/test_sources.py",
     "tests/test_tokens.py",
+    "tests/test_data_memory.py",
     "tests/s3_server.py",
     "uv.lock",
 ]
@@ -186,7 +193,7 @@ JINJA_LEFT = re.compile(r"(?<!\$)\{[{%#]")
 # Braces that are meant to reach the user, per file: name each one exactly.
 BRACES_SHIPPED = {
     # Issue template filled in by the drill workflow's create-an-issue step.
-    ".github/DRILL_FAILURE.md": ["{{ env.RUN_URL }}"],
+    ".github/DRILL_FAILURE.md": ["{{ env.RUN_URL }}", "{{ env.GATES }}"],
 }
 
 

@@ -467,6 +467,44 @@ def test_diff_names_each_moved_input(smoke_run):
     assert mod("closure.diff").report(a, a) == "no pinned input moved"
 
 
+def _copy_run(smoke_run: Path, name: str) -> Path:
+    run = smoke_run.parent / name
+    shutil.rmtree(run, ignore_errors=True)
+    shutil.copytree(
+        smoke_run,
+        run,
+        ignore=shutil.ignore_patterns("reproduce", "checkpoints", "verification.json"),
+    )
+    return run
+
+
+def test_clean_room_reproduces_without_home_caches_or_credentials(project, smoke_run):
+    run = _copy_run(smoke_run, "smoke-clean")
+    done = ft(project, "reproduce", "--clean-room", "runs/smoke-clean", check=False, **SECRETS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((run / "verification.json").read_text())
+    assert record["passed"] is True
+    assert record["clean_room"]["home"] == "fresh"
+    assert set(SECRETS) <= set(record["clean_room"]["dropped_env"])
+    assert (run / "reproduce" / "eval.json").read_bytes() == (run / "eval.json").read_bytes()
+
+
+def test_clean_room_names_a_file_read_from_outside_the_repository(project, smoke_run, tmp_path):
+    """A run whose config reads a data file outside the checkout cannot be rebuilt by
+    another account: the clean room fails naming the key and the path."""
+    run = _copy_run(smoke_run, "smoke-outside")
+    outside = tmp_path / "elsewhere" / "train.jsonl"
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["config"]["data"]["sources"][0]["path"] = str(outside)
+    (run / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    (run / "REPRODUCE.md").write_text(mod("closure.manifest").render_reproduce(manifest))
+    done = ft(project, "reproduce", "--clean-room", "runs/smoke-outside", check=False)
+    assert done.returncode == 1
+    reason = json.loads((run / "verification.json").read_text())["reason"]
+    assert f"data.sources.0.path: {outside} (outside the repository)" in reason
+    assert "clean room" in done.stderr and str(outside) in done.stderr
+
+
 # --- segment replay (closure/segments.py, docs/verification.md) ------------------------------
 
 

@@ -43,16 +43,12 @@ CONFIG = (
         help="dotted override, e.g. --set train.lr=2e-4 (repeatable)",
     ),
 )
+# One registry per repo, resolved the same way by every command (docs/publish.md).
 REGISTRY = (
     arg(
         "--registry",
         help="file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME "
-        "(default: publish.registry of --config)",
-    ),
-    arg(
-        "--config",
-        default="configs/recipe.yaml",
-        help="config whose publish.registry is the default (default: %(default)s)",
+        "(default: $FT_REGISTRY, else publish.registry of configs/recipe.yaml)",
     ),
 )
 
@@ -155,6 +151,20 @@ COMMANDS: dict[str, Command] = {
         (
             arg("run_dir", help="a finished run, e.g. runs/<id>"),
             arg(
+                "--clean-room",
+                action="store_true",
+                help="fresh HOME, empty caches, no credentials, nothing outside the checkout "
+                "(what the release runs; docs/publish.md)",
+            ),
+            arg(
+                "--keep-env",
+                action="append",
+                default=[],
+                metavar="NAME",
+                help="with --clean-room: pass this credential through (repeatable); only "
+                "read- or launch-scoped ones, e.g. SKYPILOT_SERVICE_ACCOUNT_TOKEN",
+            ),
+            arg(
                 "--segments",
                 metavar="all|K",
                 help="replay checkpoint intervals instead of the whole run: `all` (exact) or K "
@@ -225,11 +235,7 @@ COMMANDS: dict[str, Command] = {
                 required=True,
                 help="release version, vMAJOR.MINOR.PATCH[-PRERELEASE], e.g. v1.2.0",
             ),
-            arg(
-                "--registry",
-                help="file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME "
-                "(default: publish.registry of the run's config)",
-            ),
+            *REGISTRY,
             arg(
                 "--tag-commit",
                 metavar="SHA",
@@ -279,11 +285,7 @@ COMMANDS: dict[str, Command] = {
                 help="a run directory, a release version (vX.Y.Z) or none "
                 "(default: the latest release in the registry)",
             ),
-            arg(
-                "--registry",
-                help="registry URI for a version baseline "
-                "(default: publish.registry of the run's config)",
-            ),
+            *REGISTRY,
             arg("--out", help="output directory (default: RUN_DIR/report)"),
             arg(
                 "--figures-url",
@@ -333,13 +335,20 @@ COMMANDS: dict[str, Command] = {
             arg("--out", default="migration.md", help="the report (default: %(default)s)"),
         ),
     ),
+    "retrain": Command(
+        commands.retrain,
+        "Drill: train a release's config on this checkout's pipeline and check its gates",
+        (
+            arg("release_dir", help="a pulled release (ft registry pull latest runs/drill)"),
+            arg("--out", default="runs/retrain", help="the new run (default: %(default)s)"),
+            arg("--gates-out", metavar="FILE", help="also write the gate table here"),
+        ),
+    ),
     "history": Command(
         commands.history,
         "Static HTML page over every published version: metrics, pins, reproduce/drill status",
         (
-            arg(
-                "--registry", help="registry URI (default: publish.registry of configs/recipe.yaml)"
-            ),
+            *REGISTRY,
             arg("--out", default="site", help="output directory (default: %(default)s)"),
         ),
     ),

@@ -50,6 +50,11 @@ class BaseModelSpec(Section):
     @field_validator("revision", "tokenizer_revision")
     @classmethod
     def _commit(cls, value: str | None) -> str | None:
+        if value is not None and HEX40.fullmatch(value.lower()) and value != value.lower():
+            raise ValueError(
+                f"{value!r} is a commit in uppercase, but hub commit ids are lowercase hex: "
+                f"write {value.lower()!r}"
+            )
         if value is not None and not HEX40.fullmatch(value):
             raise ValueError(
                 f"must be a 40-hex commit, got {value!r}: a branch or tag such as "
@@ -134,6 +139,11 @@ class SourceSpec(Section):
         if self.hub_id is not None and (
             self.revision is None or not HEX40.fullmatch(self.revision)
         ):
+            if self.revision and HEX40.fullmatch(self.revision.lower()):
+                raise ValueError(
+                    f"`revision` {self.revision!r} is in uppercase, but hub commit ids are "
+                    f"lowercase hex: write {self.revision.lower()!r}"
+                )
             raise ValueError("a hub dataset needs `revision`, a 40-hex commit")
         if self.hub_id is not None and (self.format or self.etag or self.size is not None):
             raise ValueError("`format`, `etag` and `size` apply to a `path` source only")
@@ -296,13 +306,19 @@ class ReproduceSpec(Section):
 
 
 class PublishSpec(Section):
-    """Where `ft publish` pushes releases (docs/publish.md) and the licence on the model card."""
+    """Where `ft publish` pushes releases (docs/publish.md) and the licence on the model card.
 
-    registry: str = "file://./registry"
+    One registry per repo: `registry` is read from configs/recipe.yaml by every command
+    (`--registry` / $FT_REGISTRY override it); other configs leave it unset (null).
+    """
+
+    registry: str | None = None
     license: str = "apache-2.0"
 
     @model_validator(mode="after")
     def _scheme(self):
+        if self.registry is None:
+            return self
         scheme, sep, rest = self.registry.partition("://")
         if scheme not in ("file", "hf", "mlflow") or not sep or not rest:
             raise ValueError(

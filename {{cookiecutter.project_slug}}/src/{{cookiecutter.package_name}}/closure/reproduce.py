@@ -1,8 +1,8 @@
 """`ft reproduce RUN_DIR`: re-run REPRODUCE.md verbatim from a clean checkout and compare.
 
-    uv run ft reproduce runs/<id>                            # reproduce.strategy (default full)
+    uv run ft reproduce runs/<id>                              # reproduce.strategy (default full)
     uv run ft reproduce runs/<id> --segments all --parallel 2  # interval by interval
-    uv run ft reproduce runs/<id> --segments 1               # spot check 1 interval (drill)
+    uv run ft reproduce runs/<id> --segments 1                 # spot check 1 interval (drill)
 
 1. REPRODUCE.md must equal its rendering from manifest.json (a hand edit fails).
 2. Its command block runs with bash, verbatim, in a fresh `git worktree` of the
@@ -12,6 +12,8 @@
    within the declared bounds.
 4. RUN_DIR/verification.json records what ran, where, the compared hashes and
    the verdict; on failure `ft diff` explains which pinned input moved.
+5. `--clean-room` (what the release runs): a fresh HOME, empty caches, no credentials,
+   nothing read from outside the checkout, no tracked file written (cleanroom.py).
 
 Strategy `segments` (closure/segments.py) replaces step 2: REPRODUCE.md's segment
 blocks replay each checkpoint interval from its recorded start checkpoint, P at a
@@ -46,13 +48,15 @@ EXACT_IN_TOLERANCE_MODE = ("config.yaml", "data.lock")
 
 def main(
     run_dir: str,
+    clean_room: bool = False,
+    keep_env: tuple[str, ...] = (),
     *,
     segments: str | None = None,
     parallel: int | None = None,
     seed: int | None = None,
     full: bool = False,
 ) -> int:
-    """`segments`: "all" or a count K; None uses the run's reproduce.strategy."""
+    """`segments`: "all" or a count K; None follows the run's reproduce.strategy."""
     run_dir = Path(run_dir).resolve()
     manifest = read_manifest(run_dir)
     settings = manifest["config"]["reproduce"]
@@ -73,8 +77,12 @@ def main(
         block = _check_document(run_dir, manifest, record)
         _check_run_files(run_dir, manifest)
         if strategy == "segments":
-            return _segments(run_dir, manifest, record, k=k, seed=seed, parallel=parallel)
-        out = _execute(run_dir, manifest, block, record)
+
+            def checkout():
+                return _checkout(manifest, record, clean_room, tuple(keep_env))
+
+            return _segments(run_dir, manifest, record, checkout, k=k, seed=seed, parallel=parallel)
+        out = _execute(run_dir, manifest, block, record, clean_room, tuple(keep_env))
         fresh = read_manifest(out)
         record["reproduced_on"] = fresh["hardware"]
         record["compared"] = compare(run_dir, out, manifest)
@@ -126,7 +134,7 @@ def _count(segments: str | None) -> int | None:
     return int(segments)
 
 
-def _segments(run_dir: Path, manifest: dict, record: dict, **how) -> int:
+def _segments(run_dir: Path, manifest: dict, record: dict, checkout, **how) -> int:
     from .segments import verify
 
     try:
@@ -137,7 +145,7 @@ def _segments(run_dir: Path, manifest: dict, record: dict, **how) -> int:
                 "REPRODUCE.md has no segment command blocks (the run records no checkpoint "
                 "chain); verify it with a full replay (--full)"
             )
-        verify(run_dir, manifest, record, blocks=blocks, checkout=_checkout, **how)
+        verify(run_dir, manifest, record, blocks=blocks, checkout=checkout, **how)
         record |= {"passed": True, "reason": None}
     except _Failed as f:
         record |= {"passed": False, "reason": f.reason}
@@ -194,30 +202,51 @@ def _check_run_files(run_dir: Path, manifest: dict) -> None:
         )
 
 
-def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
+def _execute(
+    run_dir: Path,
+    manifest: dict,
+    block: str,
+    record: dict,
+    clean_room: bool = False,
+    keep_env: tuple[str, ...] = (),
+) -> Path:
     out = run_dir / "reproduce"
     shutil.rmtree(out, ignore_errors=True)
-    with _checkout(manifest["git"]["commit"], dirty=manifest["git"]["dirty"]) as (tree, env):
+    with _checkout(manifest, record, clean_room, keep_env) as (tree, env):
         done = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", block], cwd=tree, env=env | {"FT_OUT": str(out)}
+            ["bash", "-euo", "pipefail", "-c", block],
+            cwd=tree,
+            env=env | {"FT_OUT": str(out)},
+            stderr=subprocess.PIPE if clean_room else None,
+            text=True,
         )
-    record["exit_code"] = done.returncode
-    if done.returncode != 0:
-        raise _Failed(f"the REPRODUCE.md command exited with status {done.returncode}")
+        if clean_room:
+            sys.stderr.write(done.stderr)
+        record["exit_code"] = done.returncode
+        if done.returncode != 0:
+            errors = [ln for ln in (done.stderr or "").splitlines() if ln.startswith("error: ")]
+            raise _Failed(
+                f"the REPRODUCE.md command exited with status {done.returncode}"
+                + (f" in the clean room: {errors[-1].removeprefix('error: ')}" if errors else "")
+            )
     if not (out / "manifest.json").is_file():
         raise _Failed("the REPRODUCE.md command finished but wrote no run to $FT_OUT")
     return out
 
 
 @contextmanager
-def _checkout(commit: str | None, dirty: bool = False):
-    """A fresh `git worktree` of the recorded commit and the environment to run in it."""
+def _checkout(
+    manifest: dict, record: dict, clean_room: bool = False, keep_env: tuple[str, ...] = ()
+):
+    """A fresh `git worktree` of the recorded commit and the environment to run in it (with
+    `clean_room`, cleanroom.py's); after the body, a clean room's tracked files are checked."""
+    commit = manifest["git"]["commit"]
     if not commit:
         raise _Failed(
             "the run was not trained inside a git checkout, so there is no commit to "
             "rebuild from; train from a committed repo"
         )
-    if dirty:
+    if manifest["git"]["dirty"]:
         raise _Failed(
             f"the run was trained from a dirty tree (uncommitted changes on top of "
             f"{commit[:12]}): a checkout of the commit cannot rebuild it; commit, then "
@@ -248,9 +277,33 @@ def _checkout(commit: str | None, dirty: bool = False):
     }
     # The re-run is compared, then discarded: it may live on a CI runner's disk (ops/runner.py).
     env["FT_RUNNER_SCRATCH"] = "1"
-    print(f"reproducing at {commit[:12]} in {tree}", file=sys.stderr, flush=True)
+    print(
+        f"reproducing {manifest['run_id']} at {commit[:12]} in {tree}", file=sys.stderr, flush=True
+    )
     try:
+        if clean_room:  # closure/cleanroom.py: fresh HOME and caches, no credentials
+            from .cleanroom import environment, outside_resources
+
+            outside = outside_resources(manifest["config"], tree)
+            if outside:
+                raise _Failed("clean room: the run depends on " + "; ".join(outside))
+            env, dropped = environment(env, scratch, keep_env)
+            record["clean_room"] = {
+                "home": "fresh",
+                "caches": "empty",
+                "dropped_env": dropped,
+                "kept_env": sorted(k for k in keep_env if k in env),
+            }
         yield tree, env
+        if clean_room:
+            from .cleanroom import modified_tracked_files
+
+            modified = modified_tracked_files(tree)
+            if modified:
+                raise _Failed(
+                    "clean room: the run wrote into its checkout's tracked files, which a "
+                    "reproduction must only read: " + ", ".join(modified)
+                )
     finally:
         # The worktree's fresh .venv holds tens of thousands of files: removing it directly
         # is several times faster than letting `git worktree remove` walk it.

@@ -177,7 +177,7 @@ def verify(
     checkout,
 ) -> None:
     """Replay the chosen intervals through REPRODUCE.md's blocks; fill `record`; raise Failed
-    naming the first diverging interval. `checkout(commit)` yields a clean worktree."""
+    naming the first diverging interval. `checkout()` yields a clean worktree and its env."""
     from .diff import explain
     from .reproduce import _Failed as Failed
     from .reproduce import compare
@@ -222,7 +222,7 @@ def verify(
     ]
     results = {iv.index: (None, 0.0) for iv in chosen}  # a tampered start: never loaded
     if runnable:
-        with checkout(manifest["git"]["commit"], dirty=manifest["git"]["dirty"]) as (tree, env):
+        with checkout() as (tree, env):
             print(
                 f"replaying {len(runnable)} of {len(found)} intervals of {run_dir.name}, "
                 f"{parallel} at a time",

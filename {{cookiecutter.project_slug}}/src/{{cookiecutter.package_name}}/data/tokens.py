@@ -16,7 +16,7 @@ pipeline streams (bounded memory at any size):
 plus meta.json with the key's inputs and each file's sha256. The store's own hash (over
 those file hashes) goes into the run's manifest. A store is built in a temp directory and
 renamed into place once data.lock matched, so a half-built store is never seen. On reuse
-every file is hashed again against meta.json (sequential reads: ~1 s per GB here) before
+every file is hashed again against meta.json (sequential reads at sha256 speed) before
 training starts; a reproduction in a clean checkout has no store and rebuilds it, so a
 tampered store cannot pass the reproduce gate either.
 
