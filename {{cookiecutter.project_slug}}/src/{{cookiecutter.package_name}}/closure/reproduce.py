@@ -22,6 +22,7 @@ time; each interval's end checkpoint (and for the last, every output) is compare
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -50,6 +51,7 @@ def main(
     run_dir: str,
     clean_room: bool = False,
     keep_env: tuple[str, ...] = (),
+    verbose: bool = False,
     *,
     segments: str | None = None,
     parallel: int | None = None,
@@ -82,7 +84,7 @@ def main(
                 return _checkout(manifest, record, clean_room, tuple(keep_env))
 
             return _segments(run_dir, manifest, record, checkout, k=k, seed=seed, parallel=parallel)
-        out = _execute(run_dir, manifest, block, record, clean_room, tuple(keep_env))
+        out = _execute(run_dir, manifest, block, record, clean_room, tuple(keep_env), verbose)
         fresh = read_manifest(out)
         record["reproduced_on"] = fresh["hardware"]
         record["compared"] = compare(run_dir, out, manifest)
@@ -209,19 +211,12 @@ def _execute(
     record: dict,
     clean_room: bool = False,
     keep_env: tuple[str, ...] = (),
+    verbose: bool = False,
 ) -> Path:
     out = run_dir / "reproduce"
     shutil.rmtree(out, ignore_errors=True)
     with _checkout(manifest, record, clean_room, keep_env) as (tree, env):
-        done = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", block],
-            cwd=tree,
-            env=env | {"FT_OUT": str(out)},
-            stderr=subprocess.PIPE if clean_room else None,
-            text=True,
-        )
-        if clean_room:
-            sys.stderr.write(done.stderr)
+        done = _run_block(block, tree, env | {"FT_OUT": str(out)}, verbose)
         record["exit_code"] = done.returncode
         if done.returncode != 0:
             errors = [ln for ln in (done.stderr or "").splitlines() if ln.startswith("error: ")]
@@ -277,6 +272,7 @@ def _checkout(
     }
     # The re-run is compared, then discarded: it may live on a CI runner's disk (ops/runner.py).
     env["FT_RUNNER_SCRATCH"] = "1"
+    env["FT_REPRODUCING"] = "1"  # the nested `ft train` then gives no "reproduce me" hint
     print(
         f"reproducing {manifest['run_id']} at {commit[:12]} in {tree}", file=sys.stderr, flush=True
     )
@@ -314,6 +310,76 @@ def _checkout(
             cwd=top.stdout.strip(),
         )
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def compare(run_dir: Path, out: Path, manifest: dict) -> list[dict]:
+    """One entry per output file of the original run: equal or not, and by how much."""
+    mode = manifest["config"]["reproduce"]["mode"]
+    tol = manifest["config"]["reproduce"]["tolerance"]
+    fresh = output_files(out)
+    compared = []
+    for name, expected in sorted(manifest["outputs"].items()):
+        actual = fresh.get(name)
+        entry = {"file": name, "expected": expected, "actual": actual, "equal": expected == actual}
+        if mode == "tolerance" and not entry["equal"] and actual is not None:
+            if name.endswith(".safetensors"):
+                delta = max_abs_diff(run_dir / name, out / name)
+                entry |= {
+                    "max_abs_diff": delta,
+                    "bound": tol["weights_max_abs"],
+                    "equal": delta is not None and delta <= tol["weights_max_abs"],
+                }
+            elif name == "eval.json":
+                a = json.loads((run_dir / name).read_text())["eval_loss"]
+                b = json.loads((out / name).read_text())["eval_loss"]
+                entry |= {
+                    "abs_diff": abs(a - b),
+                    "bound": tol["eval_loss_abs"],
+                    "equal": abs(a - b) <= tol["eval_loss_abs"],
+                }
+            elif name not in EXACT_IN_TOLERANCE_MODE:
+                entry |= {"equal": True, "note": "not compared in tolerance mode"}
+        compared.append(entry)
+    for name in sorted(fresh.keys() - manifest["outputs"].keys()):
+        compared.append({"file": name, "expected": None, "actual": fresh[name], "equal": False})
+    return compared
+
+
+def max_abs_diff(a: Path, b: Path) -> float | None:
+    """Largest |a - b| over every tensor of two safetensors files; None if shapes differ."""
+    from safetensors.torch import load_file
+
+    ta, tb = load_file(a), load_file(b)
+    if ta.keys() != tb.keys() or any(ta[k].shape != tb[k].shape for k in ta):
+        return None
+    return max(((ta[k].double() - tb[k].double()).abs().max().item() for k in ta), default=0.0)
+
+
+# What `uv sync` says about a fresh venv: a line per package (157 for the default lock) and
+# some preamble. Without --verbose only its "Installed N packages in T" line is kept.
+UV_CHATTER = re.compile(
+    r"( [+~-] \S|Using CPython |Creating virtual environment |Resolved \d+ packages|"
+    r"Prepared \d+ packages|Uninstalled \d+ packages|Audited \d+ packages|Bytecode compiled)"
+)
+UV_SUMMARY = re.compile(r"Installed \d+ packages? in ")
+
+
+def _run_block(block: str, tree: Path, env: dict, verbose: bool) -> subprocess.CompletedProcess:
+    """Run the command block; its output goes to stderr, with uv's package list folded into
+    one summary line unless `verbose`. Nothing the block computes depends on this."""
+    argv = ["bash", "-euo", "pipefail", "-c", block]
+    if verbose:
+        return subprocess.run(argv, cwd=tree, env=env)
+    with subprocess.Popen(
+        argv, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        for line in proc.stdout:
+            if UV_SUMMARY.match(line):
+                sys.stderr.write(f"uv sync: {line}")
+            elif not UV_CHATTER.match(line):
+                sys.stderr.write(line)
+            sys.stderr.flush()
+    return subprocess.CompletedProcess(argv, proc.returncode)
 
 
 def compare(run_dir: Path, out: Path, manifest: dict) -> list[dict]:
