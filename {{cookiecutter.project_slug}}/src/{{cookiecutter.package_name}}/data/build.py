@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import UserError
-from ..util.hashing import canonical_json, write_atomic
+from ..util.hashing import canonical_json, open_atomic, write_atomic
 from .filters import FILTERS, Filter
 from .sources import open_source
 
@@ -311,27 +311,11 @@ def _temp_for(out: Path) -> Path:
     return out.with_name(f".{out.name}.tmp-{os.getpid()}")
 
 
-def _write_temp(rows: list[dict], tmp: Path) -> str:
-    """Serialize into `tmp` (fsynced) and return the hash of what was written."""
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as f:
-        digest = serialize(rows, f)
-        f.flush()
-        os.fsync(f.fileno())
-    return digest
-
-
 def write_rows(rows: list[dict], out: Path) -> str:
     """Write the canonical serialization to `out` via a temp file and a rename; return its
     sha256."""
-    out = Path(out)
-    tmp = _temp_for(out)
-    try:
-        digest = _write_temp(rows, tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return digest
+    with open_atomic(out) as f:
+        return serialize(rows, f)
 
 
 Sink = Callable[[str, list[dict]], None]  # (split, a chunk of its output rows, in order)

@@ -10,25 +10,21 @@ in/out and the training-set hash, base branch -> this branch (from data.lock).
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import yaml
 
 from ..closure.diff import changed_keys
 from ..errors import UserError
+from ..util import git
 from ..util.hashing import write_atomic
 
 TRAIN_WORKFLOW = Path(".github/workflows/train.yml")
 
 
-def _git(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], capture_output=True, text=True)
-
-
 def _show(ref: str, path: str) -> str | None:
     """A file's text at `ref`, or None if it does not exist there."""
-    done = _git("show", f"{ref}:{path}")
+    done = git.run("show", f"{ref}:{path}")
     return done.stdout if done.returncode == 0 else None
 
 
@@ -88,7 +84,7 @@ def _data_rows(old: dict, new: dict) -> list[str]:
 
 
 def render(base: str, configs: list[str], lock_path: str = "data.lock") -> str:
-    merge_base = _git("merge-base", base, "HEAD")
+    merge_base = git.run("merge-base", base, "HEAD")
     if merge_base.returncode != 0:
         raise UserError(
             f"cannot find the merge base of {base} and HEAD",
@@ -96,8 +92,8 @@ def render(base: str, configs: list[str], lock_path: str = "data.lock") -> str:
             fix="fetch the base branch (actions/checkout with fetch-depth: 0)",
         )
     since = merge_base.stdout.strip()
-    changed_files = _git("diff", "--name-only", since).stdout.split()
-    changed_files += _git("ls-files", "--others", "--exclude-standard").stdout.split()
+    changed_files = git.run("diff", "--name-only", since).stdout.split()
+    changed_files += git.run("ls-files", "--others", "--exclude-standard").stdout.split()
     hits = triggers_training(sorted(set(changed_files)), training_paths())
     lines = ["## Training plan", ""]
     if hits:

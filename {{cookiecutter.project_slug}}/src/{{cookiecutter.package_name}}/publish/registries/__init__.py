@@ -16,7 +16,6 @@ exists is refused), appears whole or not at all, and carries an index
 byte before anything lands in the destination directory.
 """
 
-import hashlib
 import json
 import os
 import re
@@ -27,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from ...errors import UserError
+from ...util.hashing import copy_hashing, sha256_file
 
 INDEX_NAME = "release.json"
 INDEX_SCHEMA = 1
@@ -37,7 +37,6 @@ VERSION = re.compile(
     r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)"
     r"(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
 )
-CHUNK = 1 << 20
 
 
 class Registry(Protocol):
@@ -140,20 +139,6 @@ def check_name(name: str) -> str:
     return name
 
 
-def copy_hashing(src: Path, dst: Path) -> tuple[str, int]:
-    """Copy src to dst (created, fsynced) and return the sha256 and size of the bytes copied."""
-    h, size = hashlib.sha256(), 0
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with open(src, "rb") as fin, open(dst, "xb") as fout:
-        while chunk := fin.read(CHUNK):
-            h.update(chunk)
-            size += len(chunk)
-            fout.write(chunk)
-        fout.flush()
-        os.fsync(fout.fileno())
-    return h.hexdigest(), size
-
-
 def make_index(version: str, entries: dict[str, dict], meta: dict) -> dict:
     return {
         "schema": INDEX_SCHEMA,
@@ -170,14 +155,10 @@ def index_bytes(index: dict) -> bytes:
 
 def hash_files(files: dict[str, Path]) -> dict[str, dict]:
     """sha256 and size of every file to publish, by its name in the registry."""
-    entries = {}
-    for name, path in files.items():
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                h.update(chunk)
-        entries[check_name(name)] = {"sha256": h.hexdigest(), "size": Path(path).stat().st_size}
-    return entries
+    return {
+        check_name(name): {"sha256": sha256_file(path), "size": Path(path).stat().st_size}
+        for name, path in files.items()
+    }
 
 
 def read_index(data: bytes, version: str, where: str) -> dict:

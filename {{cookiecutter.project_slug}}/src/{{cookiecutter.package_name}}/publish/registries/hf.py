@@ -22,13 +22,13 @@ import tempfile
 from pathlib import Path
 
 from ...errors import UserError
+from ...util.hashing import copy_hashing
 from . import (
     INDEX_NAME,
     IntegrityError,
     VersionExists,
     VersionNotFound,
     check_version,
-    copy_hashing,
     hash_files,
     index_bytes,
     make_index,

@@ -17,14 +17,13 @@ import os
 import uuid
 from pathlib import Path
 
-from ...util.hashing import fsync_dir, sha256_file
+from ...util.hashing import copy_hashing, fsync_dir, sha256_file
 from . import (
     IntegrityError,
     VersionExists,
     VersionNotFound,
     check_name,
     check_version,
-    copy_hashing,
     index_bytes,
     make_index,
     pull_into,

@@ -20,10 +20,7 @@ The output directory is replaced whole: a reader never sees half a report.
 """
 
 import json
-import os
-import shutil
 import tempfile
-import uuid
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -31,7 +28,7 @@ from pathlib import Path
 from ...closure.diff import changed_keys
 from ...closure.manifest import read_manifest
 from ...errors import UserError
-from ...util.hashing import sha256_file
+from ...util.hashing import replace_dir, sha256_file
 
 REPORT = "report.md"
 LOSS_PNG, DATA_PNG = "loss.png", "data.png"
@@ -642,24 +639,7 @@ def write_dir(out: Path, files: dict[str, bytes], marker: str) -> None:
             key="--out",
             fix="pass a new or empty directory",
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:12]}"
-    try:
-        for name, data in files.items():
-            path = tmp / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide it from a web server
-        if out.exists():
-            os.rename(out, old)
-        os.rename(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+    replace_dir(out, files)
 
 
 def build(
