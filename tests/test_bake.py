@@ -91,6 +91,7 @@ FILES = [
     "src/{package}/data/build.py",
     "src/{package}/data/filters.py",
     "src/{package}/data/loader.py",
+    "src/{package}/data/lock.py",
     "src/{package}/data/progress.py",
     "src/{package}/data/sources.py",
     "src/{package}/errors.py",

@@ -84,7 +84,7 @@ def test_pipeline_reproduces_the_shipped_lock_exactly(pkg, data_workdir):
     lock = pkg.data.build.run_pipeline(
         pkg.config.load_config(RECIPE), sink=lambda split, chunk: rows[split].extend(chunk)
     )
-    assert pkg.data.build.render_lock(lock) == Path("data.lock").read_text()
+    assert pkg.data.lock.render(lock) == Path("data.lock").read_text()
     assert (len(rows["train"]), len(rows["eval"])) == (955, 105)
     assert pkg.data.build.hash_rows(rows["train"]) == TRAIN_SHA256
 

@@ -30,11 +30,12 @@ from pathlib import Path
 from ..config import Config
 from ..errors import UserError
 from ..util.hashing import canonical_json, open_atomic, write_atomic
+from . import lock as lock_file
 from .filters import FILTERS, Filter
+from .lock import SPLITS
 from .sources import open_source
 
 LOCK_SCHEMA = 1
-SPLITS = ("train", "eval")
 CHUNK_ROWS = 4096  # rows per serialized block: ~0.5-2 MB, so one hash update and one write each
 PARALLEL_CHUNK_ROWS = 4096  # rows per filter chunk (a task for a worker when data.workers > 1)
 # canonical_json's encoder, built once: json.dumps with these options builds it per call.
@@ -423,84 +424,19 @@ def _stream_split(chunks, split: str, tmp: Path | None, sink, flow: Chain, progr
     return h.hexdigest(), rows
 
 
-def render_lock(lock: dict) -> str:
-    return json.dumps(lock, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def read_lock(cfg: Config) -> dict:
-    path = Path(cfg.data.lock)
-    if not path.is_file():
-        raise UserError(
-            "data lock not found",
-            file=str(path),
-            fix="run `uv run ft data build` and commit data.lock",
-        )
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(
-            f"not valid JSON ({e.msg}, line {e.lineno})",
-            file=str(path),
-            fix="regenerate it with `uv run ft data build`",
-        ) from None
-
-
-def lock_differences(old: dict, new: dict) -> list[str]:
-    """Human-readable list of what moved between two locks (empty if none)."""
-    diffs = []
-    old_src = {s["name"]: s for s in old.get("sources", [])}
-    new_src = {s["name"]: s for s in new.get("sources", [])}
-    for name in sorted(old_src.keys() | new_src.keys()):
-        a, b = old_src.get(name), new_src.get(name)
-        if a is None or b is None:
-            diffs.append(f"source {name!r} {'added' if a is None else 'removed'}")
-            continue
-        for k in ("sha256", "revision", "path", "hub_id", "rows", "split"):
-            if a.get(k) != b.get(k):
-                diffs.append(f"source {name!r}: {k} {a.get(k)} -> {b.get(k)}")
-    old_f = [(f["name"], f["params"]) for f in old.get("filters", [])]
-    new_f = [(f["name"], f["params"]) for f in new.get("filters", [])]
-    if old_f != new_f:
-        diffs.append(
-            f"filter list changed: {[n for n, _ in old_f]} -> {[n for n, _ in new_f]}"
-            if [n for n, _ in old_f] != [n for n, _ in new_f]
-            else "filter parameters changed"
-        )
-    old_code = {f["name"]: f["code_sha256"] for f in old.get("filters", [])}
-    for f in new.get("filters", []):
-        if f["name"] in old_code and old_code[f["name"]] != f["code_sha256"]:
-            diffs.append(f"filter {f['name']!r}: code changed")
-    for split in SPLITS:
-        a, b = old.get("splits", {}).get(split, {}), new.get("splits", {}).get(split, {})
-        steps_a = {s["filter"]: s for s in a.get("steps", [])}
-        for step in b.get("steps", []):
-            prev = steps_a.get(step["filter"])
-            if prev and (prev["rows_in"], prev["rows_out"]) != (step["rows_in"], step["rows_out"]):
-                diffs.append(
-                    f"{split}: filter {step['filter']!r} rows {prev['rows_in']}->"
-                    f"{prev['rows_out']} became {step['rows_in']}->{step['rows_out']}"
-                )
-        if a.get("sha256") != b.get("sha256"):
-            diffs.append(
-                f"{split}: {a.get('rows')} rows sha256 {str(a.get('sha256'))[:12]} -> "
-                f"{b.get('rows')} rows sha256 {str(b.get('sha256'))[:12]}"
-            )
-    return diffs
-
-
 def build(cfg: Config, progress=None) -> dict:
     """`ft data build`: write the training set and data.lock."""
     lock = run_pipeline(cfg, cfg.data.out_dir, progress=progress)
-    write_atomic(cfg.data.lock, render_lock(lock))
+    write_atomic(cfg.data.lock, lock_file.render(lock))
     return lock
 
 
 def check(cfg: Config, sink: Sink | None = None) -> dict:
     """`ft data check`: stream the pipeline and compare with data.lock; raise naming what
     moved. `sink` sees every output chunk (it must discard them if this raises)."""
-    old = read_lock(cfg)
+    old = lock_file.read(cfg.data.lock)
     new = run_pipeline(cfg, sink=sink)
-    diffs = lock_differences(old, new)
+    diffs = lock_file.differences(old, new)
     if diffs or old != new:
         raise UserError(
             "data.lock is out of date: " + "; ".join(diffs or ["lock content differs"]),

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from ..closure.diff import changed_keys
+from ..data.lock import SPLITS, differences, split_of, steps_table
 from ..errors import UserError
 from ..util import git
 from ..util.hashing import write_atomic
@@ -63,17 +64,16 @@ def _config_rows(base: str, path: str) -> list[tuple[str, object, object]]:
     return changed_keys(old or {}, new or {})
 
 
-def _data_rows(old: dict, new: dict) -> list[str]:
+def data_rows(old: dict, new: dict) -> list[str]:
+    """Markdown table rows: each split's filters, rows in -> out before and after, and the
+    final rows and hash; a changed cell is marked **changed**."""
     rows = []
-    for split in ("train", "eval"):
-        a, b = old.get("splits", {}).get(split, {}), new.get("splits", {}).get(split, {})
-        steps_a = {s["filter"]: s for s in a.get("steps", [])}
-        steps_b = {s["filter"]: s for s in b.get("steps", [])}
-        for name in list(steps_a) + [n for n in steps_b if n not in steps_a]:
-            sa, sb = steps_a.get(name), steps_b.get(name)
-            fmt = lambda s: f"{s['rows_in']} -> {s['rows_out']}" if s else "absent"  # noqa: E731
+    fmt = lambda s: f"{s['rows_in']} -> {s['rows_out']}" if s else "absent"  # noqa: E731
+    for split in SPLITS:
+        for name, sa, sb in steps_table(old, new, split):
             mark = "" if sa == sb else " **changed**"
             rows.append(f"| {split} | `{name}` | {fmt(sa)} | {fmt(sb)}{mark} |")
+        a, b = split_of(old, split), split_of(new, split)
         old_hash, new_hash = str(a.get("sha256", "-"))[:12], str(b.get("sha256", "-"))[:12]
         mark = "" if old_hash == new_hash else " **changed**"
         rows.append(
@@ -120,11 +120,9 @@ def render(base: str, configs: list[str], lock_path: str = "data.lock") -> str:
         "",
         "| split | filter | base rows in -> out | this branch |",
         "| --- | --- | --- | --- |",
-        *_data_rows(old_lock, new_lock),
+        *data_rows(old_lock, new_lock),
     ]
-    from ..data.build import lock_differences
-
-    moved = lock_differences(old_lock, new_lock) if old_lock else ["no data.lock on the base"]
+    moved = differences(old_lock, new_lock) if old_lock else ["no data.lock on the base"]
     if moved:
         lines += ["", "What moved: " + "; ".join(moved)]
     return "\n".join(lines) + "\n"

@@ -20,15 +20,17 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Protocol
 
 from ...errors import UserError
 from ...util.hashing import copy_hashing, sha256_file
 
 INDEX_NAME = "release.json"
+Fetch = Callable[[str, dict], Path]  # (name in the index, its entry) -> a local file to copy
 INDEX_SCHEMA = 1
 # vMAJOR.MINOR.PATCH with an optional semver pre-release; no build metadata (`+` is not a
 # valid git tag / MLflow alias character, and versions must compare without it).
@@ -39,24 +41,79 @@ VERSION = re.compile(
 )
 
 
-class Registry(Protocol):
-    """What `ft publish` and `ft registry` need from a backend."""
+class Registry:
+    """What `ft publish` and `ft registry` need from a backend, and what backends share.
+
+    A backend implements `versions`, `show`, `publish` and `_open` (where a version's
+    files are read from); `pull` is the same for all: open, then copy each file while
+    hashing it and place the verified whole at `dest` (`pull_into`).
+    """
 
     uri: str
 
     def versions(self) -> list[str]:
         """Published versions, oldest release first (semver order)."""
+        raise NotImplementedError
 
-    def exists(self, version: str) -> bool: ...
+    def exists(self, version: str) -> bool:
+        return check_version(version) in self.versions()
 
     def show(self, version: str) -> dict:
         """The version's index: files (sha256, size) and the release metadata."""
+        raise NotImplementedError
 
     def publish(self, version: str, files: dict[str, Path], meta: dict) -> dict:
         """Store `files` (registry name -> local path) as `version`, atomically; the index."""
+        raise NotImplementedError
+
+    def _open(self, version: str, scratch: Path) -> tuple[dict, Fetch]:
+        """The version's verified index and a `fetch(name, entry) -> local path` for its
+        files; `scratch` is an empty private directory to download into."""
+        raise NotImplementedError
 
     def pull(self, version: str, dest: Path) -> dict:
         """Download into `dest` (absent or empty), verifying every hash; the index."""
+        scratch = Path(tempfile.mkdtemp(prefix="ft-pull-"))
+        try:
+            index, fetch = self._open(version, scratch)
+            return pull_into(index, Path(dest), fetch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def not_found(self, version: str) -> "VersionNotFound":
+        return VersionNotFound(
+            f"no version {version} in {self.uri}",
+            key="VERSION",
+            fix="`ft registry list` shows the published versions",
+        )
+
+    def already_exists(self, version: str, detail: str = "") -> "VersionExists":
+        return VersionExists(
+            f"version {version} already exists in {self.uri}{detail}; "
+            "published versions are immutable",
+            key="--version",
+            fix="publish under a new version, e.g. bump the patch number",
+        )
+
+
+def downloaded(
+    root: Path, version: str, where: str, read: Callable[[bytes], dict], made_by: str, changed: str
+) -> tuple[dict, Fetch]:
+    """`Registry._open` for a version downloaded whole into `root`: its index (checked by
+    `read`) and a fetch that refuses files the download lacks. `made_by` and `changed` are
+    the fixes for a missing index and a missing file, in the backend's words."""
+    index_file = root / INDEX_NAME
+    if not index_file.is_file():
+        raise IntegrityError(f"{version} has no {INDEX_NAME}", file=where, fix=made_by)
+    index = read(index_file.read_bytes())
+
+    def fetch(name: str, entry: dict) -> Path:
+        path = root / name
+        if not path.is_file():
+            raise IntegrityError(f"{name} is missing from {version}", file=where, fix=changed)
+        return path
+
+    return index, fetch
 
 
 class VersionExists(UserError):

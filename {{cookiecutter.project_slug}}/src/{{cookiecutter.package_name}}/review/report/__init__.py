@@ -282,17 +282,16 @@ def data_section(run: Side, base: Side | None) -> list[str]:
             ]
             rows.append(f"| {split} | **final** | {info['rows']} rows `{short(info['sha256'])}` |")
         return rows
-    from ...data.build import lock_differences
-    from ..plan import _data_rows
+    from ...data.lock import input_differences
+    from ..plan import data_rows
 
     old = base.manifest["data"]
     rows = [
         "| split | filter | baseline rows in -> out | this run |",
         "| --- | --- | --- | --- |",
-        *_data_rows(old, new),
+        *data_rows(old, new),
     ]
-    names = {split for split, _ in splits(run.manifest)} | set(old["splits"])
-    moved = [d for d in lock_differences(old, new) if d.split(":")[0] not in names]
+    moved = input_differences(old, new)
     if moved:
         rows += ["", "Inputs that moved: " + "; ".join(moved) + "."]
     elif old["splits"] == new["splits"]:
