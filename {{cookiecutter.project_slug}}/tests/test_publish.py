@@ -349,7 +349,7 @@ def test_concurrent_publishes_of_one_version_have_one_winner(project, verified, 
     # so the four race for the registry itself.
     racer = textwrap.dedent("""
         import os, sys, time
-        import PACKAGE.publish, PACKAGE.registry.local
+        import PACKAGE.publish.gate, PACKAGE.publish.registries.local
         from PACKAGE.cli import main
         go = os.environ["FT_TEST_GO"]
         open(go + ".ready." + str(os.getpid()), "w").close()
