@@ -171,7 +171,6 @@ class RunLocation:
     """Where `ft train --out` puts a run. This one is a local directory: nothing to mirror."""
 
     def __init__(self, out: str | None):
-        self.out = out
         self.local_dir = out  # what training writes (None: train picks runs/<config>-<time>)
 
     @staticmethod
