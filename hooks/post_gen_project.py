@@ -4,8 +4,9 @@
    the weekly template-update workflow can run `cruft check` / `cruft update`. Written
    here, before the initial commit, so a bake through cruft leaves a clean tree.
 2. `git init` + one initial commit: manifests record the commit a run was trained
-   from and `ft reproduce` checks it out. FT_TEMPLATE_NO_GIT=1 skips this step
-   (cruft's update flow bakes into temp dirs).
+   from and `ft reproduce` checks it out. FT_TEMPLATE_NO_GIT=1 skips this step.
+Inside cruft's own scratch bakes (`cruft update`, `cruft diff`) the hook does neither: a
+nested repository would land in cruft's diff and break the update.
 """
 
 import json
@@ -13,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 AUTHOR = {{ cookiecutter.author | tojson }}
 # Key order matters: `cruft create` rewrites .cruft.json after this hook, and the bake
@@ -20,17 +22,41 @@ AUTHOR = {{ cookiecutter.author | tojson }}
 CONTEXT = dict(json.loads({{ cookiecutter.items() | list | tojson | tojson }}))
 
 
+# cookiecutter's abbreviations, expanded into URLs a CI runner can clone without them.
+ABBREVIATIONS = {"gh:": "https://github.com/{}.git", "gl:": "https://gitlab.com/{}.git",
+                 "bb:": "https://bitbucket.org/{}"}
+def in_cruft_scratch() -> bool:
+    """Inside `cruft update`/`cruft diff`, which bake the old and new template into a fresh
+    temporary directory each and diff the two: a git repository (or a .cruft.json) written
+    there lands in that diff and breaks the update. cruft calls cookiecutter's
+    generate_files itself, so the context has cruft's `_commit` but no `_output_dir` (which
+    cookiecutter's own entry point sets), and the project is alone in a new temp directory."""
+    here = os.getcwd()
+    parent = os.path.dirname(here)
+    return (
+        "_commit" in CONTEXT
+        and "_output_dir" not in CONTEXT
+        and os.path.realpath(os.path.dirname(parent)) == os.path.realpath(tempfile.gettempdir())
+        and os.listdir(parent) == [os.path.basename(here)]
+    )
+
+
 def template_source() -> tuple[str, str | None]:
-    """(template location, its commit): given by cruft, or read from a local checkout."""
+    """(template location, its commit): given by cruft, or read from the checkout used."""
     template = CONTEXT.get("_template", "")
     if CONTEXT.get("_commit"):
         return template, CONTEXT["_commit"]
+    for short, url in ABBREVIATIONS.items():
+        if template.startswith(short):
+            template = url.format(template[len(short):])
     if ":" not in template and not os.path.isabs(template):
         # A relative template path means relative to where the user ran cookiecutter;
         # hooks run inside the new project, so resolve it against the caller's $PWD.
         template = os.path.normpath(os.path.join(os.environ.get("PWD", ""), template))
-    if shutil.which("git") and os.path.isdir(template):
-        done = subprocess.run(["git", "-C", template, "rev-parse", "HEAD"], capture_output=True,
+    # A remote template was cloned by cookiecutter into _repo_dir; a local one is its own.
+    checkout = CONTEXT.get("_repo_dir") or template
+    if shutil.which("git") and os.path.isdir(checkout):
+        done = subprocess.run(["git", "-C", checkout, "rev-parse", "HEAD"], capture_output=True,
                               text=True)
         if done.returncode == 0:
             return template, done.stdout.strip()
@@ -55,6 +81,8 @@ def git(*args: str) -> None:
 
 
 def main() -> int:
+    if in_cruft_scratch():
+        return 0  # cruft writes the state and applies the diff itself
     write_cruft_state()
     if os.environ.get("FT_TEMPLATE_NO_GIT") == "1" or shutil.which("git") is None:
         return 0

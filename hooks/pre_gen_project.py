@@ -14,6 +14,7 @@ ANSWERS = {
     "base_model_revision": {{ cookiecutter.base_model_revision | tojson }},
     "accelerator": {{ cookiecutter.accelerator | tojson }},
     "num_nodes": {{ cookiecutter.num_nodes | tojson }},
+    "cloud": {{ cookiecutter.cloud | tojson }},
 }
 
 # Each check: (answer key, predicate, what to do instead).
@@ -45,9 +46,22 @@ CHECKS = [
         "use NAME:COUNT, e.g. H100:1 or A100-80GB:8",
     ),
     (
+        "accelerator",
+        # GH200 machines are arm64 (Grace); image.yml builds the training image for
+        # linux/amd64 only, so such a job could not start its container.
+        lambda v: not v.upper().startswith("GH200"),
+        "GH200 nodes are arm64 and the training image is built for linux/amd64 only; pick "
+        "another accelerator (e.g. H100:1), or add linux/arm64 to image.yml's platforms first",
+    ),
+    (
         "num_nodes",
         lambda v: re.fullmatch(r"[1-9][0-9]*", v),
         "use a whole number of nodes, 1 or more",
+    ),
+    (
+        "num_nodes",
+        lambda v: ANSWERS["cloud"] != "runpod" or v == "1",
+        "SkyPilot on RunPod runs single-node jobs only; answer 1, or choose another cloud",
     ),
 ]
 

@@ -118,12 +118,18 @@ class Variant:
         return {} if self.is_default else self.answers()
 
 
+def bakes(cloud: str, nodes: str) -> bool:
+    """Answer pairs the pre-gen hook accepts: SkyPilot on RunPod is single-node only."""
+    return cloud != "runpod" or nodes == "1"
+
+
 def all_variants() -> list[Variant]:
     return [
         Variant(py, base, registry, cloud, accel, nodes)
         for py, base, registry, cloud, (accel, nodes) in itertools.product(
             PYTHON_VERSIONS, BASE_MODELS, REGISTRIES, CLOUDS, SHAPES
         )
+        if bakes(cloud, nodes)
     ]
 
 
@@ -135,17 +141,23 @@ def fast_variants() -> list[Variant]:
     pair; python versions advance every second row, so each meets both base models.
     """
     rows = max(len(PYTHON_VERSIONS) * 2, len(CLOUDS), len(REGISTRIES) * 2)
-    return [
-        Variant(
-            python_version=PYTHON_VERSIONS[(i // 2) % len(PYTHON_VERSIONS)],
-            base_model=BASE_MODELS[i % 2],
-            registry=REGISTRIES[i % len(REGISTRIES)],
-            cloud=CLOUDS[i % len(CLOUDS)],
-            accelerator=SHAPES[((i + 1) // 2) % 2][0],
-            num_nodes=SHAPES[((i + 1) // 2) % 2][1],
+    variants = []
+    for i in range(rows):
+        cloud = CLOUDS[i % len(CLOUDS)]
+        accelerator, nodes = SHAPES[((i + 1) // 2) % 2]
+        if not bakes(cloud, nodes):  # the multi-node shape where the cloud takes it
+            accelerator, nodes = SHAPES[0]
+        variants.append(
+            Variant(
+                python_version=PYTHON_VERSIONS[(i // 2) % len(PYTHON_VERSIONS)],
+                base_model=BASE_MODELS[i % 2],
+                registry=REGISTRIES[i % len(REGISTRIES)],
+                cloud=cloud,
+                accelerator=accelerator,
+                num_nodes=nodes,
+            )
         )
-        for i in range(rows)
-    ]
+    return variants
 
 
 def run_variants(selected: list[Variant], everything: bool) -> list[Variant]:

@@ -5,6 +5,7 @@ uv run --frozen pytest tests/test_hooks.py
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,8 @@ BAD_ANSWERS = {
     "accelerator-without-count": ({"accelerator": "H100"}, "accelerator"),
     "accelerator-zero-count": ({"accelerator": "H100:0"}, "accelerator"),
     "accelerator-with-space": ({"accelerator": "H100 :1"}, "accelerator"),
+    "gh200-with-an-amd64-image": ({"accelerator": "GH200:1"}, "accelerator"),
+    "runpod-multi-node": ({"cloud": "runpod", "num_nodes": "2"}, "num_nodes"),
 }
 
 
@@ -70,3 +73,46 @@ def test_pre_gen_hook_accepts_a_pinned_hub_model(template: Path, tmp_path: Path)
         default_config=True,
     )
     assert Path(baked, "configs", "recipe.yaml").is_file()
+
+
+def test_a_real_template_update_through_cruft(template: Path, tmp_path: Path) -> None:
+    """Bake from a clone (the README's way), commit a template change, `cruft update`:
+    the change arrives, `cruft check` passes, and no nested repository crept into the diff."""
+    import os
+    import subprocess
+    import sys
+
+    cruft = str(Path(sys.executable).parent / "cruft")
+
+    def run(*argv: str, cwd: Path) -> str:
+        ident = {
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@localhost",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@localhost",
+        }
+        env = {k: v for k, v in os.environ.items() if k != "FT_TEMPLATE_NO_GIT"} | ident
+        done = subprocess.run(
+            argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
+        )
+        assert done.returncode == 0, f"{argv}: {done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    clone = tmp_path / "ft-template"
+    run("git", "clone", "--quiet", str(template), str(clone), cwd=tmp_path)
+    baked = Path(cookiecutter(str(clone), no_input=True, output_dir=str(tmp_path / "out")))
+    state = json.loads((baked / ".cruft.json").read_text())
+    assert state["template"] == str(clone)
+    run(cruft, "check", cwd=baked)
+
+    doc = clone / "{{cookiecutter.project_slug}}" / "docs" / "governance.md"
+    doc.write_text(doc.read_text() + "\nA line the template added later.\n")
+    run("git", "commit", "--quiet", "-am", "Template: one more governance line", cwd=clone)
+    head = run("git", "rev-parse", "HEAD", cwd=clone).strip()
+
+    run(cruft, "update", "--skip-apply-ask", "--allow-untracked-files", cwd=baked)
+    run(cruft, "check", cwd=baked)
+    assert "A line the template added later." in (baked / "docs" / "governance.md").read_text()
+    assert json.loads((baked / ".cruft.json").read_text())["commit"] == head
+    changed = run("git", "status", "--porcelain", cwd=baked).split("\n")
+    assert sorted(line[3:] for line in changed if line) == [".cruft.json", "docs/governance.md"]

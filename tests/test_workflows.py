@@ -2,14 +2,20 @@
 
 Each third-party action is replaced by a stand-in from tests/act/ (the git host is
 unreachable here); every `run:` step is the real one: `uv sync`, `ft train`,
-`ft reproduce`, `ft publish`... with the launch backend `local`, a directory registry
-and a directory artifact store. Cases (issue: GitOps workflows):
+`ft reproduce`, `ft publish`... with the launch backend `local`. Workflow runs share only
+what the real topology shares (tests/act_services.py): the bucket is a real S3 server
+(SeaweedFS) and the registry a real `mlflow server`, both on 127.0.0.1. Cases:
 
-1. a PR that edits a filter: ci.yml passes; its report shows the data diff; one comment
-2. a push to main: train.yml trains and stores the run keyed by the commit
-3. a tag v0.1.0: release.yml reproduces and publishes; the registry holds v0.1.0
+1. a PR that edits a filter, with FT_REGISTRY set and no credentials (a fork's PR):
+   ci.yml passes; its report shows the data diff and says why it has no baseline; one comment
+2. a push to main: with FT_ARTIFACT_STORE on the runner's disk train.yml stops at
+   `ft doctor`; with the bucket it trains and stores the run there, keyed by the commit
+3. a tag v0.1.0 on a later docs-only commit: release.yml resolves the trained ancestor's run,
+   reproduces, publishes and attests; the registry holds v0.1.0; `ft registry verify` passes,
+   and fails once one file's attestation is missing
 4. the tag flow with REPRODUCE.md broken: reproduce fails, publish never runs
 5. the drill on a published release passes; with the release's data tampered it fails
+6. a tag on new training inputs whose run started but did not finish: refused, nothing published
 
 The trigger rules are asserted from the workflow files themselves.
 """
@@ -24,6 +30,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from act_services import BUCKET, mlflow_server, seaweedfs
 from cookiecutter.main import cookiecutter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,12 +44,18 @@ STAND_INS = {
     "marocchino/sticky-pull-request-comment": "sticky-comment",
     "JasonEtco/create-an-issue": "create-issue",
     "aws-actions/configure-aws-credentials": "noop",
+    "actions/cache": "noop",
+    "actions/create-github-app-token": "noop",
+    "actions/attest-build-provenance": "attest",
     "peter-evans/create-pull-request": "noop",
     "docker/setup-buildx-action": "noop",
     "docker/login-action": "noop",
     "docker/build-push-action": "noop",
 }
 REPO_NAME = "acme/my-finetune"
+MODEL = "my-finetune"  # the MLflow registered model
+STORE = f"s3://{BUCKET}/runs"
+REGISTRY = f"mlflow://{MODEL}"
 
 pytestmark = [pytest.mark.act, pytest.mark.slow]
 
@@ -68,16 +81,58 @@ def pinned_uses(repo: Path) -> set[str]:
 
 
 class Act:
-    """One baked repo and the folders its workflow runs share (store, registry, outbox)."""
+    """One baked repo, the bucket and registry its workflow runs share, and an outbox."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, s3_env: dict, mlflow_url: str, registry_dir: Path):
         self.root = root
         self.repo = root / "repo"
-        self.store, self.registry = root / "store", root / "registry"
+        self.s3_env, self.mlflow_url = s3_env, mlflow_url
+        self.registry = registry_dir  # where the MLflow server keeps the published files
         self.outbox, self.artifacts = root / "outbox", root / "artifacts"
-        for folder in (self.store, self.registry, self.outbox, self.artifacts):
+        for folder in (self.outbox, self.artifacts):
             folder.mkdir(parents=True)
         self.log_index = 0
+        self.trained = ""  # the commit train.yml trained (test 2)
+
+    def client_env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "GITHUB_ACTIONS")}
+        return env | self.s3_env | {"MLFLOW_TRACKING_URI": self.mlflow_url, "HF_HUB_OFFLINE": "1"}
+
+    def ft(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """`ft` of the baked repo, from outside any workflow (a person looking); `gh` is the
+        stand-in of tests/act/bin, which answers from what the attest stand-in recorded."""
+        env = self.client_env() | {
+            "PATH": f"{ACT_DIR / 'bin'}{os.pathsep}{os.environ['PATH']}",
+            "FT_ACT_OUTBOX": str(self.outbox),
+        }
+        done = subprocess.run(
+            [str(self.repo / ".venv" / "bin" / "ft"), *args],
+            cwd=self.repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert not check or done.returncode == 0, done.stderr
+        return done
+
+    def bucket(self, code: str) -> str:
+        """Run Python with `fs`, an S3 client of the bucket; return its stdout."""
+        prelude = "import s3fs; fs = s3fs.S3FileSystem(skip_instance_cache=True)\n"
+        done = subprocess.run(
+            [str(self.repo / ".venv" / "bin" / "python"), "-c", prelude + code],
+            env=self.client_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def versions(self) -> list[str]:
+        return self.ft("registry", "list", "--registry", REGISTRY).stdout.split()
 
     def run(
         self,
@@ -86,7 +141,19 @@ class Act:
         payload: dict,
         expect_success: bool = True,
         job: str | None = None,
+        credentials: bool = True,
+        variables: dict | None = None,
     ) -> str:
+        """act one workflow. Without `credentials` the run gets no bucket keys and no MLflow
+        server (a PR, a fork's too); `variables` override the repository variables."""
+        repo_vars = {
+            "FT_LAUNCH_BACKEND": "local",
+            "FT_ARTIFACT_STORE": STORE,
+            "FT_REGISTRY": REGISTRY,
+            **({"MLFLOW_TRACKING_URI": self.mlflow_url} if credentials else {}),
+            **(variables or {}),
+        }
+        secret_env = self.s3_env if credentials else {}
         (self.root / "event.json").write_text(json.dumps(payload))
         mappings = []
         for use in sorted(pinned_uses(self.repo)):
@@ -121,12 +188,8 @@ class Act:
             f"FT_ACT_OUTBOX={self.outbox}",
             "--env",
             f"FT_ACT_ARTIFACTS={self.artifacts}",
-            "--var",
-            "FT_LAUNCH_BACKEND=local",
-            "--var",
-            f"FT_ARTIFACT_STORE={self.store}",
-            "--var",
-            f"FT_REGISTRY=file://{self.registry}",
+            *(arg for k, v in repo_vars.items() for arg in ("--var", f"{k}={v}")),
+            *(arg for k, v in secret_env.items() for arg in ("--env", f"{k}={v}")),
         ]
         done = subprocess.run(
             cmd, cwd=self.repo, env=env, capture_output=True, text=True, timeout=1500, check=False
@@ -144,16 +207,21 @@ class Act:
 
 
 @pytest.fixture(scope="module")
-def act(tmp_path_factory, template) -> Act:
+def act(tmp_path_factory, template):
     root = tmp_path_factory.mktemp("act")
     env_before = os.environ.get("FT_TEMPLATE_NO_GIT")
     baked = Path(cookiecutter(str(template), no_input=True, output_dir=str(root / "bake")))
     assert env_before != "1"
-    shutil.move(str(baked), root / "repo")
-    acting = Act(root)
-    git(acting.repo, "remote", "add", "origin", f"https://github.com/{REPO_NAME}.git")
-    subprocess.run([str(BIN / "uv"), "sync", "--frozen", "--quiet"], cwd=acting.repo, check=True)
-    return acting
+    repo = root / "repo"
+    shutil.move(str(baked), repo)
+    git(repo, "remote", "add", "origin", f"https://github.com/{REPO_NAME}.git")
+    subprocess.run([str(BIN / "uv"), "sync", "--frozen", "--quiet"], cwd=repo, check=True)
+    tools = repo / ".venv" / "bin"
+    with (
+        seaweedfs(root / "seaweedfs", tools) as s3_env,
+        mlflow_server(root / "mlflow", tools) as (url, artifacts),
+    ):
+        yield Act(root, s3_env, url, artifacts)
 
 
 def pr_payload(number: int, head: str) -> dict:
@@ -189,11 +257,14 @@ def test_train_triggers_cover_exactly_the_training_inputs(act):
         "data.lock",
         "src/my_finetune/data/filters.py",
         "src/my_finetune/data/build.py",
-        "uv.lock",
-        "Dockerfile",
         "image.lock",
     ]
+    # Image inputs train only once the rebuilt image is pinned (image.yml -> image.lock PR).
+    image_inputs = ["uv.lock", "Dockerfile"]
+    image_paths = workflow(act.repo, "image.yml")[True]["push"]["paths"]
+    assert plan.triggers_training(image_inputs, image_paths) == image_inputs
     not_inputs = [
+        *image_inputs,
         "README.md",
         "docs/data.md",
         "tests/test_filters.py",
@@ -212,7 +283,7 @@ def test_train_triggers_cover_exactly_the_training_inputs(act):
 def test_every_action_is_pinned_by_sha_with_a_version_comment(act):
     for path in (act.repo / ".github" / "workflows").glob("*.yml"):
         for line in path.read_text().splitlines():
-            if "uses:" in line:
+            if re.match(r"\s*(- )?uses:", line):  # the key, not e.g. `statuses: write`
                 assert re.search(r"uses: [\w.-]+/[\w.-]+@[0-9a-f]{40} # v\d", line), line
         data = yaml.safe_load(path.read_text())
         assert data["permissions"] == {}, f"{path.name}: top-level permissions must be {{}}"
@@ -233,8 +304,9 @@ def test_1_pull_request_that_edits_a_filter(act):
     )
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "Drop rows over 60 characters")
-    act.run("pull_request", "ci.yml", pr_payload(1, "tighter-filter"))
+    act.run("pull_request", "ci.yml", pr_payload(1, "tighter-filter"), credentials=False)
     comment = (act.outbox / "comment-ft-report.md").read_text()
+    assert f"Baseline: none: `{REGISTRY}` is not reachable here (" in comment
     assert "## Training plan" in comment
     assert "Merging this starts **GPU training**" in comment and "`data.lock`" in comment
     assert "`data.filters.2.params.limit` | `256` | `60`" in comment
@@ -246,7 +318,9 @@ def test_1_pull_request_that_edits_a_filter(act):
     steps = workflow(act.repo, "ci.yml")["jobs"]["comment"]["steps"]
     sticky = next(s for s in steps if "sticky-pull-request-comment" in s["uses"])
     assert sticky["with"]["header"] == "ft-report"
-    act.run("pull_request", "ci.yml", pr_payload(1, "tighter-filter"), job="comment")
+    act.run(
+        "pull_request", "ci.yml", pr_payload(1, "tighter-filter"), job="comment", credentials=False
+    )
     assert (act.outbox / "log").read_text().count("comment ft-report") == 2
     assert len(list(act.outbox.glob("comment-*.md"))) == 1
     git(repo, "checkout", "-q", "main")
@@ -255,8 +329,21 @@ def test_1_pull_request_that_edits_a_filter(act):
 
 def test_2_push_to_main_trains_and_stores_the_run_by_commit(act):
     sha = git(act.repo, "rev-parse", "HEAD")
+    log = act.run(
+        "push",
+        "train.yml",
+        push_payload("refs/heads/main"),
+        expect_success=False,
+        variables={"FT_ARTIFACT_STORE": "runs"},
+    )
+    assert "MISSING  FT_ARTIFACT_STORE" in log and "'runs' is this machine's disk" in log
     act.run("push", "train.yml", push_payload("refs/heads/main"))
-    run = act.store / sha
+    act.trained = sha
+    log = (act.outbox / "log").read_text()
+    assert f"statuses/{sha} -f state=pending -f context=ft/train" in log
+    assert f"statuses/{sha} -f state=success -f context=ft/train" in log
+    run = act.root / "fetched-2"
+    act.ft("fetch", f"{STORE}/{sha}", str(run))  # re-verifies every output hash
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["git"]["commit"] == sha and manifest["git"]["dirty"] is False
     assert manifest["command"]["config"] == "configs/recipe.yaml"
@@ -264,29 +351,47 @@ def test_2_push_to_main_trains_and_stores_the_run_by_commit(act):
 
 
 def test_3_tag_reproduces_then_publishes(act):
+    # The tag is on a later docs-only commit: the release resolves the trained ancestor.
+    (act.repo / "README.md").write_text((act.repo / "README.md").read_text() + "\nRelease notes.\n")
+    git(act.repo, "commit", "-qam", "Docs before the release")
     git(act.repo, "tag", "v0.1.0")
-    act.run("push", "release.yml", push_payload("refs/tags/v0.1.0"))
-    versions = [p.name for p in act.registry.rglob("*") if p.name.startswith("v0.1.0")]
-    assert versions, f"registry holds no v0.1.0: {sorted(p.name for p in act.registry.rglob('*'))}"
+    log = act.run("push", "release.yml", push_payload("refs/tags/v0.1.0"))
+    assert f"run of {act.trained[:12]} (same training inputs)" in log
+    assert "v0.1.0" in act.versions()
+    # Every published file was attested in the release job; `ft registry verify` checks each.
+    verify = ("registry", "verify", "v0.1.0", "--repo", REPO_NAME, "--registry", REGISTRY)
+    assert (
+        "each attested by acme/my-finetune/.github/workflows/release.yml" in act.ft(*verify).stdout
+    )
+    attested = act.outbox / "attested"
+    kept = attested.read_text()
+    attested.write_text("\n".join(kept.splitlines()[1:]) + "\n")  # one file never attested
+    try:
+        forged = act.ft(*verify, check=False)
+    finally:
+        attested.write_text(kept)
+    assert (
+        forged.returncode == 2 and "carries no attestation from acme/my-finetune" in forged.stderr
+    )
     notes = (act.outbox / "release-v0.1.0.md").read_text()
     assert "REPRODUCE" in notes or "reproduce" in notes
     assert "gh release create v0.1.0" in (act.outbox / "log").read_text()
 
 
 def test_4_broken_reproduce_md_blocks_the_release(act):
-    sha = git(act.repo, "rev-parse", "HEAD")
-    doc = act.store / sha / "REPRODUCE.md"
-    original = doc.read_text()
-    doc.write_text(original.replace("ft train --config", "ft train  --config"))
-    before = sorted(p.relative_to(act.registry) for p in act.registry.rglob("*"))
+    doc = f"{STORE}/{act.trained}/REPRODUCE.md"
+    original = act.bucket(f"print(fs.cat({doc!r}).decode(), end='')")
+    edited = original.replace("ft train --config", "ft train  --config")
+    act.bucket(f"fs.pipe({doc!r}, {edited.encode()!r})")
+    before = act.versions()
     try:
         git(act.repo, "tag", "v0.1.1")
         log = act.run("push", "release.yml", push_payload("refs/tags/v0.1.1"), expect_success=False)
     finally:
-        doc.write_text(original)
+        act.bucket(f"fs.pipe({doc!r}, {original.encode()!r})")
     assert "REPRODUCE.md was edited" in log
     assert "ft publish" not in log.split("Job succeeded")[-1] or "publish" not in log
-    assert sorted(p.relative_to(act.registry) for p in act.registry.rglob("*")) == before
+    assert act.versions() == before
     assert not (act.outbox / "release-v0.1.1.md").exists()
 
 
@@ -314,3 +419,18 @@ def test_5_drill_passes_then_fails_on_tampered_release_data(act):
     issue = (act.outbox / "issue.md").read_text()
     assert "Re-training drill failed" in issue and "/actions/runs/" in issue
     assert "issue update_existing=true" in (act.outbox / "log").read_text()
+
+
+def test_6_tag_before_its_training_finished_is_refused(act):
+    """New training inputs whose run has started (run.json in the bucket) but not finished."""
+    path = act.repo / "configs" / "recipe.yaml"
+    path.write_text(path.read_text().replace("seed: ", "seed: 1", 1))
+    git(act.repo, "commit", "-qam", "Another seed")
+    sha = git(act.repo, "rev-parse", "HEAD")
+    act.bucket(f"fs.pipe('{STORE}/{sha}/run.json', b'{{}}')")
+    before = act.versions()
+    git(act.repo, "tag", "v0.2.0")
+    log = act.run("push", "release.yml", push_payload("refs/tags/v0.2.0"), expect_success=False)
+    assert f"the run of {sha[:12]}" in log and "has not finished" in log
+    assert f"wait for the ft/train status of {sha[:12]}" in log
+    assert act.versions() == before

@@ -205,6 +205,28 @@ def test_reproduce_in_a_separate_process_is_byte_identical(smoke_run, reproduced
     assert adapter_bytes(smoke_run) == adapter_bytes(smoke_run / "reproduce")
 
 
+def test_suite_metrics_are_recorded_and_reproduce_in_another_process(smoke_run, reproduced):
+    """Per-segment metrics and the greedy completions reach eval.json and the manifest, and a
+    second process (the reproduction) generates the same completions, byte for byte."""
+    first = json.loads((smoke_run / "eval.json").read_text())
+    tasks = first["suites"]["tasks"]
+    assert tasks["rows"] == 24 and len(tasks["predictions"]) == 24
+    assert {k: v["rows"] for k, v in tasks["segments"].items()} == {
+        "all": 24,
+        "lookup": 8,
+        "arithmetic": 8,
+        "hard": 8,
+    }
+    for seg in tasks["segments"].values():
+        assert {"loss", "perplexity", "exact_match", "contains", "tokens"} <= set(seg)
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    assert manifest["eval_suites"] == first["suites"]
+    assert reproduced.returncode == 0
+    assert (smoke_run / "reproduce" / "eval.json").read_bytes() == (
+        smoke_run / "eval.json"
+    ).read_bytes()
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_in_process_runs_match_across_worker_counts(project, smoke_run, workers, monkeypatch):
     """Data order does not depend on num_workers; in-process equals the subprocess run."""

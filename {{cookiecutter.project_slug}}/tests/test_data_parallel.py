@@ -247,7 +247,7 @@ def dedupe(rows: list[Row], fields: tuple[str, ...] = ("prompt", "response")) ->
             kept.append(row)
     return kept
 '''
-LIST_DEDUPE_LOCK_SHA256 = "1d8f2d0b3861ec5336f6c7fee9e061ef4d5652bf3f3c24d0f42e4d1eadf7e182"
+LIST_DEDUPE_LOCK_SHA256 = "68816f7fc2ba644da587f8ca9eb7662a308791ba0d995c48d81839f1ef433509"
 
 
 @pytest.mark.shipped

@@ -86,7 +86,14 @@ def test_task_yaml_loads_with_skypilot(sky):
     assert task.num_nodes == int(launch["num_nodes"])
     assert resources.image_id is None  # never hard-coded: ft launch pins it from image.lock
     assert resources.job_recovery["max_restarts_on_errors"] >= 1
-    assert [ref.name for ref in task.managed_secret_refs] == ["HF_TOKEN"]
+    assert [ref.name for ref in task.managed_secret_refs] == [
+        "HF_TOKEN",
+        "SKYPILOT_DOCKER_USERNAME",
+        "SKYPILOT_DOCKER_PASSWORD",
+        "SKYPILOT_DOCKER_SERVER",
+        "AWS_ACCESS_KEY_ID",  # any cloud but AWS/GCP: no VM identity for an S3 bucket
+        "AWS_SECRET_ACCESS_KEY",
+    ]
     assert not task.secrets  # no value in the file
     assert task.storage_mounts["/artifacts"].source == task.envs["ARTIFACT_BUCKET"]
     assert task.envs["ARTIFACTS"] == "/artifacts"
@@ -199,7 +206,7 @@ def test_sky_launch_defaults_and_a_command(sky, project, submitted, ft, monkeypa
         "-L",
     )
     assert result.code == 0, result.err
-    assert "HF_TOKEN not set here" in result.err
+    assert "HF_TOKEN" in result.err and "not set here; the job runs without" in result.err
     [(task, name)] = submitted["tasks"]
     resources = next(iter(task.resources))
     assert str(resources.cloud) == "GCP" and resources.accelerators == {"A100-80GB": 8}
@@ -207,6 +214,25 @@ def test_sky_launch_defaults_and_a_command(sky, project, submitted, ft, monkeypa
     assert task.envs["RUN_URI"].startswith("gs://team-store/runs/recipe-")
     assert task.envs["ARTIFACT_BUCKET"] == "gs://team-store"
     assert not task.secrets and not task.managed_secret_refs
+
+
+def test_detach_submits_and_returns_without_following(sky, project, submitted, ft, monkeypatch):
+    """train.yml's form: no runner waits on a GPU job; the job's name carries the commit."""
+    monkeypatch.setattr(mod("ops.launch"), "follow", lambda job_id: pytest.fail("followed"))
+    sha = git(project, "rev-parse", "HEAD")
+    result = ft("launch", "--backend", "sky", "--detach", "--run-uri", f"s3://b/runs/{sha}")
+    assert result.code == 0, result.err
+    job = json.loads(result.out)
+    assert job == {
+        "job_id": 42,
+        "name": f"{task_yaml()['name']}-{sha}",
+        "run_uri": f"s3://b/runs/{sha}",
+    }
+    assert "not following" in result.err
+    ft("launch", "--backend", "sky", "--detach", "--fetch", "runs/x").user_error(
+        "--detach", "--fetch waits for the job"
+    )
+    ft("launch", "--backend", "local", "--detach").user_error("--detach", "--backend sky")
 
 
 def test_the_jobs_exit_code_is_ft_launchs(sky, project, submitted, ft):

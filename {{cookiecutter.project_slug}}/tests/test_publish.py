@@ -220,7 +220,7 @@ def test_release_tag_must_point_at_the_trained_commit(verified, tmp_path, ft, mo
         monkeypatch.delenv(key, raising=False)
     ft(
         "publish", verified, "--version", "v1.0.0", "--registry", uri, "--tag-commit", other
-    ).user_error("--tag-commit", f"trained at commit {commit}", other)
+    ).user_error("--tag-commit", f"trained at {commit}", f"not an ancestor of {other}")
     ft(
         "publish", verified, "--version", "v1.0.0", "--registry", uri, "--tag-commit", "abc123"
     ).user_error("--tag-commit", "not a full commit hash")

@@ -189,6 +189,36 @@ def test_default_baseline_with_an_empty_registry_says_so(runs, tmp_path, ft, mon
     assert "| metric | this run |" in md
 
 
+@pytest.mark.parametrize(
+    "registry, env, why",
+    [
+        ("hf://acme/model", {"HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE is set"),
+        ("mlflow://model", {"MLFLOW_TRACKING_URI": None}, "MLFLOW_TRACKING_URI is not set"),
+    ],
+    ids=["hf-offline", "mlflow-no-uri"],
+)
+def test_unreachable_registry_means_no_baseline_not_a_red_pr(
+    runs, tmp_path, ft, monkeypatch, registry, env, why
+):
+    """CI on a PR (a fork's too) has FT_REGISTRY set but no credentials: report, say why."""
+    monkeypatch.chdir(runs["base"].parents[1])
+    for key, value in env.items():
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
+    out = tmp_path / "r"
+    result = ft("report", "runs/variant", "--registry", registry, "--out", out)
+    assert result.code == 0, result.err
+    md = (out / "report.md").read_text()
+    assert f"Baseline: none: `{registry}` is not reachable here (" in md
+    assert why in md
+    # An explicitly asked-for release still fails loudly.
+    ft(
+        "report", "runs/variant", "--registry", registry, "--baseline", "v1.0.0", "--out", out
+    ).user_error(why.split()[0])
+
+
 def test_user_mistakes_are_one_line_errors(runs, tmp_path, ft, monkeypatch):
     monkeypatch.chdir(runs["base"].parents[1])
     ft("report", "runs/nope").user_error("runs/nope", "no manifest.json")

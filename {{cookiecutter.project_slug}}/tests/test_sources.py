@@ -137,6 +137,7 @@ def test_ft_data_hash_prints_the_pins(ft, data_workdir):
 # --- the bucket ---------------------------------------------------------------------------
 
 
+@pytest.mark.shipped  # pins the shipped data and filters: skipped once a PR changes them
 def test_bucket_jsonl_gives_the_shipped_split_hash(ft, data_workdir, s3_env):
     data = Path("data/raw/train.jsonl").read_bytes()
     url = put(s3_env, "sources/train.jsonl", data)

@@ -94,7 +94,16 @@ COMMANDS: dict[str, Command] = {
     "base init-tiny": Command(
         commands.base_init_tiny,
         "Build the embedded tiny base model deterministically (offline)",
-        (arg("--out", default="base/tiny-llama", help="directory (default: %(default)s)"),),
+        (
+            arg("--out", default="base/tiny-llama", help="directory (default: %(default)s)"),
+            arg(
+                "--variant",
+                choices=["tiny", "tiny-v2"],
+                default="tiny",
+                help="tiny (the default base) or tiny-v2 (another tokenizer, to rehearse "
+                "`ft migrate`) (default: %(default)s)",
+            ),
+        ),
     ),
     "base hash": Command(
         commands.base_hash,
@@ -222,6 +231,15 @@ COMMANDS: dict[str, Command] = {
             *REGISTRY,
         ),
     ),
+    "registry verify": Command(
+        commands.registry_verify,
+        "Check a version against the release's signed attestation (needs `gh` and GitHub)",
+        (
+            arg("version", help="vX.Y.Z, or `latest` (the highest non-pre-release)"),
+            arg("--repo", help="OWNER/NAME that released it (default: the origin remote)"),
+            *REGISTRY,
+        ),
+    ),
     "report": Command(
         commands.report,
         "Markdown + PNG report of a run: loss, metrics, data and config diffs vs a baseline",
@@ -243,6 +261,47 @@ COMMANDS: dict[str, Command] = {
                 metavar="URL",
                 help="link the figures under this URL instead of beside report.md",
             ),
+        ),
+    ),
+    "gate": Command(
+        commands.gate,
+        "Check a run's eval gates against a baseline release; exit 1 if any fails",
+        (
+            arg("run_dir", help="a finished run, e.g. runs/<id>"),
+            arg(
+                "--baseline",
+                help="a release version (vX.Y.Z), a run directory or none "
+                "(default: the latest other release in the registry)",
+            ),
+            arg(
+                "--registry",
+                help="registry URI for a version baseline "
+                "(default: publish.registry of the run's config)",
+            ),
+            arg("--out", help="also write the Markdown table to this file"),
+        ),
+    ),
+    "migrate": Command(
+        commands.migrate,
+        "Move the recipe to another base model: edit model.base, write migration.md "
+        "(tokenizer drift per split and suite, parameter and architecture change)",
+        (
+            arg(
+                "--config",
+                default="configs/recipe.yaml",
+                help="config to edit (default: %(default)s)",
+            ),
+            arg("--hub-id", metavar="ORG/NAME", help="the new base on the hub"),
+            arg("--revision", metavar="SHA", help="its 40-hex commit"),
+            arg("--tokenizer-revision", metavar="SHA", help="the tokenizer's commit, if another"),
+            arg("--path", metavar="DIR", help="or a local model directory"),
+            arg("--sha256", metavar="HASH", help="its content hash (`ft base hash DIR`)"),
+            arg(
+                "--build",
+                choices=["tiny", "tiny-v2"],
+                help="a local embedded base `ft train` rebuilds when the directory is absent",
+            ),
+            arg("--out", default="migration.md", help="the report (default: %(default)s)"),
         ),
     ),
     "history": Command(
@@ -275,6 +334,11 @@ COMMANDS: dict[str, Command] = {
                 "--fetch",
                 metavar="DIR",
                 help="sky: once the job succeeded, download its run into DIR (as ft fetch)",
+            ),
+            arg(
+                "--detach",
+                action="store_true",
+                help="sky: submit and return (print the job as JSON); `ft jobs ended` sees it end",
             ),
             arg(
                 "cmd",
@@ -310,6 +374,56 @@ COMMANDS: dict[str, Command] = {
                 "--base-digest",
                 required=True,
                 help="the digest of the base image it was built on, sha256:<64 hex>",
+            ),
+        ),
+    ),
+    "jobs ended": Command(
+        commands.jobs_ended,
+        "The managed training jobs of this repository that ended lately: commit, status, job id",
+        (
+            arg(
+                "--minutes",
+                type=int,
+                default=60,
+                help="jobs that ended within this many minutes (default: %(default)s; keep it "
+                "above the watcher's schedule so none is missed)",
+            ),
+        ),
+    ),
+    "release resolve": Command(
+        commands.release_resolve,
+        "Print the bucket URL of the run that a commit's training inputs resolve to",
+        (
+            arg(
+                "--commit",
+                default="HEAD",
+                help="the commit to release, e.g. the tag's (default: %(default)s)",
+            ),
+            arg(
+                "--store",
+                help="the artifact store, e.g. s3://bucket/runs (default: $FT_ARTIFACT_STORE)",
+            ),
+        ),
+    ),
+    "doctor": Command(
+        commands.doctor,
+        "List what the configured backends need (variables, secrets) and what is missing",
+        (
+            arg(
+                "--workflow",
+                default="terminal",
+                help="whose needs: terminal, ci, train, poll, release or drill "
+                "(default: %(default)s)",
+            ),
+            arg(
+                "--backend",
+                choices=["local", "sky"],
+                help="launch backend (default: the config's launch.backend)",
+            ),
+            arg(
+                "--config",
+                default="configs/recipe.yaml",
+                help="YAML config (default: %(default)s)",
             ),
         ),
     ),

@@ -42,7 +42,7 @@ def config_show(args) -> int:
 def base_init_tiny(args) -> int:
     from .model.tiny import init_tiny
 
-    digest = init_tiny(args.out)
+    digest = init_tiny(args.out, args.variant)
     print(f"built {args.out}  sha256 {digest}")
     return 0
 
@@ -101,8 +101,10 @@ def data_hash(args) -> int:
 
 
 def train(args) -> int:
+    from .ops.runner import require_shared_store
     from .train.recipe import main
 
+    require_shared_store(args.out or "runs", key="--out")
     main(args.config, args.overrides, args.out, args.resume)
     return 0
 
@@ -126,22 +128,37 @@ def plan(args) -> int:
 
 
 def fetch(args) -> int:
+    from .ops.runner import require_shared_store
     from .ops.store import fetch
 
+    require_shared_store(args.run_url, key="run_url")
     fetch(args.run_url, args.dest)
     return 0
 
 
 def publish(args) -> int:
+    from .ops.runner import require_shared_registry
     from .publish.gate import main
 
+    if args.registry:
+        require_shared_registry(args.registry, key="--registry")
+    else:  # the run's config names it; publish reads it, the check must see the same value
+        from pathlib import Path
+
+        from .closure.manifest import read_manifest
+
+        registry = read_manifest(Path(args.run_dir))["config"]["publish"]["registry"]
+        require_shared_registry(registry, key="publish.registry")
     return main(args.run_dir, args.version, args.registry, args.tag_commit)
 
 
 def _registry_uri(args) -> str:
     from .config import load_config
+    from .ops.runner import require_shared_registry
 
-    return args.registry or load_config(args.config).publish.registry
+    uri = args.registry or load_config(args.config).publish.registry
+    require_shared_registry(uri, key="--registry" if args.registry else "publish.registry")
+    return uri
 
 
 def registry_list(args) -> int:
@@ -156,6 +173,12 @@ def registry_show(args) -> int:
     return show_version(_registry_uri(args), args.version)
 
 
+def registry_verify(args) -> int:
+    from .publish.attest import verify
+
+    return verify(_registry_uri(args), args.version, args.repo)
+
+
 def registry_pull(args) -> int:
     from .publish.gate import pull_version
 
@@ -166,6 +189,27 @@ def report(args) -> int:
     from .review.report import main
 
     return main(args.run_dir, args.baseline, args.registry, args.out, args.figures_url)
+
+
+def gate(args) -> int:
+    from .review.gates import main
+
+    return main(args.run_dir, args.baseline, args.registry, args.out)
+
+
+def migrate(args) -> int:
+    from .review.migrate import main
+
+    return main(
+        args.config,
+        hub_id=args.hub_id,
+        revision=args.revision,
+        tokenizer_revision=args.tokenizer_revision,
+        path=args.path,
+        sha256=args.sha256,
+        build=args.build,
+        out=args.out,
+    )
 
 
 def history(args) -> int:
@@ -184,7 +228,16 @@ def launch(args) -> int:
         run_uri=args.run_uri,
         fetch=args.fetch,
         command=args.cmd,
+        detach=args.detach,
     )
+
+
+def jobs_ended(args) -> int:
+    from .ops.jobs import ended
+
+    for job in ended(args.minutes):
+        print(f"{job.commit}\t{job.state}\t{job.job_id}\t{job.status}\t{job.name}")
+    return 0
 
 
 def image_check(args) -> int:
@@ -214,4 +267,31 @@ def image_record(args) -> int:
         f"wrote image.lock: {reference(lock)} on {lock['base']}@{lock['base_digest']}, "
         f"built from commit {lock['commit'][:12]}"
     )
+    return 0
+
+
+def doctor(args) -> int:
+    from .ops.doctor import main
+
+    return main(args.workflow, args.config, args.backend)
+
+
+def release_resolve(args) -> int:
+    import os
+
+    from .errors import UserError
+    from .ops.inputs import resolve_run
+    from .ops.runner import require_shared_store
+
+    store = args.store or os.environ.get("FT_ARTIFACT_STORE")
+    if not store:
+        raise UserError(
+            "no artifact store",
+            key="--store",
+            fix="pass --store s3://bucket/runs or set FT_ARTIFACT_STORE",
+        )
+    require_shared_store(store, key="--store")
+    url, commit = resolve_run(store, args.commit)
+    print(f"run of {commit[:12]} (same training inputs)", file=sys.stderr)
+    print(url)
     return 0

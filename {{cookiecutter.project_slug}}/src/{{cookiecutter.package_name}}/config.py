@@ -51,9 +51,9 @@ class BaseModelSpec(Section):
     """Content hash of `path` (`ft base hash PATH`); a mismatch stops the run before anything
     loads.
     """
-    build: Literal["tiny"] | None = None
-    """`tiny`: rebuild the embedded tiny model byte for byte at `path` when it is absent (`ft
-    base init-tiny`).
+    build: Literal["tiny", "tiny-v2"] | None = None
+    """`tiny` or `tiny-v2`: rebuild that embedded tiny model byte for byte at `path` when it
+    is absent (`ft base init-tiny`).
     """
     hub_id: str | None = None
     """Hub repo of the base model, e.g. `org/model`; needs `revision`."""
@@ -237,9 +237,113 @@ class TrainSpec(Section):
     """Steps between log lines and metrics.jsonl records."""
 
 
+class SegmentSpec(Section):
+    """A slice of a suite's rows: those whose `field` equals `value` (default: the segment's
+    name), or those a registered segment function (data/segments.py) keeps."""
+
+    name: str = Field(min_length=1)
+    """Segment name in eval.json, the report and gates (`all` is reserved for the whole suite)."""
+    field: str | None = None
+    """Row field that selects the segment's rows (give `field` or `fn`)."""
+    value: str | None = None
+    """Value of `field` the rows must have; default: the segment's name."""
+    fn: str | None = None
+    """A registered segment function in data/segments.py (instead of `field`)."""
+    params: dict[str, Any] = {}
+    """Keyword arguments of `fn`."""
+
+    @model_validator(mode="after")
+    def _one_rule(self):
+        if self.name == "all":
+            raise ValueError("`all` is the whole suite, always reported; name the segment else")
+        if (self.field is None) == (self.fn is None):
+            raise ValueError(
+                "give exactly one of `field` (a row field) or `fn` (a segment function)"
+            )
+        if self.fn is not None and self.value is not None:
+            raise ValueError("`value` goes with `field`; a segment function takes `params`")
+        return self
+
+
+class SuiteSpec(Section):
+    """One eval suite: a JSONL file of prompt/response rows pinned by sha256 (recorded in
+    data.lock), cut into segments, scored by loss and by generation metrics."""
+
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    """Suite name in eval.json, the report and gates (lowercase, digits, - and _)."""
+    path: str
+    """JSONL file of prompt/response rows."""
+    sha256: str
+    """Content hash of `path` (`sha256sum PATH`); recorded in data.lock."""
+    segments: list[SegmentSpec] = []
+    """Slices of the rows, each scored separately; `all` is always reported."""
+    metrics: list[str] = ["exact_match", "contains"]
+    """Generation metrics (evaluate/metrics.py); loss and perplexity are always scored."""
+
+    @field_validator("sha256")
+    @classmethod
+    def _content_hash(cls, value: str) -> str:
+        if not HEX64.fullmatch(value):
+            raise ValueError(f"must be a 64-hex sha256, got {value!r}; `sha256sum PATH` prints it")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_segments(self):
+        names = [s.name for s in self.segments]
+        if len(set(names)) != len(names):
+            raise ValueError(f"segment names must be unique, got {names}")
+        return self
+
+
+class GateSpec(Section):
+    """The largest regression of one metric allowed against the baseline release."""
+
+    suite: str
+    """The suite the gate reads."""
+    segment: str = "all"
+    """The segment of that suite (`all`: the whole suite)."""
+    metric: str
+    """loss, perplexity or one of the suite's generation metrics."""
+    max_regression: float = Field(ge=0)
+    """Largest regression allowed against the latest release, in the metric's units and bad
+    direction.
+    """
+
+
 class EvalSpec(Section):
     batch_size: int = Field(16, ge=1)
     """Eval batch size; it does not change the metric."""
+    max_new_tokens: int = Field(16, ge=1)
+    """Tokens generated per row for the generation metrics (greedy decoding)."""
+    suites: list[SuiteSpec] = []
+    """Pinned eval suites, scored per segment after training (docs/data.md)."""
+    gates: list[GateSpec] = []
+    """Bounds on a suite segment's metric against the last release; a release enforces them."""
+
+    @model_validator(mode="after")
+    def _gates_name_suites(self):
+        suites = {s.name: s for s in self.suites}
+        if len(suites) != len(self.suites):
+            raise ValueError("suite names must be unique")
+        for i, gate in enumerate(self.gates):
+            suite = suites.get(gate.suite)
+            if suite is None:
+                raise ValueError(
+                    f"gates.{i}.suite {gate.suite!r} is not a suite (suites: {sorted(suites)})"
+                )
+            segments = ["all", *(s.name for s in suite.segments)]
+            if gate.segment not in segments:
+                raise ValueError(
+                    f"gates.{i}.segment {gate.segment!r} is not a segment of {gate.suite!r} "
+                    f"({segments})"
+                )
+            metrics = ["loss", "perplexity", *suite.metrics]
+            if gate.metric not in metrics:
+                raise ValueError(
+                    f"gates.{i}.metric {gate.metric!r} is not measured on {gate.suite!r} "
+                    f"({metrics})"
+                )
+        return self
 
 
 class ToleranceSpec(Section):

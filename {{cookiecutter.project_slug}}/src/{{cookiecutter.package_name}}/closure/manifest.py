@@ -100,6 +100,7 @@ def write_manifest(
     metrics: dict,
     timing: dict,
     accelerator,
+    eval_suites: dict | None = None,
 ) -> dict:
     lock_path = Path("uv.lock")
     manifest = {
@@ -128,6 +129,8 @@ def write_manifest(
         "git": _git(),
         "hardware": _hardware(accelerator),
         "metrics": metrics,
+        # Per suite and segment (eval.json's `suites`): what gates compare across versions.
+        "eval_suites": eval_suites or {},
         "timing": timing,
         "outputs": output_files(run_dir),
     }

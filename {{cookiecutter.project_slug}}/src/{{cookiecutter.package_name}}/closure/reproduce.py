@@ -150,6 +150,8 @@ def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
         raise _Failed(f"cannot check out commit {commit}: {added.stderr.strip()}")
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "FT_OUT")}
     env["FT_OUT"] = str(out)
+    # The re-run is compared, then discarded: it may live on a CI runner's disk (ops/runner.py).
+    env["FT_RUNNER_SCRATCH"] = "1"
     print(f"reproducing {run_dir.name} at {commit[:12]} in {tree}", file=sys.stderr, flush=True)
     try:
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tree, env=env)

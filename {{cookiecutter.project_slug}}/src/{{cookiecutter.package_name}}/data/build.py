@@ -34,6 +34,7 @@ from . import lock as lock_file
 from .filters import FILTERS, Filter
 from .lock import SPLITS
 from .sources import open_source
+from .suites import load_suites, lock_entry
 
 LOCK_SCHEMA = 1
 CHUNK_ROWS = 4096  # rows per serialized block: ~0.5-2 MB, so one hash update and one write each
@@ -354,6 +355,9 @@ def run_pipeline(
         "filters": [{"name": f.name, "params": p, "code_sha256": f.code_sha256} for f, p in chain],
         "splits": {},
     }
+    if cfg.eval.suites:  # eval suites: pinned like sources, recorded beside the splits;
+        # checked before anything is written, so a bad suite leaves the old build whole.
+        lock["suites"] = [lock_entry(cfg, suite, i) for i, suite in enumerate(load_suites(cfg))]
     temps = (
         {split: _temp_for(Path(out_dir) / f"{split}.jsonl") for split in SPLITS}
         if out_dir is not None

@@ -3,8 +3,8 @@
 One module reads, writes and compares locks for `ft data build` / `ft data check`
 (data/build.py), `ft diff` (closure/diff.py), `ft plan` and `ft report` (review/).
 A lock is JSON: `sources` (name, path, sha256, rows, split), `filters` (name, params,
-code_sha256) and, per split, the rows in, each filter's rows in -> out (`steps`), the
-rows out and the sha256 of the serialized split.
+code_sha256), the pinned eval `suites` and, per split, the rows in, each filter's rows
+in -> out (`steps`), the rows out and the sha256 of the serialized split.
 """
 
 import json
@@ -14,6 +14,7 @@ from ..errors import UserError
 
 SPLITS = ("train", "eval")
 SOURCE_KEYS = ("sha256", "revision", "path", "hub_id", "rows", "split")
+SUITE_KEYS = ("sha256", "path", "rows", "segments", "rules")
 
 
 def render(lock: dict) -> str:
@@ -67,7 +68,12 @@ def moved_steps(old_split: dict, new_split: dict) -> list[tuple[dict, dict]]:
 
 
 def input_differences(old: dict, new: dict) -> list[str]:
-    """What moved in the inputs: sources, the filter list and parameters, filter code."""
+    """What moved in the inputs: sources, filters and their code, eval suites."""
+    return _training_input_differences(old, new) + suite_differences(old, new)
+
+
+def _training_input_differences(old: dict, new: dict) -> list[str]:
+    """Sources, the filter list and parameters, filter code."""
     diffs = []
     old_src = {s["name"]: s for s in old.get("sources", [])}
     new_src = {s["name"]: s for s in new.get("sources", [])}
@@ -112,6 +118,26 @@ def split_differences(old: dict, new: dict) -> list[str]:
     return diffs
 
 
+def suite_differences(old: dict, new: dict) -> list[str]:
+    """What moved in the pinned eval suites: added, removed, or a pinned field changed."""
+    diffs = []
+    old_suites = {s["name"]: s for s in old.get("suites", [])}
+    new_suites = {s["name"]: s for s in new.get("suites", [])}
+    for name in sorted(old_suites.keys() | new_suites.keys()):
+        a, b = old_suites.get(name), new_suites.get(name)
+        if a is None or b is None:
+            diffs.append(f"eval suite {name!r} {'added' if a is None else 'removed'}")
+            continue
+        for k in SUITE_KEYS:
+            if a.get(k) != b.get(k):
+                diffs.append(f"eval suite {name!r}: {k} {a.get(k)} -> {b.get(k)}")
+    return diffs
+
+
 def differences(old: dict, new: dict) -> list[str]:
     """Human-readable list of what moved between two locks (empty if none)."""
-    return input_differences(old, new) + split_differences(old, new)
+    return (
+        _training_input_differences(old, new)
+        + split_differences(old, new)
+        + suite_differences(old, new)
+    )

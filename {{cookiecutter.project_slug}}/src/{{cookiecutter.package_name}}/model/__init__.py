@@ -26,10 +26,10 @@ def ensure_local_base(cfg: Config) -> str:
     """Build the embedded base if absent (when the config says so), then verify its hash."""
     base = cfg.model.base
     path = Path(base.path)
-    if not path.exists() and base.build == "tiny":
+    if not path.exists() and base.build is not None:
         from .tiny import init_tiny
 
-        init_tiny(path)
+        init_tiny(path, base.build)
     if not (path / "config.json").is_file():
         raise UserError(
             f"base model not found at {path}",

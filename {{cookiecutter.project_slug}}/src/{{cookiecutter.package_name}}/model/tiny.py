@@ -1,6 +1,7 @@
 """The embedded default base model: a tiny Llama-style LM built offline, byte for byte.
 
     uv run ft base init-tiny --out base/tiny-llama   # prints the content hash
+    uv run ft base init-tiny --variant tiny-v2 --out base/tiny-llama-v2
     uv run ft base hash base/tiny-llama
 
 No hub is needed: a byte-level BPE tokenizer is trained with `tokenizers` on a
@@ -8,6 +9,11 @@ fixed corpus below, and weights come from a PCG64 stream turned into floats with
 exact arithmetic only (no transcendental functions, whose last bits vary with the
 CPU's vector unit). Every file is written by this module with fixed content, so
 the directory hashes the same on every machine; configs pin that hash.
+
+`tiny-v2` is a second embedded base for rehearsing a base-model migration offline
+(`ft migrate`, docs/migration.md): the same architecture with a smaller vocabulary
+trained on a different corpus, so its tokenizer splits rows differently (different
+merges, more tokens per row) and its embedding matrices change the parameter count.
 """
 
 import json
@@ -61,20 +67,45 @@ def _corpus() -> list[str]:
     return lines
 
 
-def _build_tokenizer(out: Path) -> None:
+# variant -> (vocabulary size, corpus). "tiny" is the default and must never change.
+VARIANTS = {"tiny": (512, "full"), "tiny-v2": (300, "tasks")}
+# The embedded data set's task vocabulary (which the default tokenizer never saw).
+_TASK_WORDS = (  # noqa: SIM905
+    "apple river stone cloud tiger lemon piano rocket garden window silver orange "
+    "forest candle bridge pepper marble violet thunder planet button castle meadow "
+    "harbor jacket kettle ladder mirror needle pillow rabbit saddle tunnel wallet"
+).split()
+
+
+def _variant_config(variant: str) -> dict:
+    return TINY_CONFIG | {"vocab_size": VARIANTS[variant][0]}
+
+
+def _variant_corpus(variant: str) -> list[str]:
+    if VARIANTS[variant][1] == "full":
+        return _corpus()
+    # The task words and prompts only: shorter rows of those words, longer rows of digits
+    # and of the default's words, so rows move across a context window both ways.
+    words = [" ".join(_TASK_WORDS[i : i + 6]) for i in range(0, len(_TASK_WORDS), 6)]
+    words += [f"{w} " * 3 for w in _TASK_WORDS]
+    prompts = "Reverse the words: Sort the letters of Uppercase: Last word of: Count the words:"
+    return words + [prompts] * 3
+
+
+def _build_tokenizer(out: Path, variant: str = "tiny") -> None:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=TINY_CONFIG["vocab_size"],
+        vocab_size=_variant_config(variant)["vocab_size"],
         special_tokens=SPECIAL_TOKENS,
         min_frequency=2,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.train_from_iterator(_variant_corpus(variant), trainer=trainer)
     write_atomic(out / "tokenizer.json", tok.to_str(pretty=True) + "\n")
     tokenizer_config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -89,7 +120,7 @@ def _build_tokenizer(out: Path) -> None:
     )
 
 
-def _weights() -> dict:
+def _weights(config: dict = TINY_CONFIG) -> dict:
     """Deterministic init: uniform(-a, a) with a = std * sqrt(3), norms at 1."""
     import numpy as np
     import torch
@@ -98,7 +129,7 @@ def _weights() -> dict:
     with torch.device("meta"):
         shapes = {
             k: tuple(v.shape)
-            for k, v in LlamaForCausalLM(LlamaConfig(**TINY_CONFIG)).state_dict().items()
+            for k, v in LlamaForCausalLM(LlamaConfig(**config)).state_dict().items()
         }
     bits = np.random.PCG64(TINY_SEED)
     half_width = TINY_CONFIG["initializer_range"] * 3**0.5
@@ -115,8 +146,9 @@ def _weights() -> dict:
     return tensors
 
 
-def init_tiny(out: str | Path) -> str:
-    """Build the tiny base model into `out` (replacing it atomically); return its hash."""
+def init_tiny(out: str | Path, variant: str = "tiny") -> str:
+    """Build the tiny base model `variant` into `out` (replacing it atomically); return its
+    hash."""
     from safetensors.torch import save_file
 
     out = Path(out)
@@ -125,11 +157,13 @@ def init_tiny(out: str | Path) -> str:
     staging.chmod(0o755)  # mkdtemp makes it private; the model is not a secret
     try:
         write_atomic(
-            staging / "config.json", json.dumps(TINY_CONFIG, indent=2, sort_keys=True) + "\n"
+            staging / "config.json",
+            json.dumps(_variant_config(variant), indent=2, sort_keys=True) + "\n",
         )
-        save_file(_weights(), str(staging / "model.safetensors"), metadata={"format": "pt"})
+        weights = _weights(_variant_config(variant))
+        save_file(weights, str(staging / "model.safetensors"), metadata={"format": "pt"})
         default_mode(staging / "model.safetensors")  # safetensors writes 0600
-        _build_tokenizer(staging)
+        _build_tokenizer(staging, variant)
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)

@@ -14,6 +14,7 @@ Python SDK, streams the logs, waits, and exits with the job's status: 0 succeede
 only calls that leave this machine; tests stop there and inspect the task.
 """
 
+import json
 import os
 import re
 import shlex
@@ -71,21 +72,35 @@ def main(
     run_uri: str | None = None,
     fetch: str | None = None,
     command: list[str] | None = None,
+    detach: bool = False,
 ) -> int:
     cfg = load_config(config, overrides)
     backend = backend or cfg.launch.backend
     command = _strip_separator(command)
     if backend == "local":
-        if fetch is not None:
-            raise UserError(
-                "--fetch downloads a cloud run; a local run is already here",
-                key="--fetch",
-                fix="drop --fetch, or pass --backend sky",
-            )
+        for flag, given in (("--fetch", fetch is not None), ("--detach", detach)):
+            if given:
+                raise UserError(
+                    f"{flag} is for a cloud job; a local run happens here and now",
+                    key=flag,
+                    fix=f"drop {flag}, or pass --backend sky",
+                )
         return run_local(config, overrides, run_uri, command)
+    if detach and fetch is not None:
+        raise UserError(
+            "--fetch waits for the job, --detach does not",
+            key="--detach",
+            fix="drop one of them (fetch later with `ft fetch RUN_URI DIR`)",
+        )
     task, job = sky_task(cfg, overrides, run_uri, command)
     print(f"launch (sky): {job['summary']}", file=sys.stderr, flush=True)
     job_id = submit(task, job["name"])
+    if detach:
+        # A CI runner must not wait on a GPU job (6 h cap, billed minutes): submit and return.
+        # The job's end is observed by `ft jobs ended` (the train-watch workflow, ADR 0011).
+        print(f"managed job {job_id} submitted ({job['name']}); not following", file=sys.stderr)
+        print(json.dumps({"job_id": job_id, "name": job["name"], "run_uri": job["run_uri"]}))
+        return 0
     print(
         f"managed job {job_id} submitted ({job['name']}); streaming its logs",
         file=sys.stderr,

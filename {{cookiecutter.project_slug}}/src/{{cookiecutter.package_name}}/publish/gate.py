@@ -12,7 +12,10 @@ Refuses, naming the file and the fix, unless
 3. the version is a release version (vMAJOR.MINOR.PATCH[-PRERELEASE]) the registry
    does not hold yet: versions are immutable;
 4. on a release (--tag-commit, or $GITHUB_SHA when $GITHUB_REF_TYPE is `tag`) the run
-   was trained at the tagged commit.
+   was trained at the tagged commit;
+5. every eval gate (`eval.gates` of the run's config) passes against the latest other
+   release, or the annotated tag `vX.Y.Z` carries `Waive-gate: SUITE/SEGMENT/METRIC: why`
+   for it; the registry entry records the gate results and who waived which gate.
 
 Pushed: the run's outputs (adapter, resolved config.yaml, data.lock, metrics, eval),
 manifest.json, REPRODUCE.md, verification.json and a model card README.md rendered
@@ -58,11 +61,19 @@ def main(
                 key="--version",
                 fix="publish under a new version",
             )
-        # 3. The outputs, re-hashed; then the model card; then one atomic publish.
+        # 3. The eval gates against the latest release; a failure needs a waiver in the tag.
+        gate_record = release_gates(manifest, record, registry, version)
+        # 4. The outputs, re-hashed; then the model card; then one atomic publish.
         files = stage_outputs(run_dir, manifest, record, staging)
         files[CARD] = staging / CARD
         files[CARD].write_text(model_card(manifest, record, version, files))
-        index = registry.publish(version, files, release_meta(manifest, record))
+        meta = release_meta(manifest, record) | {"gates": gate_record}
+        index = registry.publish(version, files, meta)
+    for waiver in gate_record["waivers"]:
+        print(
+            f"gate {waiver['gate']} fails and is waived by {waiver['by']}: {waiver['reason']}",
+            file=sys.stderr,
+        )
     print(
         f"published {version} to {uri}: {len(index['files'])} files from run "
         f"{manifest['run_id']} (commit {manifest['git']['commit'][:12]})"
@@ -155,14 +166,11 @@ def check_release_commit(manifest: dict, version: str, tag_commit: str | None) -
             key=key,
             fix="pass the 40-hex commit, e.g. --tag-commit $(git rev-parse v1.2.0^{})",
         )
-    trained_at = manifest["git"]["commit"]
-    if trained_at != tag_commit.lower():
-        raise UserError(
-            f"the run was trained at commit {trained_at} but the release tag points "
-            f"at {tag_commit.lower()}",
-            key=key,
-            fix="train and reproduce at the tagged commit, or tag the run's commit",
-        )
+    # The run may come from an ancestor of the tag whose training inputs equal the tag's
+    # (a docs-only commit tagged after the training merge; `ft release resolve`).
+    from ..ops.inputs import check_same_inputs
+
+    check_same_inputs(manifest["git"]["commit"], tag_commit.lower(), key)
 
 
 def stage_outputs(run_dir: Path, manifest: dict, record: dict, staging: Path) -> dict[str, Path]:
@@ -206,6 +214,38 @@ def stage_outputs(run_dir: Path, manifest: dict, record: dict, staging: Path) ->
     return files
 
 
+def release_gates(manifest: dict, record: dict, registry, version: str) -> dict:
+    """Check the run's eval gates against the latest other release; refuse a failing gate
+    unless the annotated tag `version` waives it. Returns what the registry entry records."""
+    from ..evaluate import gates
+
+    baseline, base_suites = gates.latest_release(registry, record["manifest_sha256"])
+    configured = manifest["config"].get("eval", {}).get("gates", [])
+    results = gates.check(configured, manifest.get("eval_suites") or {}, base_suites)
+    failed = gates.failures(results)
+    waivers = gates.tag_waivers(version) if failed else {}
+    unwaived = [r for r in failed if r.gate not in waivers]
+    if unwaived:
+        worst = ", ".join(
+            f"{r.gate} (regression {r.regression:+.4f} > {r.max_regression:g})"
+            if r.regression is not None
+            else f"{r.gate} (not measured)"
+            for r in unwaived
+        )
+        raise UserError(
+            f"{len(unwaived)} eval gate(s) fail against {baseline}: {worst}",
+            key="eval.gates",
+            fix=f"see `ft gate RUN_DIR --baseline {baseline}`; fix the regression, or waive "
+            f"it with the line `{gates.WAIVER_PREFIX} {unwaived[0].gate}: <reason>` in the "
+            f"annotation of tag {version} (git tag -a)",
+        )
+    return {
+        "baseline": baseline,
+        "results": [r.to_json() for r in results],
+        "waivers": [waivers[r.gate] for r in failed],
+    }
+
+
 def _changed(run_dir: Path, name: str, problem: str, fix: str) -> UserError:
     return UserError(f"{name} {problem}", file=str(run_dir / name), fix=fix)
 
@@ -223,6 +263,11 @@ def release_meta(manifest: dict, record: dict) -> dict:
         "base_model": manifest["base_model"],
         "data_sha256": {k: split["sha256"] for k, split in manifest["data"]["splits"].items()},
         "metrics": manifest["metrics"],
+        # Per-segment metrics (no completions): the next release's gate baseline.
+        "eval_suites": {
+            name: {k: v for k, v in suite.items() if k != "predictions"}
+            for name, suite in (manifest.get("eval_suites") or {}).items()
+        },
         "license": manifest["config"]["publish"]["license"],
     }
 
@@ -235,7 +280,9 @@ def model_card(manifest: dict, record: dict, version: str, files: dict[str, Path
     front = ["---", f"license: {license_}", "library_name: peft"]
     if hub:
         front.append(f"base_model: {base['hub_id']}")
-    front += ["tags: [lora, peft, ft-template]", "---", ""]
+    front.append("tags: [lora, peft, ft-template]")
+    front += model_index(manifest, version)
+    front += ["---", ""]
     pin = (
         f"`{base['hub_id']}` at revision `{base['revision']}`"
         if hub
@@ -288,6 +335,7 @@ def model_card(manifest: dict, record: dict, version: str, files: dict[str, Path
         "| --- | --- |",
         *metrics,
         "",
+        *suite_lines(manifest),
         "## Reproduce",
         "",
         f"From a clean checkout of commit `{manifest['git']['commit']}`, on the same hardware "
@@ -317,6 +365,58 @@ def model_card(manifest: dict, record: dict, version: str, files: dict[str, Path
         "",
     ]
     return "\n".join(lines)
+
+
+def model_index(manifest: dict, version: str) -> list[str]:
+    """The card's `model-index` (Hub metadata): one result per eval suite segment."""
+    import yaml
+
+    results = []
+    for name, suite in (manifest.get("eval_suites") or {}).items():
+        for segment, values in suite["segments"].items():
+            metrics = [
+                {"type": k, "name": f"{name}/{segment} {k}", "value": round(float(v), 6)}
+                for k, v in sorted(values.items())
+                if k not in ("rows", "tokens")
+            ]
+            results.append(
+                {
+                    "task": {"type": "text-generation"},
+                    "dataset": {
+                        "name": f"{name} ({segment}, {values['rows']} rows)",
+                        "type": name,
+                        "split": segment,
+                        "revision": suite["sha256"],
+                    },
+                    "metrics": metrics,
+                }
+            )
+    if not results:
+        return []
+    index = [{"name": f"{manifest['run_id']} {version}", "results": results}]
+    return yaml.safe_dump({"model-index": index}, sort_keys=False).rstrip("\n").splitlines()
+
+
+def suite_lines(manifest: dict) -> list[str]:
+    """The card's per-segment eval table (the same numbers as model-index)."""
+    lines = []
+    for name, suite in (manifest.get("eval_suites") or {}).items():
+        keys = sorted({k for seg in suite["segments"].values() for k in seg} - {"rows", "tokens"})
+        lines += [
+            f"## Eval suite `{name}`",
+            "",
+            f"{suite['rows']} rows pinned by sha256 `{suite['sha256']}`; greedy decoding, "
+            f"at most {suite['max_new_tokens']} new tokens.",
+            "",
+            "| segment | rows | " + " | ".join(keys) + " |",
+            "| --- | ---: | " + " | ".join("---:" for _ in keys) + " |",
+            *[
+                f"| {seg} | {v['rows']} | " + " | ".join(_number(v.get(k)) for k in keys) + " |"
+                for seg, v in suite["segments"].items()
+            ],
+            "",
+        ]
+    return lines
 
 
 def _number(value) -> str:

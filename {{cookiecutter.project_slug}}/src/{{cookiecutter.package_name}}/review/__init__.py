@@ -1,1 +1,2 @@
-"""Review: what a branch changes (plan), what a run did (report), every release (history)."""
+"""Review: what a branch changes (plan), what a run did (report), its gates (gates),
+every release (history)."""

@@ -22,6 +22,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .behaviour import history_cell
 from .report import write_dir
 from .report.figures import new_figure, png_bytes
 from .report.format import fmt
@@ -195,6 +196,7 @@ def render(uri: str, releases: list[tuple[str, dict, Side]], generated: str) -> 
             "eval loss",
             "train loss (last)",
             "train rows",
+            "eval suites (per segment)",
             "run",
             "git commit",
             "base model",
@@ -220,6 +222,7 @@ def render(uri: str, releases: list[tuple[str, dict, Side]], generated: str) -> 
                 f'<td class="num">{fmt(metrics.get("eval_loss"))}</td>',
                 f'<td class="num">{fmt(metrics.get("train_loss_last"))}</td>',
                 f'<td class="num">{fmt(m["data"]["splits"].get("train", {}).get("rows"))}</td>',
+                f'<td class="when">{html.escape(history_cell(m))}</td>',
                 f"<td>{_code(m.get('run_id'))}</td>",
                 f"<td>{_code(p['git commit'])}</td>",
                 f"<td>{_code(p['base model'])}</td>",

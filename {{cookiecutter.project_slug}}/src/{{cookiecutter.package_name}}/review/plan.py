@@ -9,7 +9,6 @@ in/out and the training-set hash, base branch -> this branch (from data.lock).
 """
 
 import json
-import re
 from pathlib import Path
 
 import yaml
@@ -17,44 +16,17 @@ import yaml
 from ..closure.diff import changed_keys
 from ..data.lock import SPLITS, differences, split_of, steps_table
 from ..errors import UserError
+from ..ops.inputs import IMAGE_WORKFLOW, training_paths, triggers_training
 from ..util import git
 from ..util.hashing import write_atomic
 
-TRAIN_WORKFLOW = Path(".github/workflows/train.yml")
+__all__ = ["IMAGE_WORKFLOW", "render", "main", "training_paths", "triggers_training"]
 
 
 def _show(ref: str, path: str) -> str | None:
     """A file's text at `ref`, or None if it does not exist there."""
     done = git.run("show", f"{ref}:{path}")
     return done.stdout if done.returncode == 0 else None
-
-
-def _glob_regex(pattern: str) -> re.Pattern:
-    """GitHub `paths:` glob semantics: `**` crosses directories, `*` does not."""
-    out, i = "", 0
-    while i < len(pattern):
-        if pattern.startswith("**", i):
-            out += ".*"
-            i += 2
-        elif pattern[i] == "*":
-            out += "[^/]*"
-            i += 1
-        else:
-            out += re.escape(pattern[i])
-            i += 1
-    return re.compile(out)
-
-
-def training_paths(workflow: Path = TRAIN_WORKFLOW) -> list[str]:
-    """The `on.push.paths` list of the training workflow."""
-    data = yaml.safe_load(workflow.read_text())
-    triggers = data.get("on", data.get(True))  # YAML 1.1 reads a bare `on` key as True
-    return list(triggers["push"]["paths"])
-
-
-def triggers_training(files: list[str], patterns: list[str]) -> list[str]:
-    regexes = [_glob_regex(p) for p in patterns]
-    return [f for f in files if any(r.fullmatch(f) for r in regexes)]
 
 
 def _config_rows(base: str, path: str) -> list[tuple[str, object, object]]:
@@ -103,6 +75,18 @@ def render(base: str, configs: list[str], lock_path: str = "data.lock") -> str:
         )
     else:
         lines.append("Merging this does not start training (no training input changed).")
+    image_hits = (
+        triggers_training(sorted(set(changed_files)), training_paths(IMAGE_WORKFLOW))
+        if IMAGE_WORKFLOW.is_file()
+        else []
+    )
+    if image_hits:
+        lines.append(
+            "\nMerging this **rebuilds the training image** first "
+            f"({', '.join(f'`{h}`' for h in image_hits)} changed): the image workflow opens a "
+            "pull request pinning it in `image.lock`, and merging that one starts training "
+            "on the new image. Until then `ft launch --backend sky` refuses the stale lock."
+        )
     for path in configs:
         rows = _config_rows(since, path)
         lines += ["", f"### Config `{path}`", ""]

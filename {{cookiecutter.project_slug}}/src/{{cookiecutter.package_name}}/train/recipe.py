@@ -83,6 +83,11 @@ def main(
 
     rows = {"train": [], "eval": []}
     data_lock = check_data(cfg, sink=lambda split, chunk: rows[split].extend(chunk))
+    from ..data.suites import load_suites
+    from ..evaluate.suites import resolve_metrics
+
+    resolve_metrics(cfg)  # an unknown metric fails now, not after training
+    suites = load_suites(cfg)
 
     # 4. Model: base at its pin; adapter initialised from a seed of its own.
     from ..data.loader import encode, train_loader
@@ -120,23 +125,36 @@ def main(
         cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir, metrics, location
     )
 
-    # 6. Evaluate on the held-out split.
+    # 6. Evaluate on the held-out split, then on each eval suite, segment by segment.
     from ..evaluate import eval_loss
+    from ..evaluate.suites import score_suites
 
     unwrapped = accelerator.unwrap_model(model)
     scores = eval_loss(
         unwrapped, eval_examples, tokenizer.pad_token_id, cfg.eval.batch_size, accelerator.device
     )
+    suite_scores = score_suites(cfg, suites, unwrapped, tokenizer, accelerator.device)
 
     # 7. Outputs, then 8. the manifest (last: its existence means the run finished).
     if accelerator.is_main_process:
         from ..closure.manifest import write_manifest
 
         _write_adapter(unwrapped, run_dir)
-        write_atomic(run_dir / "eval.json", json.dumps(scores, indent=2, sort_keys=True) + "\n")
+        evaluation = scores | ({"suites": suite_scores} if suite_scores else {})
+        write_atomic(run_dir / "eval.json", json.dumps(evaluation, indent=2, sort_keys=True) + "\n")
         shutil.copyfile(cfg.data.lock, run_dir / "data.lock")
         summary = _loss_summary(metrics) | scores
-        write_manifest(run_dir, cfg, invocation, data_lock, base_pins, summary, timing, accelerator)
+        write_manifest(
+            run_dir,
+            cfg,
+            invocation,
+            data_lock,
+            base_pins,
+            summary,
+            timing,
+            accelerator,
+            eval_suites=suite_scores,
+        )
         location.push_outputs(run_dir)
         _log(
             accelerator,

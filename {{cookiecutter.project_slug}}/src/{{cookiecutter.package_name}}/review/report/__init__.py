@@ -7,7 +7,8 @@
 
 Writes OUT/report.md (default RUN_DIR/report/) with loss.png (training loss per
 step, the baseline's curve overlaid, eval loss marked) and data.png (rows kept
-after each filter) beside it. The sections: headline, metrics with deltas, data
+after each filter) beside it. The sections: headline, metrics with deltas, eval suites
+per segment, gates (review/behaviour.py), data
 diff (per-filter rows in -> out, training-set hash old -> new), config diff (changed
 keys only), pins, reproduce status (RUN_DIR/verification.json).
 

@@ -112,11 +112,21 @@ def resolve_baseline(
             )
         return load_run(path), f"run `{spec}`"
     uri = registry_uri or read_manifest(run_dir)["config"]["publish"]["registry"]
-    registry = open_registry(uri)
     if spec is not None:
-        return load_release(registry, spec), f"release `{spec}` from `{uri}`"
+        return load_release(open_registry(uri), spec), f"release `{spec}` from `{uri}`"
+    # The default baseline is a courtesy: a PR from a fork has no registry credentials, and
+    # its report must still be written, saying why it compares with nothing.
+    try:
+        registry = open_registry(uri)
+        versions = registry.versions()
+    except Exception as e:  # whatever stops us reaching the registry means no baseline
+        reason = e.problem if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+        return None, (
+            f"none: `{uri}` is not reachable here ({reason}); a run with registry access "
+            "(merge, release) compares with the latest release"
+        )
     own = sha256_file(Path(run_dir) / "manifest.json")
-    for version in reversed(registry.versions()):
+    for version in reversed(versions):
         if (registry.show(version).get("meta") or {}).get("manifest_sha256") != own:
             return load_release(registry, version), (
                 f"release `{version}`, the latest in `{uri}` other than this run"

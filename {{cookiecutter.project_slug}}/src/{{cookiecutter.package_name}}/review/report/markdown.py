@@ -3,6 +3,7 @@
 import json
 
 from ...closure.diff import changed_keys
+from ..behaviour import gates_section, suites_section
 from .figures import DATA_PNG, LOSS_PNG
 from .format import cell, code, delta, fmt, short, sparkline
 from .load import Side
@@ -269,6 +270,14 @@ def render(
         "### Metrics",
         "",
         *metric_table(run, base),
+        "",
+        "### Eval suites",
+        "",
+        *suites_section(run.manifest, base.manifest if base else None),
+        "",
+        "### Gates",
+        "",
+        *gates_section(run.manifest, base.manifest if base else None),
         "",
         "### Data",
         "",

@@ -1,4 +1,4 @@
-"""Evaluate the adapter on the held-out split: mean loss over response tokens.
+"""Evaluate the adapter: mean loss over the held-out split here; eval suites in suites.py.
 
 Runs in a fixed order without dropout, so the metric is as reproducible as the
 weights. Every process evaluates the whole split (it is small) and agrees.
@@ -6,11 +6,11 @@ weights. Every process evaluates the whole split (it is small) and agrees.
 
 import math
 
-from .data.loader import Collate
-
 
 def eval_loss(model, examples: list[dict], pad_id: int, batch_size: int, device) -> dict:
     import torch
+
+    from ..data.loader import Collate
 
     collate = Collate(pad_id)
     was_training = model.training

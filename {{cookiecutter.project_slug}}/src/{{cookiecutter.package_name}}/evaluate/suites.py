@@ -1,0 +1,153 @@
+"""Score a model on the eval suites: per segment, loss/perplexity and generation metrics.
+
+Called by `ft train` after training (eval.json's `suites`). Generation is greedy, one row
+at a time (no padding, so a row's completion does not depend on its neighbours), for at
+most `eval.max_new_tokens` tokens, stopping at EOS: a pure function of the weights. The
+loss is summed per row over response tokens, then pooled per segment (token-weighted).
+"""
+
+import math
+
+from ..config import Config
+from ..data.loader import Collate, encode
+from ..data.suites import Suite, lock_entry
+from ..errors import UserError
+from ..util.hashing import sha256_json
+from .metrics import METRICS
+
+
+def resolve_metrics(cfg: Config) -> None:
+    """Fail before training if a suite names a metric that is not registered."""
+    for s, suite in enumerate(cfg.eval.suites):
+        for m, name in enumerate(suite.metrics):
+            if name not in METRICS:
+                raise UserError(
+                    f"unknown generation metric {name!r}",
+                    file=cfg._path,
+                    key=f"eval.suites.{s}.metrics.{m}",
+                    fix=f"use one of: {', '.join(sorted(METRICS))}, or add it to "
+                    "evaluate/metrics.py",
+                )
+
+
+def suite_sha256(cfg: Config, suite: Suite, index: int) -> str:
+    """Identity of what a suite measures: its rows, its segments and how it is scored.
+    Two runs are compared like for like only when this matches."""
+    entry = lock_entry(cfg, suite, index)
+    return sha256_json(
+        {
+            "sha256": entry["sha256"],
+            "segments": entry["segments"],
+            "rules": entry["rules"],
+            "metrics": cfg.eval.suites[index].metrics,
+            "max_new_tokens": cfg.eval.max_new_tokens,
+            "max_seq_len": cfg.data.max_seq_len,
+        }
+    )
+
+
+def row_losses(model, examples: list[dict], pad_id: int, batch_size: int, device):
+    """(loss sum, token count) per example, over its labelled tokens."""
+    import torch
+    import torch.nn.functional as F
+
+    collate = Collate(pad_id)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(examples), batch_size):
+            batch = {k: v.to(device) for k, v in collate(examples[i : i + batch_size]).items()}
+            logits = (
+                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                .logits[:, :-1]
+                .float()
+            )
+            labels = batch["labels"][:, 1:]
+            loss = F.cross_entropy(
+                logits.transpose(1, 2), labels, ignore_index=-100, reduction="none"
+            )
+            for sums, n in zip(
+                loss.sum(dim=1).tolist(), (labels != -100).sum(dim=1).tolist(), strict=True
+            ):
+                out.append((sums, int(n)))
+    return out
+
+
+def greedy(model, tokenizer, prompt: str, max_new_tokens: int, max_len: int, device) -> str:
+    """The greedy completion of one prompt, formatted as training formats it."""
+    import torch
+
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    ids = bos + tokenizer(prompt + "\n", add_special_tokens=False)["input_ids"]
+    ids = ids[: max(1, max_len - max_new_tokens)]
+    input_ids = torch.tensor([ids], device=device)
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    return tokenizer.decode(out[0, len(ids) :].tolist(), skip_special_tokens=True)
+
+
+def aggregate(
+    suite: Suite, metrics: list[str], losses: list[tuple[float, int]], predictions: list[str]
+) -> dict:
+    """Per segment: rows, response tokens, pooled loss and perplexity, and the mean of each
+    generation metric over the segment's rows. Pure: tests pin it on known answers."""
+    scores = [
+        {name: METRICS[name](pred, row["response"]) for name in metrics}
+        for pred, row in zip(predictions, suite.rows, strict=True)
+    ]
+    segments = {}
+    for name, idx in suite.segments.items():
+        total = sum(losses[i][0] for i in idx)
+        tokens = sum(losses[i][1] for i in idx)
+        loss = total / max(tokens, 1)
+        seg = {
+            "rows": len(idx),
+            "tokens": tokens,
+            "loss": loss,
+            "perplexity": math.exp(min(loss, 50.0)),
+        }
+        for metric_name in metrics:
+            seg[metric_name] = sum(scores[i][metric_name] for i in idx) / len(idx)
+        segments[name] = seg
+    return segments
+
+
+def score_suites(cfg: Config, suites: list[Suite], model, tokenizer, device) -> dict:
+    """eval.json's `suites`: per suite, its identity and per-segment metrics with row counts."""
+    was_training = model.training
+    model.eval()
+    results = {}
+    for index, suite in enumerate(suites):
+        spec = cfg.eval.suites[index]
+        examples = encode(suite.rows, tokenizer, cfg.data.max_seq_len)
+        losses = row_losses(model, examples, tokenizer.pad_token_id, cfg.eval.batch_size, device)
+        predictions = [
+            greedy(
+                model,
+                tokenizer,
+                row["prompt"],
+                cfg.eval.max_new_tokens,
+                cfg.data.max_seq_len,
+                device,
+            )
+            for row in suite.rows
+        ]
+        segments = aggregate(suite, spec.metrics, losses, predictions)
+        results[suite.name] = {
+            "sha256": suite.sha256,
+            "suite_sha256": suite_sha256(cfg, suite, index),
+            "rows": len(suite.rows),
+            "max_new_tokens": cfg.eval.max_new_tokens,
+            "segments": segments,
+            # The greedy completions, in row order: what the generation metrics scored.
+            "predictions": predictions,
+        }
+    model.train(was_training)
+    return results

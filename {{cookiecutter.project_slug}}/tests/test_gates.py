@@ -1,0 +1,191 @@
+"""Eval gates: the comparison on fixtures, waivers read from a real annotated git tag, and
+end to end a planted regression confined to one segment that fails its gate while the
+overall metric passes; the release is refused until the tag waives it, and the registry
+entry records who waived which gate.
+
+    uv run pytest -q tests/test_gates.py            # the end-to-end test is marked slow
+"""
+
+import json
+import subprocess
+from importlib import import_module
+from pathlib import Path
+
+import pytest
+
+GATES = [
+    {"suite": "tasks", "segment": "all", "metric": "loss", "max_regression": 0.01},
+    {"suite": "tasks", "segment": "lookup", "metric": "loss", "max_regression": 0.01},
+    {"suite": "tasks", "segment": "lookup", "metric": "exact_match", "max_regression": 0.0},
+]
+
+
+def _suites(loss_all=2.0, loss_lookup=1.0, em_lookup=0.5, identity="a" * 64) -> dict:
+    return {
+        "tasks": {
+            "suite_sha256": identity,
+            "segments": {
+                "all": {"rows": 24, "loss": loss_all, "exact_match": 0.25},
+                "lookup": {"rows": 8, "loss": loss_lookup, "exact_match": em_lookup},
+            },
+        }
+    }
+
+
+@pytest.fixture(scope="module")
+def gates(pkg):
+    return import_module(f"{pkg.__name__}.evaluate.gates")
+
+
+def test_a_regression_in_one_segment_fails_only_its_gate(gates):
+    results = gates.check(GATES, _suites(loss_lookup=1.05), _suites())
+    assert [r.status for r in results] == ["pass", "fail", "pass"]
+    assert results[1].gate == "tasks/lookup/loss"
+    assert results[1].regression == pytest.approx(0.05)
+    assert [r.gate for r in gates.failures(results)] == ["tasks/lookup/loss"]
+
+
+def test_direction_follows_the_metric(gates):
+    # Lower loss and higher exact match are improvements: negative regressions pass.
+    better = gates.check(GATES, _suites(loss_all=1.5, loss_lookup=0.5, em_lookup=1.0), _suites())
+    assert all(r.status == "pass" and r.regression < 0 for r in better)
+    worse = gates.check(GATES, _suites(em_lookup=0.375), _suites())
+    assert worse[2].status == "fail" and worse[2].regression == pytest.approx(0.125)
+
+
+def test_within_the_bound_passes(gates):
+    assert gates.check(GATES[:1], _suites(loss_all=2.01), _suites())[0].status == "pass"
+
+
+def test_a_changed_suite_is_reported_as_such_never_compared(gates):
+    run = _suites(loss_lookup=9.0, identity="b" * 64)  # would fail if compared
+    results = gates.check(GATES, run, _suites())
+    assert {r.status for r in results} == {"changed suite"}
+    assert all(r.regression is None for r in results)
+    assert gates.changed_suites(run, _suites()) == ["tasks"]
+    assert "changed suite" in "\n".join(gates.table(results))
+
+
+def test_no_baseline_new_suite_and_unmeasured_metric(gates):
+    assert {r.status for r in gates.check(GATES, _suites(), None)} == {"no baseline"}
+    assert {r.status for r in gates.check(GATES, _suites(), {})} == {"new suite"}
+    gate = [{"suite": "tasks", "segment": "lookup", "metric": "json_valid", "max_regression": 0}]
+    assert gates.check(gate, _suites(), _suites())[0].status == "fail"  # run lacks the metric
+
+
+def _git(cwd: Path, *args: str, **env: str) -> str:
+    ident = ["-c", "user.name=Rel Eng", "-c", "user.email=releng@example.com"]
+    return subprocess.run(
+        ["git", *ident, *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def test_waivers_come_from_the_annotated_tag_with_the_tagger(gates, tmp_path):
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "commit", "-q", "--allow-empty", "-m", "Waive-gate: tasks/all/loss: in a commit")
+    message = (
+        "v0.2.0\n\nWaive-gate: tasks/lookup/loss: lookup traded for hard, see #12\n"
+        "Waive-gate: tasks/hard/loss:\n"  # no reason: waives nothing
+    )
+    _git(tmp_path, "tag", "-a", "v0.2.0", "-m", message)
+    _git(tmp_path, "tag", "v0.3.0")  # lightweight: its "message" is the commit's
+    waivers = gates.tag_waivers("v0.2.0", cwd=str(tmp_path))
+    assert waivers == {
+        "tasks/lookup/loss": {
+            "gate": "tasks/lookup/loss",
+            "by": "Rel Eng <releng@example.com>",
+            "reason": "lookup traded for hard, see #12",
+            "tag": "v0.2.0",
+        }
+    }
+    assert gates.tag_waivers("v0.3.0", cwd=str(tmp_path)) == {}
+    assert gates.tag_waivers("v9.9.9", cwd=str(tmp_path)) == {}
+
+
+# --- end to end: a planted regression confined to one segment ----------------------------
+
+# Long enough for the tiny model to learn the lookup task a little (12 smoke steps do not).
+LONGER = [
+    "--set", "train.max_steps=60", "--set", "train.lr=0.02",
+    "--set", "train.checkpoint_every=100", "--set", "train.log_every=10",
+]  # fmt: skip
+TEST_GATES = (
+    "  gates:\n"
+    "    - {suite: tasks, segment: all, metric: loss, max_regression: 0.01}\n"
+    "    - {suite: tasks, segment: lookup, metric: loss, max_regression: 0.01}\n"
+)
+
+
+def _damage_lookup(project: Path, ft) -> None:
+    """Train data that teaches the wrong answer for "Last word of" rows (the first word)."""
+    raw = project / "data" / "raw" / "train.jsonl"
+    rows = [json.loads(line) for line in raw.read_text().splitlines() if line.strip()]
+    for row in rows:
+        if row["prompt"].startswith("Last word of:") and row["response"]:
+            row["response"] = row["prompt"].split(":", 1)[1].split()[0]
+    raw.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    import hashlib
+
+    new = hashlib.sha256(raw.read_bytes()).hexdigest()
+    for config in (project / "configs").glob("*.yaml"):
+        text = config.read_text()
+        old = text.split("path: data/raw/train.jsonl")[1].split("sha256:")[1].split()[0]
+        config.write_text(text.replace(old, new))
+    ft("data", "build", "--config", "configs/smoke.yaml")
+
+
+@pytest.mark.slow
+def test_planted_segment_regression_fails_its_gate_and_a_waiver_publishes(tmp_path):
+    from test_publish import _ft, _make_project, _ok, _run
+
+    project = tmp_path / "project"
+    project.mkdir()
+    _make_project(project)
+    smoke = project / "configs" / "smoke.yaml"
+    text = smoke.read_text()
+    head, rest = text.split("  gates:", 1)
+    tail = rest.split("\n\n", 1)[1]
+    smoke.write_text(head + TEST_GATES + "\n" + tail)
+    _ok(_run(project, "git", "commit", "-qam", "test gates", "--author", "t <t@t>"))
+
+    def ft(*args: str):
+        return _ok(_ft(project, *args))
+
+    registry = f"file://{tmp_path / 'registry'}"
+    ft("train", "--config", "configs/smoke.yaml", *LONGER, "--out", "runs/base")
+    ft("reproduce", "runs/base")
+    ft("publish", "runs/base", "--version", "v0.1.0", "--registry", registry)
+
+    _damage_lookup(project, ft)
+    _ok(_run(project, "git", "commit", "-qam", "damage lookup", "--author", "t <t@t>"))
+    ft("train", "--config", "configs/smoke.yaml", *LONGER, "--out", "runs/damaged")
+    ft("reproduce", "runs/damaged")
+
+    gate = _ft(project, "gate", "runs/damaged", "--registry", registry)
+    assert gate.returncode == 1, gate.stdout + gate.stderr
+    rows = {line.split("`")[1]: line for line in gate.stdout.splitlines() if line.startswith("| `")}
+    assert "pass" in rows["tasks/all/loss"], gate.stdout  # the overall metric holds
+    assert "fail" in rows["tasks/lookup/loss"], gate.stdout  # the damaged segment does not
+    assert "tasks/lookup/loss" in gate.stderr
+
+    refused = _ft(project, "publish", "runs/damaged", "--version", "v0.2.0", "--registry", registry)
+    assert refused.returncode == 2 and "tasks/lookup/loss" in refused.stderr
+    assert "Waive-gate: tasks/lookup/loss" in refused.stderr
+
+    message = "v0.2.0\n\nWaive-gate: tasks/lookup/loss: planted in a test"
+    releng = ["-c", "user.name=Rel Eng", "-c", "user.email=releng@example.com"]
+    _ok(_run(project, "git", *releng, "tag", "-a", "v0.2.0", "-m", message))
+    published = ft("publish", "runs/damaged", "--version", "v0.2.0", "--registry", registry)
+    assert "waived by Rel Eng <releng@example.com>" in published.stderr
+    meta = json.loads(ft("registry", "show", "v0.2.0", "--registry", registry).stdout)["meta"]
+    assert meta["gates"]["baseline"] == "v0.1.0"
+    assert meta["gates"]["waivers"] == [
+        {
+            "gate": "tasks/lookup/loss",
+            "by": "Rel Eng <releng@example.com>",
+            "reason": "planted in a test",
+            "tag": "v0.2.0",
+        }
+    ]
+    statuses = {r["gate"]: r["status"] for r in meta["gates"]["results"]}
+    assert statuses == {"tasks/all/loss": "pass", "tasks/lookup/loss": "fail"}
