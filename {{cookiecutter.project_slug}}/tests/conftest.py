@@ -43,6 +43,8 @@ LIGHT_MODULES = (
     "data.sources",
     "data.filters",
     "data.build",
+    "review.report",
+    "review.history",
 )
 
 

@@ -2,8 +2,7 @@
 
 from io import BytesIO
 
-from .load import Side
-from .markdown import splits
+from .load import Side, splits
 
 LOSS_PNG, DATA_PNG = "loss.png", "data.png"
 

@@ -132,3 +132,8 @@ def resolve_baseline(
                 f"release `{version}`, the latest in `{uri}` other than this run"
             )
     return None, f"none: `{uri}` holds no other published version yet"
+
+
+def splits(m: dict) -> list[tuple[str, dict]]:
+    """The data splits, train first."""
+    return sorted(m["data"]["splits"].items(), key=lambda kv: (kv[0] != "train", kv[0]))

@@ -6,7 +6,7 @@ from ...closure.diff import changed_keys
 from ..behaviour import gates_section, suites_section
 from .figures import DATA_PNG, LOSS_PNG
 from .format import cell, code, delta, fmt, short, sparkline
-from .load import Side
+from .load import Side, splits
 
 # Listed first, in this order; any other metric follows alphabetically.
 METRIC_ORDER = (
@@ -22,11 +22,6 @@ METRIC_ORDER = (
 
 def config_changes(old: dict, new: dict) -> list[tuple[str, object, object]]:
     return changed_keys(old, new)
-
-
-def splits(m: dict) -> list[tuple[str, dict]]:
-    """The data splits, train first."""
-    return sorted(m["data"]["splits"].items(), key=lambda kv: (kv[0] != "train", kv[0]))
 
 
 def train_rows(m: dict) -> int | None:
