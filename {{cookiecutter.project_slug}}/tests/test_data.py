@@ -86,7 +86,7 @@ def test_pipeline_reproduces_the_shipped_lock_exactly(pkg, data_workdir):
     )
     assert pkg.data.lock.render(lock) == Path("data.lock").read_text()
     assert (len(rows["train"]), len(rows["eval"])) == (955, 105)
-    assert pkg.data.build.hash_rows(rows["train"]) == TRAIN_SHA256
+    assert pkg.data.serialize.hash_rows(rows["train"]) == TRAIN_SHA256
 
 
 @pytest.mark.shipped

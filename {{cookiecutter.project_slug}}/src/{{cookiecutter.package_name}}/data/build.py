@@ -18,29 +18,24 @@ with workers > 1 the chunks of a run of row filters go to that many processes, a
 
 import hashlib
 import inspect
-import json
-import multiprocessing
 import os
-import sys
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Config
 from ..errors import UserError
-from ..util.hashing import canonical_json, open_atomic, write_atomic
+from ..util.hashing import write_atomic
 from . import lock as lock_file
 from .filters import FILTERS, Filter
 from .lock import SPLITS
+from .pool import map_chunks
+from .serialize import ENCODER
 from .sources import open_source
 from .suites import load_suites, lock_entry
 
 LOCK_SCHEMA = 1
-CHUNK_ROWS = 4096  # rows per serialized block: ~0.5-2 MB, so one hash update and one write each
 PARALLEL_CHUNK_ROWS = 4096  # rows per filter chunk (a task for a worker when data.workers > 1)
-# canonical_json's encoder, built once: json.dumps with these options builds it per call.
-_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass
@@ -136,7 +131,7 @@ class Chain:
 
     def _row_run(self, stream, start: int, end: int) -> Iterator[list[dict]]:
         run = self.chain[start:end]
-        for chunk, (kept, counts, error) in _map_chunks(stream, run, self.workers):
+        for chunk, (kept, counts, error) in map_chunks(stream, run, self.workers):
             n = len(chunk)
             for offset, out in enumerate(counts):
                 self.counts[start + offset][0] += n
@@ -202,67 +197,6 @@ def _filter_error(
     )
 
 
-def _filter_chunk(run: list[tuple[Filter, dict]], rows: list[dict]):
-    """Apply each filter of the run to the chunk in turn.
-
-    Returns (kept rows, rows out of each filter that completed, error or None), the error
-    being (filter offset, index of the row in that filter's input chunk, type, message,
-    row text).
-    """
-    counts = []
-    for offset, (flt, params) in enumerate(run):
-        kept = []
-        for index, row in enumerate(rows):
-            try:
-                out = flt.fn(row, **params)
-            except Exception as e:
-                return (
-                    [],
-                    counts,
-                    (offset, index, type(e).__name__, str(e), canonical_json(row)[:80]),
-                )
-            if out is not None:
-                kept.append(out)
-        counts.append(len(kept))
-        rows = kept
-    return rows, counts, None
-
-
-# The run of row filters a worker applies, set by the pool initializer. Under fork it is
-# inherited as it is (filters registered at run time included); under spawn it is pickled
-# once per worker and the filters are imported by name.
-_WORKER_RUN: list[tuple[Filter, dict]] = []
-
-
-def _init_worker(run: list[tuple[Filter, dict]]) -> None:
-    global _WORKER_RUN
-    _WORKER_RUN = run
-
-
-def _worker_chunk(rows: list[dict]):
-    return _filter_chunk(_WORKER_RUN, rows)
-
-
-def _map_chunks(stream, run, workers: int):
-    """(chunk, _filter_chunk result) in stream order; in process, or over `workers`
-    processes with at most 2 x workers chunks in flight (memory stays bounded)."""
-    if workers <= 1:
-        for chunk in stream:
-            yield chunk, _filter_chunk(run, chunk)
-        return
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    with context.Pool(workers, initializer=_init_worker, initargs=(run,)) as pool:
-        pending: deque = deque()
-        for chunk in stream:
-            pending.append((chunk, pool.apply_async(_worker_chunk, (chunk,))))
-            if len(pending) >= 2 * workers:
-                done_chunk, result = pending.popleft()
-                yield done_chunk, result.get()
-        while pending:
-            done_chunk, result = pending.popleft()
-            yield done_chunk, result.get()
-
-
 def apply_chain(
     cfg: Config,
     split: str,
@@ -277,47 +211,8 @@ def apply_chain(
     return SplitResult(rows=kept, rows_in=flow.rows_in, steps=flow.steps())
 
 
-def canonical_chunks(rows: list[dict], chunk_rows: int = CHUNK_ROWS) -> Iterator[bytes]:
-    """The canonical serialization in blocks of `chunk_rows` lines, UTF-8 encoded.
-
-    Byte for byte the concatenation of `canonical_json(row) + "\n"` over the rows.
-    """
-    encode = _ENCODER.encode
-    for start in range(0, len(rows), chunk_rows):
-        yield ("\n".join(map(encode, rows[start : start + chunk_rows])) + "\n").encode()
-
-
-def canonical_lines(rows: list[dict]):
-    """The canonical serialization, one encoded line per row."""
-    for row in rows:
-        yield (canonical_json(row) + "\n").encode()
-
-
-def serialize(rows: list[dict], out=None) -> str:
-    """Serialize the rows once; feed every block to sha256 and, if given, the binary file
-    `out`. Returns the hex digest."""
-    h = hashlib.sha256()
-    for block in canonical_chunks(rows):
-        h.update(block)
-        if out is not None:
-            out.write(block)
-    return h.hexdigest()
-
-
-def hash_rows(rows: list[dict]) -> str:
-    """sha256 of the canonical serialization."""
-    return serialize(rows)
-
-
 def _temp_for(out: Path) -> Path:
     return out.with_name(f".{out.name}.tmp-{os.getpid()}")
-
-
-def write_rows(rows: list[dict], out: Path) -> str:
-    """Write the canonical serialization to `out` via a temp file and a rename; return its
-    sha256."""
-    with open_atomic(out) as f:
-        return serialize(rows, f)
 
 
 Sink = Callable[[str, list[dict]], None]  # (split, a chunk of its output rows, in order)
@@ -407,7 +302,7 @@ def _stream_split(chunks, split: str, tmp: Path | None, sink, flow: Chain, progr
         tmp.parent.mkdir(parents=True, exist_ok=True)
         out = open(tmp, "wb")  # noqa: SIM115 - closed below, after the fsync
     try:
-        encode = _ENCODER.encode
+        encode = ENCODER.encode
         for chunk in chunks:
             block = ("\n".join(map(encode, chunk)) + "\n").encode()
             h.update(block)
