@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,20 @@ def _bucket_fs(env: dict):
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory):
     """SeaweedFS on loopback ports, one bucket, one identity; yields the env `ft` needs."""
-    root = tmp_path_factory.mktemp("seaweedfs")
+    try:
+        with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as env:
+            yield env
+    except ServerError as e:
+        pytest.fail(str(e))
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+@contextmanager
+def seaweedfs(root: Path):
+    """The server itself, for tests and benchmarks (bench/data_scale.py): yields its env."""
     (root / "data").mkdir()
     config = root / "s3.json"
     config.write_text(
@@ -115,16 +129,16 @@ def s3(tmp_path_factory):
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"weed exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+                raise ServerError(f"weed exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
             try:
                 _bucket_fs(env).ls(BUCKET)
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail(
+                    raise ServerError(
                         f"SeaweedFS did not serve s3://{BUCKET} within "
                         f"{START_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}"
-                    )
+                    ) from None
                 time.sleep(0.5)
         yield env
     finally:

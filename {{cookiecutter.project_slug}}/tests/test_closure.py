@@ -239,6 +239,22 @@ def test_in_process_runs_match_across_worker_counts(project, smoke_run, workers,
     assert adapter_bytes(project / run) == adapter_bytes(smoke_run)
 
 
+def test_a_run_tokenizing_in_memory_matches_the_token_store(project, smoke_run, monkeypatch):
+    """smoke_run trained from a freshly built token store; the same config tokenizing every
+    row into memory gives the same adapter bytes, and a second run reuses the store."""
+    monkeypatch.chdir(project)
+    for key, value in _env().items():
+        monkeypatch.setenv(key, value)
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    store = manifest["data"]["token_store"]
+    assert (project / store["path"] / "meta.json").is_file()
+    run = mod("train.recipe").main(
+        "configs/smoke.yaml", ["data.token_store=false"], out="runs/in-memory"
+    )
+    assert adapter_bytes(project / run) == adapter_bytes(smoke_run)
+    assert "token_store" not in json.loads((project / run / "manifest.json").read_text())["data"]
+
+
 @pytest.mark.parametrize("kill_after", [3, 6, 10])
 def test_sigkill_then_resume_gives_the_same_bytes(project, smoke_run, kill_after):
     out = f"runs/killed-{kill_after}"

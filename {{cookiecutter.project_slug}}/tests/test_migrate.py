@@ -123,3 +123,33 @@ def test_migrate_needs_a_pinned_new_base(data_workdir, ft):
     ft("migrate", "--hub-id", "org/model", "--revision", "main").user_error("--revision", "40-hex")
     ft("migrate", "--path", "base/x").user_error("sha256")
     ft("migrate").user_error("--hub-id")
+
+
+def test_plan_of_a_base_change_carries_the_drift_section(migrating, tiny_v2, ft):
+    import shutil
+    import subprocess
+
+    from conftest import ROOT
+
+    (migrating / ".github" / "workflows").mkdir(parents=True)
+    shutil.copy2(ROOT / ".github" / "workflows" / "train.yml", migrating / ".github" / "workflows")
+    Path(".gitignore").write_text("base/\ndata/build/\nmigration.md\n")
+
+    def git(*args: str) -> None:
+        ident = ["-c", "user.name=t", "-c", "user.email=t@localhost"]
+        subprocess.run(["git", *ident, *args], check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git("commit", "-qm", "on the tiny base")
+    args = ["--path", "base/tiny-llama-v2", "--sha256", tiny_v2[1], "--build", "tiny-v2"]
+    assert ft("migrate", "--config", DRIFT, *args).code == 0
+    plan = ft("plan", "--base", "main", "--config", DRIFT)
+    assert plan.code == 0, plan.err
+    assert f"### Base model change in `{DRIFT}`" in plan.out
+    section = plan.out.split("### Base model change")[1]
+    report = Path("migration.md").read_text()
+    table = report.split("## Tokenizer drift")[1].split("## Tokenizer\n")[0]
+    # The same drift, recomputed by the plan (it does not read migration.md).
+    assert table.strip() in section
+    assert "#### Model" in section and "vocab_size 512 → 300" in section

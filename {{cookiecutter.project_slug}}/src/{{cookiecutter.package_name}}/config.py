@@ -208,6 +208,10 @@ class DataSpec(Section):
     """Tokens per example; longer rows are truncated. Memory grows with it."""
     workers: int = Field(1, ge=1)
     """Processes for runs of consecutive row filters; the output is identical for any value."""
+    token_store: bool = True
+    """Tokenize the training set once into a memory-mapped store under out_dir/tokens/ and map
+    it on later runs (false: tokenize into memory on every run; same bytes either way).
+    """
 
 
 class TrainSpec(Section):

@@ -118,7 +118,12 @@ def write_manifest(
         "seed": cfg.seed,
         "config": cfg.resolved(),
         "config_sha256": cfg.hash(),
-        "data": {k: data_lock[k] for k in ("sources", "filters", "splits")},
+        # token_store: the memory-mapped tokenized set the run read (data/tokens.py), if any.
+        "data": {
+            k: data_lock[k]
+            for k in ("sources", "filters", "splits", "token_store")
+            if k in data_lock
+        },
         "base_model": base_pins,
         "environment": {
             "uv_lock_sha256": sha256_file(lock_path) if lock_path.is_file() else None,

@@ -10,7 +10,8 @@ direction, named; tokens lost to truncation before and after; the distribution o
 per-row token-count change), whether the special tokens and the chat template changed,
 the parameter count and architecture change, and the commands that follow (train, gate
 against the last release on the old base, open the pull request). Nothing trains here.
-`ft plan` adds the same drift section to a pull request that changes the base.
+`ft plan` recomputes the same drift section for a pull request that changes the base
+(`plan_section`), so the comment never trusts a committed migration.md.
 Token counts are those `ft train` sees: data/loader.py's `encode`, untruncated.
 """
 
@@ -245,29 +246,38 @@ def drift_section(result: dict, limit: int = 25) -> list[str]:
     return lines
 
 
-def render(config_path: str, old: dict, new: dict, result: dict, facts: dict, arch: dict) -> str:
+def measure(cfg: Config, old: BaseModelSpec, new: BaseModelSpec, where: str, key: str) -> dict:
+    """Everything the drift report shows: per row set, tokenizer facts, architectures."""
+    old_tok = load_tokenizer(old, "model.base", where)
+    new_tok = load_tokenizer(new, key, where)
+    return {
+        "result": compare(cfg, old_tok, new_tok),
+        "facts": {"old": tokenizer_facts(old_tok), "new": tokenizer_facts(new_tok)},
+        "arch": {"old": architecture(old), "new": architecture(new)},
+    }
+
+
+def body(old: dict, new: dict, measured: dict, heading: str = "##") -> list[str]:
+    """The report without its title and next steps: `ft plan` shows the same lines."""
+    result, facts, arch = measured["result"], measured["facts"], measured["arch"]
     old_t, new_t = facts["old"], facts["new"]
     old_a, new_a = arch["old"], arch["new"]
     specials_same = old_t["special_tokens"] == new_t["special_tokens"]
     template_same = old_t["chat_template"] == new_t["chat_template"]
     keys = [k for k in old_a if k != "parameters" and old_a[k] != new_a[k]]
     delta = new_a["parameters"] - old_a["parameters"]
-    lines = [
-        "# Base-model migration",
-        "",
-        f"<!-- Written by `ft migrate`; {config_path} was edited with it. -->",
-        "",
+    return [
         f"- from: {_pin(old)}",
         f"- to: {_pin(new)}",
         "",
-        "## Tokenizer drift",
+        f"{heading} Tokenizer drift",
         "",
         "Token counts as `ft train` encodes each row (prompt, response, special tokens), "
         "untruncated, with the old and the new tokenizer.",
         "",
         *drift_section(result),
         "",
-        "## Tokenizer",
+        f"{heading} Tokenizer",
         "",
         "| | before | after | |",
         "| --- | --- | --- | --- |",
@@ -279,7 +289,7 @@ def render(config_path: str, old: dict, new: dict, result: dict, facts: dict, ar
         f"{'yes' if new_t['chat_template'] else 'none'} | "
         f"{'same' if template_same else '**changed**'} |",
         "",
-        "## Model",
+        f"{heading} Model",
         "",
         f"Parameters: {old_a['parameters']:,} → {new_a['parameters']:,} ({delta:+,}). "
         + (
@@ -295,6 +305,16 @@ def render(config_path: str, old: dict, new: dict, result: dict, facts: dict, ar
             )
             + "."
         ),
+    ]
+
+
+def render(config_path: str, old: dict, new: dict, measured: dict) -> str:
+    lines = [
+        "# Base-model migration",
+        "",
+        f"<!-- Written by `ft migrate`; {config_path} was edited with it. -->",
+        "",
+        *body(old, new, measured),
         "",
         "## Next",
         "",
@@ -440,12 +460,9 @@ def main(
             fix="name another base",
         )  # fmt: skip
     edited = edit_config(config, spec)
-    old_tok = load_tokenizer(old, "model.base", config)
-    new_tok = load_tokenizer(spec, "--hub-id" if hub_id else "--path", config)
-    result = compare(cfg, old_tok, new_tok)
-    facts = {"old": tokenizer_facts(old_tok), "new": tokenizer_facts(new_tok)}
-    arch = {"old": architecture(old), "new": architecture(spec)}
-    report = render(config, old.model_dump(), spec.model_dump(), result, facts, arch)
+    measured = measure(cfg, old, spec, config, "--hub-id" if hub_id else "--path")
+    result = measured["result"]
+    report = render(config, old.model_dump(), spec.model_dump(), measured)
     _validate(config, edited)  # the edited config must load before either file is written
     write_atomic(out, report)
     write_atomic(config, edited)
@@ -456,3 +473,21 @@ def main(
         f"{cfg.data.max_seq_len}-token window; next: uv run ft train --config {config}"
     )
     return 0
+
+
+def plan_section(cfg: Config, path: str, old_base: dict) -> list[str]:
+    """`ft plan`: the drift section for a config whose model.base differs from the base
+    branch's (`old_base`, its raw YAML mapping). A base that cannot be loaded here is
+    named instead of measured."""
+    from pydantic import ValidationError
+
+    lines = [f"### Base model change in `{path}`", ""]
+    try:
+        old = BaseModelSpec.model_validate(old_base)
+    except ValidationError as e:  # the base branch's config is not this branch's to fix
+        return [*lines, f"The base branch's `model.base` does not validate: {e.errors()[0]['msg']}"]
+    try:
+        measured = measure(cfg, old, cfg.model.base, path, "model.base")
+    except UserError as e:
+        return [*lines, f"Drift not measured: {e.format()}"]
+    return [*lines, *body(old.model_dump(), cfg.model.base.model_dump(), measured, "####")]

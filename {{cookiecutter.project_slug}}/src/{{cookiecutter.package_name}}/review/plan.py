@@ -5,7 +5,8 @@
 For a reviewer: whether merging starts GPU training (the changed files are matched
 against the `paths:` filter of .github/workflows/train.yml, the one source of truth),
 which config keys change in each config, and how the data moves: per-filter rows
-in/out and the training-set hash, base branch -> this branch (from data.lock).
+in/out and the training-set hash, base branch -> this branch (from data.lock). A config
+whose `model.base` changed gets the tokenizer drift section of `ft migrate`.
 """
 
 import json
@@ -55,6 +56,16 @@ def data_rows(old: dict, new: dict) -> list[str]:
     return rows
 
 
+def _base_change(since: str, path: str) -> list[str]:
+    """Tokenizer drift of a base-model change (review/migrate.py), measured on this branch's
+    data against the base branch's base model."""
+    from ..config import load_config
+    from .migrate import plan_section
+
+    old = (yaml.safe_load(_show(since, path) or "") or {}).get("model", {}).get("base") or {}
+    return plan_section(load_config(path), path, old)
+
+
 def render(base: str, configs: list[str], lock_path: str = "data.lock") -> str:
     merge_base = git.run("merge-base", base, "HEAD")
     if merge_base.returncode != 0:
@@ -95,6 +106,8 @@ def render(base: str, configs: list[str], lock_path: str = "data.lock") -> str:
             continue
         lines += ["| key | base | this branch |", "| --- | --- | --- |"]
         lines += [f"| `{k}` | `{a}` | `{b}` |" for k, a, b in rows]
+        if any(k.startswith("model.base") for k, _, _ in rows):
+            lines += ["", *_base_change(since, path)]
     old_lock_text = _show(since, lock_path)
     new_lock = json.loads(Path(lock_path).read_text())
     old_lock = json.loads(old_lock_text) if old_lock_text else {}

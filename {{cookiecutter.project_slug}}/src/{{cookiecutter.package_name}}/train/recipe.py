@@ -78,32 +78,37 @@ def main(
             fix=f"use a multiple of {world}",
         )
 
-    # 3. Data: rebuilt from the pinned sources; must match the committed data.lock.
-    from ..data.build import check as check_data
-
-    rows = {"train": [], "eval": []}
-    data_lock = check_data(cfg, sink=lambda split, chunk: rows[split].extend(chunk))
+    # 3. Eval suites and their metrics: an unknown metric fails now, not after training.
     from ..data.suites import load_suites
     from ..evaluate.suites import resolve_metrics
 
-    resolve_metrics(cfg)  # an unknown metric fails now, not after training
+    resolve_metrics(cfg)
     suites = load_suites(cfg)
 
-    # 4. Model: base at its pin; adapter initialised from a seed of its own.
-    from ..data.loader import encode, train_loader
+    # 4. Model: base at its pin (its tokenizer is part of the data's next step).
+    from ..data.loader import train_loader
+    from ..data.tokens import training_examples
     from ..model import add_lora, load_base
 
     with accelerator.main_process_first():  # the first process builds a missing tiny base
         base, tokenizer, base_pins = load_base(cfg)
-    train_examples = encode(rows["train"], tokenizer, cfg.data.max_seq_len)
-    eval_examples = encode(rows["eval"], tokenizer, cfg.data.max_seq_len)
+
+    # 5. Data: the training set at its data.lock pin, tokenized once per (data, tokenizer,
+    # chat template, max_seq_len, packing) into a memory-mapped store (data/tokens.py).
+    with accelerator.main_process_first():  # the first process builds a missing store
+        data_lock, train_examples, eval_examples, tokens = training_examples(
+            cfg, tokenizer, base_pins
+        )
+    if tokens is not None:
+        data_lock = data_lock | {"token_store": tokens}
+    # The adapter is initialised from a seed of its own.
     torch.manual_seed(determinism.derive(cfg.seed, "adapter-init"))
     model = add_lora(cfg, base)
     optimizer, scheduler = _optimizer(cfg, model)
     model, optimizer = accelerator.prepare(model, optimizer)
     torch.manual_seed(determinism.derive(cfg.seed, f"dropout-rank{rank}"))
 
-    # 5. Train: from step 0, or from the last complete checkpoint.
+    # 6. Train: from step 0, or from the last complete checkpoint.
     start = 0
     if resume and (last := checkpoint.latest(run_dir)) is not None:
         start = checkpoint.load(last, model, optimizer, scheduler, accelerator)
@@ -125,7 +130,7 @@ def main(
         cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir, metrics, location
     )
 
-    # 6. Evaluate on the held-out split, then on each eval suite, segment by segment.
+    # 7. Evaluate on the held-out split, then on each eval suite, segment by segment.
     from ..evaluate import eval_loss
     from ..evaluate.suites import score_suites
 
@@ -135,7 +140,7 @@ def main(
     )
     suite_scores = score_suites(cfg, suites, unwrapped, tokenizer, accelerator.device)
 
-    # 7. Outputs, then 8. the manifest (last: its existence means the run finished).
+    # 8. Outputs, then 9. the manifest (last: its existence means the run finished).
     if accelerator.is_main_process:
         from ..closure.manifest import write_manifest
 
