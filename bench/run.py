@@ -768,6 +768,13 @@ def reproduce_findings(r: dict) -> list[str]:
     ]
 
 
+def kept_sections() -> str:
+    """Sections other scripts render into the page (bench/data_scale.py), kept as they are."""
+    mark = "<!-- bench/data_scale.py:"
+    text = DOC.read_text() if DOC.is_file() else ""
+    return "\n" + text[text.index(mark):] if mark in text else ""
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small sizes (CI: a few minutes)")
@@ -783,7 +790,7 @@ def main() -> int:
     args = p.parse_args()
     if args.render:
         results = json.loads(args.render.read_text())
-        DOC.write_text(render(results))
+        DOC.write_text(render(results) + kept_sections())
         return 0
     only = [x for x in args.only.split(",") if x]
     unknown = set(only) - set(FIGURES)
@@ -851,7 +858,7 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"bench: wrote bench/results/{name} ({(time.perf_counter() - began) / 60:.1f} min)")
     if not args.no_docs:
-        DOC.write_text(render(results))
+        DOC.write_text(render(results) + kept_sections())
         log(f"bench: wrote {DOC.relative_to(ROOT)}")
     return 0
 

@@ -176,6 +176,7 @@ FILES = [
     "tests/test_store.py",
     "tests/test_sources.py",
     "tests/test_tokens.py",
+    "tests/test_data_memory.py",
     "tests/s3_server.py",
     "uv.lock",
 ]

@@ -376,3 +376,30 @@ def test_failing_build_leaves_the_previous_build_and_lock_untouched(
         "data filter 'mark_then_fail' raised RuntimeError: boom", "on eval row"
     )
     assert snapshot() == before
+
+
+# --- progress ------------------------------------------------------------------------------
+
+
+def test_progress_line_shows_rows_per_second_bytes_and_eta(pkg):
+    import importlib
+    import io
+
+    progress = importlib.import_module(f"{pkg.__name__}.data.progress").Progress(io.StringIO())
+    progress.start(2_000_000)
+    progress.began -= 10.0  # ten seconds in
+    progress.add_bytes(500_000)
+    progress.add_rows(40_000)
+    line = progress.line()
+    assert line.startswith("rows 40,000  ")
+    assert "read 500.0 kB of 2.0 MB" in line
+    assert "eta 0:00:30" in line  # a quarter read in 10 s: 30 s left
+    progress.close()  # the last state stays on screen, on a line of its own
+    drawn = progress.stream.getvalue()
+    assert drawn.endswith("\n") and drawn.rsplit("\r\033[K", 1)[1].startswith("rows 40,000")
+
+
+def test_build_progress_off_a_terminal_draws_nothing(ft, data_workdir):
+    result = ft("data", "build", "--progress")
+    assert result.code == 0, result.err
+    assert result.err == ""  # stderr is not a terminal here: the summary lines are the record

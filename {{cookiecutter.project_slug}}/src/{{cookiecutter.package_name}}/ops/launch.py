@@ -133,7 +133,14 @@ def main(
 def run_local(config: str, overrides: list[str], run_uri: str | None, command: list[str]) -> int:
     """`ft train` (or `command`) in a subprocess of this environment; its output streams through."""
     if not command:
-        command = [sys.executable, "-m", f"{__package__}.cli", "train", "--config", config]
+        command = [
+            sys.executable,
+            "-m",
+            f"{__package__.rpartition('.')[0]}.cli",
+            "train",
+            "--config",
+            config,
+        ]
         for override in overrides:
             command += ["--set", override]
         if run_uri is not None:
