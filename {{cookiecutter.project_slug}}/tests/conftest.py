@@ -96,7 +96,8 @@ class FtResult:
         """Assert a user error as the CLI contract has it, and return the message line.
 
         Exit 2, nothing on stdout, exactly one `error: ...` line on stderr that
-        offers a fix, no traceback, and every needle (file, key, cause) in it.
+        offers a fix, no traceback, and every needle (file, key, cause) in it. A
+        registry command may say first which registry it resolved (`registry: URI (...)`).
         """
         assert self.code == 2, (
             f"exit {self.code}, expected 2\nstdout: {self.out}\nstderr: {self.err}"
@@ -104,6 +105,8 @@ class FtResult:
         assert "Traceback" not in self.err + self.out
         assert self.out == ""
         lines = self.err.splitlines()
+        if len(lines) == 2 and lines[0].startswith("registry: "):
+            lines = lines[1:]
         assert len(lines) == 1, f"expected one error line, got:\n{self.err}"
         line = lines[0]
         assert line.startswith("error: "), line

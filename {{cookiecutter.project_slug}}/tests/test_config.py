@@ -18,7 +18,7 @@ SMOKE = "configs/smoke.yaml"
 # The resolved smoke config's hash. smoke.yaml does not depend on the bake answers, so
 # this moves only when smoke.yaml or the schema (a key or a default) changes; such a
 # change alters every run's recorded config hash, so update this pin on purpose.
-SMOKE_CONFIG_SHA256 = "9ef9eec1a05af6c4f7745b47ac90082042bd8d30f7210207096e5d8e49ba56da"
+SMOKE_CONFIG_SHA256 = "c45f2e798938049ccba3ce7139f85b887196fbb6ed7c16381074eb95d3ea8600"
 HEX40 = "0123456789abcdef0123456789abcdef01234567"
 DIGEST = "sha256:" + "ab" * 32
 # smoke.yaml with its local tiny base swapped for a hub model (revision still to add).
@@ -87,8 +87,9 @@ def test_config_hash_is_stable_across_processes(pkg, data_workdir, run_python):
 
 def test_resolved_config_fills_defaults_and_omits_its_path(pkg, data_workdir):
     resolved = pkg.config.load_config(SMOKE).resolved()
-    # smoke.yaml has no publish or launch section: the defaults are recorded anyway.
-    assert resolved["publish"] == {"registry": "file://./registry", "license": "apache-2.0"}
+    # smoke.yaml has no publish or launch section: the defaults are recorded anyway
+    # (registry null: the repo's, from configs/recipe.yaml).
+    assert resolved["publish"] == {"registry": None, "license": "apache-2.0"}
     assert resolved["launch"]["image"] is None
     assert resolved["train"]["max_steps"] == 12
     assert "_path" not in json.dumps(resolved)
@@ -155,7 +156,7 @@ def test_override_creates_a_missing_section(pkg, data_workdir):
     # smoke.yaml has no `publish:` section; an override may still set a key in it.
     cfg = pkg.config.load_config(SMOKE, ["publish.license=mit"])
     assert cfg.publish.license == "mit"
-    assert cfg.publish.registry == "file://./registry"
+    assert cfg.publish.registry is None
 
 
 @pytest.mark.parametrize(
@@ -290,7 +291,7 @@ def test_config_must_be_a_mapping(ft, data_workdir, text):
 # --- pins -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("revision", ["main", "v1.0", "deadbee", HEX40.upper(), "null"])
+@pytest.mark.parametrize("revision", ["main", "v1.0", "deadbee", "null"])
 def test_hub_base_revision_must_be_a_commit(ft, data_workdir, revision):
     result = ft(
         "config", "validate", "--config", SMOKE, *HUB_BASE, f"--set=model.base.revision={revision}"
@@ -301,6 +302,14 @@ def test_hub_base_revision_must_be_a_commit(ft, data_workdir, revision):
         else "model.base.revision: must be a 40-hex commit"
     )
     result.user_error(SMOKE, needle, "moves under you")
+
+
+def test_uppercase_commit_is_refused_saying_hub_commits_are_lowercase(ft, data_workdir):
+    upper = "ABCDEF" + HEX40[6:]
+    line = ft(
+        "config", "validate", "--config", SMOKE, *HUB_BASE, f"--set=model.base.revision={upper}"
+    ).user_error(SMOKE, "model.base.revision", "hub commit ids are lowercase hex")
+    assert f"write 'abcdef{HEX40[6:]}'" in line and "branch or tag" not in line
 
 
 def test_hub_base_without_revision_is_refused(ft, data_workdir):

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from test_closure import _make_project
 
 # Trains real runs in `ft` processes: not part of the quick suite (`-m "not slow"`).
@@ -129,12 +130,21 @@ def test_failed_verification_is_refused_with_its_reason(verified, tmp_path, ft):
 def test_reproduced_run_publishes_lists_and_is_immutable(project, verified):
     """The new user's path: train -> reproduce -> publish -> `ft registry list`.
 
-    Both default to file://./registry: publish from the run's config, list from --config.
+    Both resolve the repo's one registry, publish.registry of configs/recipe.yaml (the
+    default bake's file://./registry), and say so.
     """
-    done = _ok(_ft(project, "publish", "runs/smoke", "--version", "v0.1.0", **SECRETS))
+    recipe = yaml.safe_load((project / "configs" / "recipe.yaml").read_text())
+    env, said = {}, "registry: file://./registry (publish.registry of configs/recipe.yaml)\n"
+    if recipe["publish"]["registry"] != "file://./registry":  # an hf:// or mlflow:// bake
+        env, said = (
+            {"FT_REGISTRY": "file://./registry"},
+            "registry: file://./registry ($FT_REGISTRY)\n",
+        )
+    done = _ok(_ft(project, "publish", "runs/smoke", "--version", "v0.1.0", **SECRETS, **env))
     assert "published v0.1.0 to file://./registry" in done.stdout
-    listed = _ok(_ft(project, "registry", "list", "--config", "configs/smoke.yaml"))
-    assert listed.stdout.startswith("v0.1.0\trun smoke\t")
+    assert done.stderr.startswith(said)
+    listed = _ok(_ft(project, "registry", "list", **env))
+    assert listed.stdout.startswith("v0.1.0\trun smoke\t") and listed.stderr == said
 
     registry = project / "registry"
     index = json.loads((registry / "versions" / "v0.1.0.json").read_text())
@@ -167,9 +177,10 @@ def test_reproduced_run_publishes_lists_and_is_immutable(project, verified):
         for secret in SECRETS.values():
             assert secret.encode() not in data, f"a secret leaked into registry/{path}"
 
-    again = _ft(project, "publish", "runs/smoke", "--version", "v0.1.0")
+    again = _ft(project, "publish", "runs/smoke", "--version", "v0.1.0", **env)
     assert again.returncode == 2 and "already exists" in again.stderr
-    assert "Traceback" not in again.stderr and again.stderr.count("\n") == 1
+    assert "Traceback" not in again.stderr and again.stderr.startswith(said)
+    assert again.stderr.count("\n") == 2  # which registry, then the one error line
     assert json.loads((registry / "versions" / "v0.1.0.json").read_text()) == index
 
 
@@ -425,6 +436,7 @@ def test_pull_is_byte_identical_and_reverifies_every_blob(project, verified, tmp
     again = tmp_path / "pulled-again"
     bad = _ft(project, "registry", "pull", "v0.3.0", str(again), "--registry", uri)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert bad.stderr.count("\n") == 1 and WEIGHTS in bad.stderr and "corrupted" in bad.stderr
+    assert bad.stderr.startswith(f"registry: {uri} (--registry)\n")
+    assert bad.stderr.count("\n") == 2 and WEIGHTS in bad.stderr and "corrupted" in bad.stderr
     assert not again.exists()
     assert not any(p.name.startswith(".pulled-again") for p in tmp_path.iterdir())

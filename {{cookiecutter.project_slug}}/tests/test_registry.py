@@ -202,11 +202,61 @@ def test_an_index_cannot_write_outside_the_destination(reg, release, tmp_path):
     assert not (tmp_path / "escaped").exists()
 
 
+def load_config(path: str):
+    return importlib.import_module(f"{PKG}.config").load_config(path)
+
+
+def set_repo_registry(uri: str) -> None:
+    """Point publish.registry of the working copy's configs/recipe.yaml at `uri`."""
+    import yaml
+
+    path = Path("configs/recipe.yaml")
+    raw = yaml.safe_load(path.read_text())
+    raw["publish"]["registry"] = uri
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def test_every_command_resolves_one_registry(reg, release, tmp_path, ft, data_workdir, monkeypatch):
+    """An mlflow repo's smoke run (smoke.yaml has no publish key) publishes where
+    `ft registry list` reads: configs/recipe.yaml's registry; FT_REGISTRY and --registry
+    override it for every command alike, and each command says which one it used."""
+    monkeypatch.delenv("FT_REGISTRY", raising=False)
+    set_repo_registry("mlflow://team-model")
+    smoke = load_config("configs/smoke.yaml").resolved()
+    assert reg.resolve_registry(None, smoke) == "mlflow://team-model"
+    repo = f"file://{tmp_path}/team-registry"
+    set_repo_registry(repo)
+    reg.open_registry(repo).publish("v0.1.0", release, META)
+    listed = ft("registry", "list")
+    assert listed.err == f"registry: {repo} (publish.registry of configs/recipe.yaml)\n"
+    assert listed.out.startswith("v0.1.0\t")
+    # $FT_REGISTRY, then --registry, win over the repo's registry; the source is named.
+    other = f"file://{tmp_path}/other"
+    monkeypatch.setenv("FT_REGISTRY", other)
+    env = ft("registry", "list")
+    assert env.err.splitlines()[0] == f"registry: {other} ($FT_REGISTRY)" and env.out == ""
+    site = ft("history", "--out", tmp_path / "site")
+    assert site.err.startswith(f"registry: {other} ($FT_REGISTRY)\n")
+    assert f"0 release(s) from {other}" in site.out
+    flag = ft("registry", "list", "--registry", repo)
+    assert flag.err == f"registry: {repo} (--registry)\n" and flag.out.startswith("v0.1.0")
+    monkeypatch.delenv("FT_REGISTRY")
+    # A run whose own config names another registry is refused, not silently redirected.
+    smoke["publish"]["registry"] = other
+    with pytest.raises(reg.UserError, match="a repo has one registry"):
+        reg.resolve_registry(None, smoke)
+    assert reg.resolve_registry(other, smoke) == other  # unless chosen explicitly
+
+
 def test_registry_commands_on_a_local_registry(reg, release, tmp_path, ft, data_workdir):
     uri = f"file://{tmp_path}/registry"
-    # The default: publish.registry of --config (smoke.yaml leaves it at file://./registry).
-    empty = ft("registry", "list", "--config", "configs/smoke.yaml")
-    assert empty.code == 0 and empty.out == "" and "no versions in file://./registry" in empty.err
+    # The default: the repo's registry, publish.registry of configs/recipe.yaml.
+    recipe = load_config("configs/recipe.yaml").publish.registry
+    empty = ft("registry", "list")
+    assert empty.code == 0 and empty.out == ""
+    assert empty.err.splitlines()[0] == (
+        f"registry: {recipe} (publish.registry of configs/recipe.yaml)"
+    )
     reg.open_registry(uri).publish("v0.1.0", release, META)
     listed = ft("registry", "list", "--registry", uri)
     assert listed.out == f"v0.1.0\trun smoke\tcommit {'a' * 12}\teval_loss 1.5\tverified None\n"
@@ -637,3 +687,21 @@ def test_mlflow_concurrent_publishes_of_one_version_have_one_winner(
     registry.pull("v2.0.0", tmp_path / "pulled")
     same_bytes(tmp_path / "pulled", release)
     _secret_free(mlflow_env.root)
+
+
+def test_unreachable_mlflow_server_fails_in_seconds(ft, data_workdir, monkeypatch):
+    """Nothing listens on the port: the error comes from a 3 s connect probe, not after
+    MLflow's own retries (minutes with its default backoff)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:secret@127.0.0.1:{port}")
+    began = time.perf_counter()
+    for argv in (["registry", "list"], ["registry", "show", "v1.0.0"]):
+        line = ft(*argv, "--registry", "mlflow://my-model").user_error(
+            "MLFLOW_TRACKING_URI",
+            f"cannot reach the MLflow server at http://127.0.0.1:{port} (Connection refused)",
+            "start the server",
+        )
+        assert "secret" not in line
+    assert time.perf_counter() - began < 5

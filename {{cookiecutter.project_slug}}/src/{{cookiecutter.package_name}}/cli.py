@@ -43,16 +43,12 @@ CONFIG = (
         help="dotted override, e.g. --set train.lr=2e-4 (repeatable)",
     ),
 )
+# One registry per repo, resolved the same way by every command (docs/publish.md).
 REGISTRY = (
     arg(
         "--registry",
         help="file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME "
-        "(default: publish.registry of --config)",
-    ),
-    arg(
-        "--config",
-        default="configs/recipe.yaml",
-        help="config whose publish.registry is the default (default: %(default)s)",
+        "(default: $FT_REGISTRY, else publish.registry of configs/recipe.yaml)",
     ),
 )
 
@@ -196,11 +192,7 @@ COMMANDS: dict[str, Command] = {
                 required=True,
                 help="release version, vMAJOR.MINOR.PATCH[-PRERELEASE], e.g. v1.2.0",
             ),
-            arg(
-                "--registry",
-                help="file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME "
-                "(default: publish.registry of the run's config)",
-            ),
+            *REGISTRY,
             arg(
                 "--tag-commit",
                 metavar="SHA",
@@ -250,11 +242,7 @@ COMMANDS: dict[str, Command] = {
                 help="a run directory, a release version (vX.Y.Z) or none "
                 "(default: the latest release in the registry)",
             ),
-            arg(
-                "--registry",
-                help="registry URI for a version baseline "
-                "(default: publish.registry of the run's config)",
-            ),
+            *REGISTRY,
             arg("--out", help="output directory (default: RUN_DIR/report)"),
             arg(
                 "--figures-url",
@@ -308,9 +296,7 @@ COMMANDS: dict[str, Command] = {
         commands.history,
         "Static HTML page over every published version: metrics, pins, reproduce/drill status",
         (
-            arg(
-                "--registry", help="registry URI (default: publish.registry of configs/recipe.yaml)"
-            ),
+            *REGISTRY,
             arg("--out", default="site", help="output directory (default: %(default)s)"),
         ),
     ),

@@ -140,25 +140,15 @@ def publish(args) -> int:
     from .ops.runner import require_shared_registry
     from .publish.gate import main
 
-    if args.registry:
+    if args.registry:  # refused before anything is read; the default is checked when resolved
         require_shared_registry(args.registry, key="--registry")
-    else:  # the run's config names it; publish reads it, the check must see the same value
-        from pathlib import Path
-
-        from .closure.manifest import read_manifest
-
-        registry = read_manifest(Path(args.run_dir))["config"]["publish"]["registry"]
-        require_shared_registry(registry, key="publish.registry")
     return main(args.run_dir, args.version, args.registry, args.tag_commit)
 
 
 def _registry_uri(args) -> str:
-    from .config import load_config
-    from .ops.runner import require_shared_registry
+    from .publish.registries import resolve_registry
 
-    uri = args.registry or load_config(args.config).publish.registry
-    require_shared_registry(uri, key="--registry" if args.registry else "publish.registry")
-    return uri
+    return resolve_registry(args.registry, shared=True)
 
 
 def registry_list(args) -> int:

@@ -65,6 +65,11 @@ class BaseModelSpec(Section):
     @field_validator("revision", "tokenizer_revision")
     @classmethod
     def _commit(cls, value: str | None) -> str | None:
+        if value is not None and HEX40.fullmatch(value.lower()) and value != value.lower():
+            raise ValueError(
+                f"{value!r} is a commit in uppercase, but hub commit ids are lowercase hex: "
+                f"write {value.lower()!r}"
+            )
         if value is not None and not HEX40.fullmatch(value):
             raise ValueError(
                 f"must be a 40-hex commit, got {value!r}: a branch or tag such as "
@@ -168,6 +173,11 @@ class SourceSpec(Section):
         if self.hub_id is not None and (
             self.revision is None or not HEX40.fullmatch(self.revision)
         ):
+            if self.revision and HEX40.fullmatch(self.revision.lower()):
+                raise ValueError(
+                    f"`revision` {self.revision!r} is in uppercase, but hub commit ids are "
+                    f"lowercase hex: write {self.revision.lower()!r}"
+                )
             raise ValueError("a hub dataset needs `revision`, a 40-hex commit")
         if self.hub_id is not None and (self.format or self.etag or self.size is not None):
             raise ValueError("`format`, `etag` and `size` apply to a `path` source only")
@@ -365,17 +375,23 @@ class ReproduceSpec(Section):
 
 
 class PublishSpec(Section):
-    """Where `ft publish` pushes releases (docs/publish.md) and the licence on the model card."""
+    """Where `ft publish` pushes releases (docs/publish.md) and the licence on the model card.
 
-    registry: str = "file://./registry"
+    One registry per repo: `registry` is read from configs/recipe.yaml by every command
+    (`--registry` / $FT_REGISTRY override it); other configs leave it unset (null).
+    """
+
+    registry: str | None = None
     """file://PATH, hf://OWNER/REPO (token from HF_TOKEN) or mlflow://MODEL_NAME (server from
-    MLFLOW_TRACKING_URI).
+    MLFLOW_TRACKING_URI); set in configs/recipe.yaml only (null elsewhere).
     """
     license: str = "apache-2.0"
     """Licence written into the model card."""
 
     @model_validator(mode="after")
     def _scheme(self):
+        if self.registry is None:
+            return self
         scheme, sep, rest = self.registry.partition("://")
         if scheme not in ("file", "hf", "mlflow") or not sep or not rest:
             raise ValueError(

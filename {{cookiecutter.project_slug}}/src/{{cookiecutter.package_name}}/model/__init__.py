@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import UserError
-from ..util.hashing import sha256_file, sha256_tree
+from ..util.hashing import sha256_file, sha256_tree, tree_files
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -64,7 +64,6 @@ def tokenizer_hash(tokenizer_dir: str | Path) -> str:
 def load_base(cfg: Config):
     """Return (model, tokenizer, pins) where pins records exactly what was loaded."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -72,14 +71,46 @@ def load_base(cfg: Config):
     dtype = getattr(torch, cfg.model.dtype)
     if base.path is not None:
         pins = {"path": base.path, "sha256": ensure_local_base(cfg)}
-        source, revision, tok_revision = base.path, None, None
+        model, tokenizer = _from_pretrained(cfg, base.path, None, None, dtype, local_only=True)
+        tok_dir = base.path
     else:
-        source, revision = base.hub_id, base.revision
+        revision = base.revision
         tok_revision = base.tokenizer_revision or base.revision
-        pins = {"hub_id": base.hub_id, "revision": revision, "tokenizer_revision": tok_revision}
+        model, tokenizer = _load_hub(cfg, base.hub_id, revision, tok_revision, dtype)
+        # Every file of both snapshots, verified against the hub's content addresses, so a
+        # corrupted cache fails here and `ft diff` names the file that moved.
+        files = snapshot_files(cfg, base.hub_id, revision)
+        tok_files = snapshot_files(cfg, base.hub_id, tok_revision)
+        pins = {
+            "hub_id": base.hub_id,
+            "revision": revision,
+            "tokenizer_revision": tok_revision,
+            "files": files,
+            "tokenizer_files": {n: h for n, h in tok_files.items() if n in TOKENIZER_FILES},
+        }
+        tok_dir = snapshot_dir(base.hub_id, tok_revision)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    pins["tokenizer_sha256"] = tokenizer_hash(tok_dir)
+    return model, tokenizer, pins
+
+
+def _from_pretrained(cfg, source, revision, tok_revision, dtype, local_only: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=tok_revision)
-        model = AutoModelForCausalLM.from_pretrained(source, revision=revision, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, revision=tok_revision, local_files_only=local_only
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            source,
+            revision=revision,
+            dtype=dtype,
+            local_files_only=local_only,
+            # transformers looks for an adapter_config.json on the hub without passing
+            # local_files_only on (minutes of retries when the hub is unreachable).
+            adapter_kwargs={"local_files_only": local_only},
+        )
     except OSError as e:
         raise UserError(
             f"could not load base model {source!r}: {e}",
@@ -88,22 +119,99 @@ def load_base(cfg: Config):
             fix="check the id and revision; for hub models set "
             "HF_TOKEN if gated and make sure the hub is reachable",
         ) from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tok_dir = base.path if base.path is not None else _hub_snapshot(source, tok_revision)
-    pins["tokenizer_sha256"] = tokenizer_hash(tok_dir) if tok_dir else None
-    return model, tokenizer, pins
+    return model, tokenizer
 
 
-def _hub_snapshot(repo_id: str, revision: str) -> str | None:
-    from huggingface_hub import snapshot_download
+def _load_hub(cfg: Config, repo_id: str, revision: str, tok_revision: str, dtype):
+    """A pinned commit never changes, so the local cache is tried first, without network;
+    only what is missing is fetched, and only after a short probe says the hub is there."""
+    from huggingface_hub import constants
 
     try:
-        return snapshot_download(
-            repo_id, revision=revision, local_files_only=True, allow_patterns=list(TOKENIZER_FILES)
+        return _from_pretrained(cfg, repo_id, revision, tok_revision, dtype, local_only=True)
+    except UserError as e:
+        from_cache = e
+    missing = [r for r in dict.fromkeys((revision, tok_revision)) if not _cached(repo_id, r)]
+    if constants.HF_HUB_OFFLINE and not missing:
+        raise from_cache  # the snapshot is there: a partial download or an unloadable model
+    where = missing[0] if missing else revision
+    fetch = f"hf download {repo_id} --revision {where}"
+    if constants.HF_HUB_OFFLINE:
+        raise UserError(
+            f"revision {where} of {repo_id} is not (completely) in the local hub cache "
+            f"{constants.HF_HUB_CACHE}, and HF_HUB_OFFLINE=1 forbids fetching it",
+            file=cfg._path,
+            key="model.base.revision",
+            fix=f"fetch it once where the hub is reachable: `HF_HUB_OFFLINE=0 uv run {fetch}` "
+            "(with HF_TOKEN if the model is gated), or unset HF_HUB_OFFLINE",
         )
-    except Exception:
-        return None
+    from ..util.net import check_reachable
+
+    check_reachable(
+        constants.ENDPOINT,
+        what=f"the Hugging Face Hub to fetch {repo_id}@{where[:12]}",
+        key="HF_ENDPOINT",
+        fix="check the network (or HF_ENDPOINT), or fetch the revision into the cache "
+        f"elsewhere (`uv run {fetch}`) and copy the cache here",
+    )
+    return _from_pretrained(cfg, repo_id, revision, tok_revision, dtype, local_only=False)
+
+
+def snapshot_dir(repo_id: str, revision: str) -> Path:
+    """The cache folder of a model repo at a commit (huggingface_hub's cache layout)."""
+    from huggingface_hub import constants
+
+    return Path(
+        constants.HF_HUB_CACHE, f"models--{repo_id.replace('/', '--')}", "snapshots", revision
+    )
+
+
+def _cached(repo_id: str, revision: str) -> bool:
+    return snapshot_dir(repo_id, revision).is_dir()
+
+
+def snapshot_files(cfg: Config, repo_id: str, revision: str) -> dict[str, str]:
+    """sha256 of every file in the snapshot, each checked against its blob's name.
+
+    The cache stores a file as `blobs/<address>` linked from the snapshot: the address is
+    the file's sha256 for LFS files (weights) and its git blob id (sha1 of
+    `blob <size>\\0<bytes>`) for the others. A file whose bytes do not give its address
+    was corrupted after download.
+    """
+    import os
+    import re
+
+    root = snapshot_dir(repo_id, revision)
+    files = {}
+    for rel in tree_files(root):
+        path = root / rel
+        digest, git_oid = _sha256_and_git_oid(path)
+        address = Path(os.path.realpath(path)).name
+        # A snapshot copied without its links (e.g. a plain directory) has no address to check.
+        expected = {64: digest, 40: git_oid}.get(len(address))
+        if re.fullmatch(r"[0-9a-f]+", address) and expected is not None and expected != address:
+            raise UserError(
+                f"{rel.as_posix()} of {repo_id}@{revision[:12]} in the hub cache is corrupted: "
+                f"its bytes hash to {digest[:16]}..., the hub's address is {address[:16]}...",
+                file=str(path),
+                key="model.base",
+                fix=f"delete {os.path.realpath(path)} and fetch the revision again "
+                f"(`uv run hf download {repo_id} --revision {revision}`)",
+            )
+        files[rel.as_posix()] = digest
+    return files
+
+
+def _sha256_and_git_oid(path: Path) -> tuple[str, str]:
+    import hashlib
+
+    sha, oid = hashlib.sha256(), hashlib.sha1(usedforsecurity=False)
+    oid.update(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+            oid.update(chunk)
+    return sha.hexdigest(), oid.hexdigest()
 
 
 def add_lora(cfg: Config, model):

@@ -116,6 +116,16 @@ def _mlflow(cfg, run_dir: Path, key: str):
             fix="export MLFLOW_TRACKING_URI=http://<your mlflow server> (credentials "
             "in MLFLOW_TRACKING_USERNAME/PASSWORD or TOKEN, never in the config)",
         )
+    from ..util.net import cap_mlflow_retries, check_reachable
+
+    check_reachable(
+        os.environ["MLFLOW_TRACKING_URI"],
+        what="the MLflow server",
+        key="MLFLOW_TRACKING_URI",
+        fix="start the server, point MLFLOW_TRACKING_URI at it, or drop mlflow from "
+        "track.report_to",
+    )
+    cap_mlflow_retries()
     mlflow.set_experiment(cfg.track.experiment)
     run = mlflow.start_run(
         run_name=run_dir.name,

@@ -19,7 +19,7 @@ Refuses, naming the file and the fix, unless
 
 Pushed: the run's outputs (adapter, resolved config.yaml, data.lock, metrics, eval),
 manifest.json, REPRODUCE.md, verification.json and a model card README.md rendered
-from the manifest. The registry defaults to `publish.registry` of the run's config.
+from the manifest. The registry is the repo's (registry/__init__.py: resolve_registry).
 """
 
 import json
@@ -32,7 +32,7 @@ from pathlib import Path
 from ..closure.manifest import command_block, output_files, read_manifest
 from ..errors import UserError
 from ..util.hashing import copy_hashing
-from .registries import VersionNotFound, check_version, open_registry
+from .registries import VersionNotFound, check_version, open_registry, resolve_registry
 
 RECORDS = ("manifest.json", "REPRODUCE.md", "verification.json")
 CARD = "README.md"
@@ -53,7 +53,7 @@ def main(
         manifest = stage_records(run_dir, record, staging)
         # 2. The release: commit of the tag, a version the registry does not hold.
         check_release_commit(manifest, version, tag_commit)
-        uri = registry_uri or manifest["config"]["publish"]["registry"]
+        uri = resolve_registry(registry_uri, manifest["config"], shared=True)
         registry = open_registry(uri)
         if registry.exists(version):
             raise UserError(

@@ -1,6 +1,6 @@
 """`ft history`: one static HTML page over every published version.
 
-    uv run ft history                                   # registry: publish.registry of the recipe
+    uv run ft history                                   # the repo's registry (ft registry list)
     uv run ft history --registry file://./registry --out site/
 
 Writes OUT/index.html (default site/) and OUT/reproduce/<version>.md, each
@@ -256,10 +256,9 @@ def build(registry_uri: str) -> dict[str, bytes]:
 
 
 def main(registry: str | None = None, out: str = "site") -> int:
-    if registry is None:
-        from ..config import DEFAULT_CONFIG, load_config
+    from ..publish.registries import resolve_registry
 
-        registry = load_config(DEFAULT_CONFIG).publish.registry
+    registry = resolve_registry(registry)
     files = build(registry)
     write_dir(Path(out), files, INDEX)
     count = sum(1 for name in files if name.startswith("reproduce/"))

@@ -327,7 +327,21 @@ def _write_adapter(model, run_dir: Path) -> None:
     """peft's adapter files, written beside and renamed into place."""
     final, partial = run_dir / "adapter", run_dir / ".partial-adapter"
     shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial, safe_serialization=True)
+    # peft asks the hub whether a hub base's config.json exists to decide what to save;
+    # offline it decides from the local model, so the files never depend on the network.
+    import warnings
+
+    previous = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        with warnings.catch_warnings():  # peft's note that it did not ask: expected here
+            warnings.filterwarnings("ignore", message="Could not find a config file in")
+            model.save_pretrained(partial, safe_serialization=True)
+    finally:
+        if previous is None:
+            del os.environ["HF_HUB_OFFLINE"]
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous
     (partial / "README.md").unlink(missing_ok=True)  # peft's generic card; publish writes ours
     # peft keeps target_modules as a set and dumps it in hash-seed order: canonicalise.
     config_file = partial / "adapter_config.json"

@@ -4,7 +4,9 @@
     uv run ft registry show  v0.1.0
     uv run ft registry pull  v0.1.0 DIR
 
-The URI picks the backend (default: `publish.registry` of the config):
+The URI picks the backend. Every command resolves it the same way (resolve_registry):
+`--registry URI`, else $FT_REGISTRY, else `publish.registry` of configs/recipe.yaml (the
+repo's registry), else file://./registry; and says on stderr which one it used.
 
     file://PATH       a directory: content-addressed blobs + one index per version (local.py)
     hf://OWNER/REPO   a Hugging Face Hub model repo; a version is a git tag (hf.py)
@@ -20,12 +22,14 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
+from ...config import DEFAULT_CONFIG
 from ...errors import UserError
 from ...util.hashing import copy_hashing, sha256_file
 
@@ -126,6 +130,54 @@ class VersionNotFound(UserError):
 
 class IntegrityError(UserError):
     pass
+
+
+DEFAULT_REGISTRY = "file://./registry"
+REPO_CONFIG = DEFAULT_CONFIG  # configs/recipe.yaml: the repo's registry lives there
+
+
+def resolve_registry(
+    flag: str | None, run_config: dict | None = None, *, shared: bool = False
+) -> str:
+    """The repo's one registry, or the explicit override; printed (stderr) with its source.
+
+    `run_config` is the resolved config of the run being published or reported: if it
+    names a registry of its own that is not the repo's, that is refused rather than
+    silently overridden either way. `shared`: the command needs a registry that outlives
+    a CI runner (publish, registry list/show/pull), so this machine's disk is refused there.
+    """
+    if flag:
+        uri, source, key = flag, "--registry", "--registry"
+    elif os.environ.get("FT_REGISTRY"):
+        uri, source, key = os.environ["FT_REGISTRY"], "$FT_REGISTRY", "FT_REGISTRY"
+    else:
+        (uri, source), key = repo_registry(), "publish.registry"
+        own = ((run_config or {}).get("publish") or {}).get("registry")
+        if own and own != uri:
+            raise UserError(
+                f"the run's config names registry {own}, but this repo's registry is {uri} "
+                f"({source}); a repo has one registry",
+                key="publish.registry",
+                fix=f"set it only in {REPO_CONFIG}, or choose explicitly with --registry "
+                "or FT_REGISTRY",
+            )
+    print(f"registry: {uri} ({source})", file=sys.stderr, flush=True)
+    if shared:
+        from ...ops.runner import require_shared_registry
+
+        require_shared_registry(uri, key=key)
+    return uri
+
+
+def repo_registry() -> tuple[str, str]:
+    """(URI, where it came from): `publish.registry` of configs/recipe.yaml, else the default."""
+    from ...config import load_config
+
+    if Path(REPO_CONFIG).is_file():
+        registry = load_config(REPO_CONFIG).publish.registry
+        if registry:
+            return registry, f"publish.registry of {REPO_CONFIG}"
+    return DEFAULT_REGISTRY, f"the default: {REPO_CONFIG} sets no publish.registry"
 
 
 def open_registry(uri: str) -> Registry:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ...errors import UserError
 from ...util.hashing import copy_hashing, sha256_bytes
+from ...util.net import cap_mlflow_retries, check_reachable
 from . import (
     INDEX_NAME,
     Fetch,
@@ -102,6 +103,14 @@ class MlflowRegistry(Registry):
                     key="MLFLOW_TRACKING_URI",
                     fix="export MLFLOW_TRACKING_URI=http://HOST:PORT of your server",
                 )
+            # Down or unreachable: say so in seconds, not after MLflow's minutes of retries.
+            check_reachable(
+                os.environ["MLFLOW_TRACKING_URI"],
+                what="the MLflow server",
+                key="MLFLOW_TRACKING_URI",
+                fix="start the server or point MLFLOW_TRACKING_URI at it",
+            )
+            cap_mlflow_retries()
             # A CLI prints its own lines: no run links on stdout, no progress bars on stderr.
             os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -98,7 +98,7 @@ def resolve_baseline(
     Without a spec: the latest release in the registry that is not this very run (after
     `ft publish`, the run is the latest release, and comparing it with itself says nothing).
     """
-    from ...publish.registries import VERSION, open_registry
+    from ...publish.registries import VERSION, open_registry, resolve_registry
 
     if spec is not None and spec.lower() == "none":
         return None, "none (`--baseline none`)"
@@ -111,7 +111,7 @@ def resolve_baseline(
                 fix="pass runs/<id>, a version such as v1.2.0, or none",
             )
         return load_run(path), f"run `{spec}`"
-    uri = registry_uri or read_manifest(run_dir)["config"]["publish"]["registry"]
+    uri = resolve_registry(registry_uri, read_manifest(run_dir)["config"])
     if spec is not None:
         return load_release(open_registry(uri), spec), f"release `{spec}` from `{uri}`"
     # The default baseline is a courtesy: a PR from a fork has no registry credentials, and
