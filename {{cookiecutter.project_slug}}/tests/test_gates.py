@@ -189,3 +189,34 @@ def test_planted_segment_regression_fails_its_gate_and_a_waiver_publishes(tmp_pa
     ]
     statuses = {r["gate"]: r["status"] for r in meta["gates"]["results"]}
     assert statuses == {"tasks/all/loss": "pass", "tasks/lookup/loss": "fail"}
+
+
+# --- the drill's re-training on today's pipeline -----------------------------------------
+
+
+@pytest.mark.slow
+def test_retrain_passes_on_an_unchanged_pipeline_and_fails_on_a_planted_filter_change(tmp_path):
+    from test_publish import _ft, _make_project, _ok, _run
+
+    project = tmp_path / "project"
+    project.mkdir()
+    _make_project(project)
+    _ok(_ft(project, "train", "--config", "configs/smoke.yaml", "--out", "runs/release"))
+
+    same = _ft(project, "retrain", "runs/release", "--out", "runs/again", "--gates-out", "g.md")
+    assert same.returncode == 0, same.stderr[-3000:]
+    table = (project / "g.md").read_text()
+    assert table.count("✅ pass") == 3 and "fail" not in table
+    assert "+0.0000" in table  # the same closure gives the same metrics: no regression
+
+    # A dependency-like change lands on main: a filter now behaves differently.
+    filters = project / "src" / next(p.name for p in (project / "src").iterdir()) / "data"
+    code = (filters / "filters.py").read_text()
+    (filters / "filters.py").write_text(
+        code.replace('return {k: _SPACES.sub(" ", v).strip()', 'return {k: _SPACES.sub("  ", v)')
+    )
+    _ok(_run(project, "git", "commit", "-qam", "a filter change", "--author", "t <t@t>"))
+    moved = _ft(project, "retrain", "runs/release", "--out", "runs/moved", "--gates-out", "g2.md")
+    assert moved.returncode == 1
+    assert "normalize_whitespace" in moved.stderr and "code changed" in moved.stderr
+    assert "did not train on this pipeline" in (project / "g2.md").read_text()

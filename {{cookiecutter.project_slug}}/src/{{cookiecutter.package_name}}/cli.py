@@ -148,7 +148,23 @@ COMMANDS: dict[str, Command] = {
     "reproduce": Command(
         commands.reproduce,
         "Re-run a run's REPRODUCE.md from a clean checkout and compare its outputs",
-        (arg("run_dir", help="a finished run, e.g. runs/<id>"),),
+        (
+            arg("run_dir", help="a finished run, e.g. runs/<id>"),
+            arg(
+                "--clean-room",
+                action="store_true",
+                help="fresh HOME, empty caches, no credentials, nothing outside the checkout "
+                "(what the release runs; docs/publish.md)",
+            ),
+            arg(
+                "--keep-env",
+                action="append",
+                default=[],
+                metavar="NAME",
+                help="with --clean-room: pass this credential through (repeatable); only "
+                "read- or launch-scoped ones, e.g. SKYPILOT_SERVICE_ACCOUNT_TOKEN",
+            ),
+        ),
     ),
     "diff": Command(
         commands.diff,
@@ -290,6 +306,15 @@ COMMANDS: dict[str, Command] = {
                 help="a local embedded base `ft train` rebuilds when the directory is absent",
             ),
             arg("--out", default="migration.md", help="the report (default: %(default)s)"),
+        ),
+    ),
+    "retrain": Command(
+        commands.retrain,
+        "Drill: train a release's config on this checkout's pipeline and check its gates",
+        (
+            arg("release_dir", help="a pulled release (ft registry pull latest runs/drill)"),
+            arg("--out", default="runs/retrain", help="the new run (default: %(default)s)"),
+            arg("--gates-out", metavar="FILE", help="also write the gate table here"),
         ),
     ),
     "history": Command(

@@ -112,7 +112,7 @@ def train(args) -> int:
 def reproduce(args) -> int:
     from .closure.reproduce import main
 
-    return main(args.run_dir)
+    return main(args.run_dir, clean_room=args.clean_room, keep_env=tuple(args.keep_env))
 
 
 def diff(args) -> int:
@@ -200,6 +200,12 @@ def migrate(args) -> int:
         build=args.build,
         out=args.out,
     )
+
+
+def retrain(args) -> int:
+    from .review.drill import main
+
+    return main(args.release_dir, args.out, args.gates_out)
 
 
 def history(args) -> int:

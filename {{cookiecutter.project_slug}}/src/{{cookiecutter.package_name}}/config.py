@@ -208,6 +208,13 @@ class FilterSpec(Section):
 class DataSpec(Section):
     sources: list[SourceSpec] = Field(min_length=1)
     """Where the rows come from, each pinned by content."""
+    row_format: Literal["chat", "prompt_response"] = "prompt_response"
+    """chat: rows of `messages`, rendered with the base tokenizer's chat template
+    (data/chat.py). prompt_response: rows of `prompt` and `response`, joined by a newline,
+    EOS appended.
+    """
+    loss_on: Literal["assistant", "last_assistant", "all"] = "assistant"
+    """Which chat tokens carry loss: every assistant turn, the last one only, or every token."""
     filters: list[FilterSpec] = []
     """Filters applied in order to every split; their counts go into data.lock."""
     lock: str = "data.lock"

@@ -10,6 +10,8 @@
    within the declared bounds.
 4. RUN_DIR/verification.json records what ran, where, the compared hashes and
    the verdict; on failure `ft diff` explains which pinned input moved.
+5. `--clean-room` (what the release runs): a fresh HOME, empty caches, no credentials,
+   nothing read from outside the checkout, no tracked file written (cleanroom.py).
 """
 
 import json
@@ -31,7 +33,7 @@ SCHEMA = 1
 EXACT_IN_TOLERANCE_MODE = ("config.yaml", "data.lock")
 
 
-def main(run_dir: str) -> int:
+def main(run_dir: str, clean_room: bool = False, keep_env: tuple[str, ...] = ()) -> int:
     run_dir = Path(run_dir).resolve()
     manifest = read_manifest(run_dir)
     started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -46,7 +48,7 @@ def main(run_dir: str) -> int:
     try:
         block = _check_document(run_dir, manifest, record)
         _check_run_files(run_dir, manifest)
-        out = _execute(run_dir, manifest, block, record)
+        out = _execute(run_dir, manifest, block, record, clean_room, tuple(keep_env))
         fresh = read_manifest(out)
         record["reproduced_on"] = fresh["hardware"]
         record["compared"] = compare(run_dir, out, manifest)
@@ -120,7 +122,14 @@ def _check_run_files(run_dir: Path, manifest: dict) -> None:
         )
 
 
-def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
+def _execute(
+    run_dir: Path,
+    manifest: dict,
+    block: str,
+    record: dict,
+    clean_room: bool = False,
+    keep_env: tuple[str, ...] = (),
+) -> Path:
     commit = manifest["git"]["commit"]
     if not commit:
         raise _Failed(
@@ -153,8 +162,31 @@ def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
     # The re-run is compared, then discarded: it may live on a CI runner's disk (ops/runner.py).
     env["FT_RUNNER_SCRATCH"] = "1"
     print(f"reproducing {run_dir.name} at {commit[:12]} in {tree}", file=sys.stderr, flush=True)
+    modified: list[str] = []
     try:
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tree, env=env)
+        if clean_room:  # closure/cleanroom.py: fresh HOME and caches, no credentials
+            from .cleanroom import environment, modified_tracked_files, outside_resources
+
+            outside = outside_resources(manifest["config"], tree)
+            if outside:
+                raise _Failed("clean room: the run depends on " + "; ".join(outside))
+            env, dropped = environment(env, scratch, keep_env)
+            record["clean_room"] = {
+                "home": "fresh",
+                "caches": "empty",
+                "dropped_env": dropped,
+                "kept_env": sorted(k for k in keep_env if k in env),
+            }
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", block],
+            cwd=tree,
+            env=env,
+            stderr=subprocess.PIPE if clean_room else None,
+            text=True,
+        )
+        if clean_room:
+            sys.stderr.write(done.stderr)
+            modified = modified_tracked_files(tree)
     finally:
         # The worktree's fresh .venv holds tens of thousands of files: removing it directly
         # is several times faster than letting `git worktree remove` walk it.
@@ -163,7 +195,16 @@ def _execute(run_dir: Path, manifest: dict, block: str, record: dict) -> Path:
         shutil.rmtree(scratch, ignore_errors=True)
     record["exit_code"] = done.returncode
     if done.returncode != 0:
-        raise _Failed(f"the REPRODUCE.md command exited with status {done.returncode}")
+        errors = [ln for ln in (done.stderr or "").splitlines() if ln.startswith("error: ")]
+        raise _Failed(
+            f"the REPRODUCE.md command exited with status {done.returncode}"
+            + (f" in the clean room: {errors[-1].removeprefix('error: ')}" if errors else "")
+        )
+    if modified:
+        raise _Failed(
+            "clean room: the run wrote into its checkout's tracked files, which a "
+            "reproduction must only read: " + ", ".join(modified)
+        )
     if not (out / "manifest.json").is_file():
         raise _Failed("the REPRODUCE.md command finished but wrote no run to $FT_OUT")
     return out
