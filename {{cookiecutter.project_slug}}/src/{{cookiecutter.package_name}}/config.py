@@ -61,6 +61,9 @@ class BaseModelSpec(Section):
     """40-hex hub commit of the base model; a branch or tag name is refused (it moves)."""
     tokenizer_revision: str | None = None
     """40-hex hub commit of the tokenizer; defaults to `revision`."""
+    license: str | None = None
+    """The base model's licence (an SPDX id or the hub's name, e.g. llama3.1), for the model
+    card."""
 
     @field_validator("revision", "tokenizer_revision")
     @classmethod
