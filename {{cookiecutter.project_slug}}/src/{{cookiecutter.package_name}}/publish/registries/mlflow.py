@@ -26,6 +26,7 @@ returns the base model at its pin with the adapter, generating greedily.
 import functools
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
