@@ -2,11 +2,17 @@
 
     python scripts/make_dataset.py
 
-Writes {{cookiecutter.project_slug}}/data/raw/{train,eval}.jsonl: short instruction ->
-answer rows over six string and arithmetic tasks, from a fixed seed, with a few
-deliberately messy rows (extra white space, empty answers, duplicates, over-long
-rows, placeholder text) so that every default filter has something to remove.
-The output is committed; its sha256 is pinned in the generated configs.
+Writes {{cookiecutter.project_slug}}/data/raw/:
+- {train,eval}.jsonl: prompt/response rows, short instruction -> answer over six
+  string and arithmetic tasks;
+- chat-{train,eval}.jsonl: the chat split the default recipe trains on, rows of
+  `messages` (an optional system turn, then one to three user/assistant exchanges
+  over the same tasks).
+Each file comes from a fixed seed, with a few deliberately messy rows (extra white
+space, empty answers, duplicates, over-long rows, placeholder text) so that every
+default filter has something to remove. The output is committed; its sha256 is
+pinned in the generated configs. The prompt/response files are unchanged by the
+chat split: their generators and seeds come first and are left as they were.
 """
 
 import json
@@ -68,11 +74,64 @@ def split(seed: int, n: int) -> list[dict]:
     return rows
 
 
+SYSTEMS = (
+    "You are a careful assistant. Answer with the result only.",
+    "Answer tersely.",
+)
+
+
+def conversation(rng: random.Random) -> dict:
+    """An optional system turn, then one to three user/assistant exchanges."""
+    messages = []
+    if rng.random() < 0.5:
+        messages.append({"role": "system", "content": rng.choice(SYSTEMS)})
+    for _ in range(rng.randint(1, 3)):
+        row = task(rng)
+        messages.append({"role": "user", "content": row["prompt"]})
+        messages.append({"role": "assistant", "content": row["response"]})
+    return {"messages": messages}
+
+
+def mess_chat(rng: random.Random, row: dict, rows: list[dict]) -> dict:
+    """The chat counterpart of `mess`: the same kinds of defects, in the last turn."""
+    roll = rng.random()
+    messages = [dict(m) for m in row["messages"]]
+    last = messages[-1]
+    if roll < 0.04:
+        last["content"] = f"  {last['content']}\n"
+        messages[-2]["content"] = f"{messages[-2]['content']}   "
+    elif roll < 0.06:
+        last["content"] = ""
+    elif roll < 0.10 and rows:
+        return json.loads(json.dumps(rng.choice(rows)))
+    elif roll < 0.12:
+        messages[-2]["content"] += " " + " ".join(rng.choices(WORDS, k=120))
+    elif roll < 0.13:
+        last["content"] = "TODO fill in"
+    else:
+        return row
+    return {"messages": messages}
+
+
+def chat_split(seed: int, n: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows: list[dict] = []
+    for _ in range(n):
+        rows.append(mess_chat(rng, conversation(rng), rows))
+    return rows
+
+
+def write(name: str, rows: list[dict]) -> None:
+    with open(OUT / f"{name}.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, seed, n in (("train", 1, 1200), ("eval", 2, 120)):
-        with open(OUT / f"{name}.jsonl", "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in split(seed, n))
+        write(name, split(seed, n))
+    for name, seed, n in (("chat-train", 3, 1200), ("chat-eval", 4, 120)):
+        write(name, chat_split(seed, n))
 
 
 if __name__ == "__main__":

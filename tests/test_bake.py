@@ -55,6 +55,8 @@ FILES = [
     "configs/recipe.yaml",
     "configs/smoke.yaml",
     "data.lock",
+    "data/raw/chat-eval.jsonl",
+    "data/raw/chat-train.jsonl",
     "data/raw/eval.jsonl",
     "data/raw/train.jsonl",
     "data/suites/tasks.jsonl",
@@ -70,6 +72,7 @@ FILES = [
     "docs/decisions/0006-image-pinned-by-digest-launch-by-sdk.md",
     "docs/decisions/0007-checkpoint-commit-protocol-on-object-stores.md",
     "docs/decisions/0008-reports-and-trackers-stay-outside-the-closure.md",
+    "docs/decisions/0026-chat-rows-through-the-base-template.md",
     "docs/decisions/0010-no-state-on-the-runner.md",
     "docs/decisions/0011-detached-training-observed-by-a-scheduled-poll.md",
     "docs/decisions/0012-template-updates-stay-on-cruft.md",
@@ -100,6 +103,7 @@ FILES = [
     "src/{package}/config.py",
     "src/{package}/data/__init__.py",
     "src/{package}/data/build.py",
+    "src/{package}/data/chat.py",
     "src/{package}/data/filters.py",
     "src/{package}/data/loader.py",
     "src/{package}/data/progress.py",
@@ -151,6 +155,7 @@ FILES = [
     "tests/report_runs.py",
     "tests/test_attest.py",
     "tests/test_base.py",
+    "tests/test_chat.py",
     "tests/test_cli.py",
     "tests/test_closure.py",
     "tests/test_config.py",
@@ -189,6 +194,19 @@ JINJA_LEFT = re.compile(r"(?<!\$)\{[{%#]")
 BRACES_SHIPPED = {
     # Issue template filled in by the drill workflow's create-an-issue step.
     ".github/DRILL_FAILURE.md": ["{{ env.RUN_URL }}", "{{ env.GATES }}"],
+    # The embedded tiny tokenizer's chat template (Jinja run by transformers) and its test.
+    "src/{package}/model/tiny.py": [
+        "{{- bos_token -}}",
+        "{%- for message in messages -%}",
+        "{%- if message['role'] not in ['system', 'user', 'assistant'] -%}",
+        "{{- raise_exception('roles are system, user and assistant, got ' + message['role']) -}}",
+        "{%- endif -%}",
+        "{{- '<|' + message['role'] + '|>\\\\n' + message['content'] + eos_token + '\\\\n' -}}",
+        "{%- endfor -%}",
+        "{%- if add_generation_prompt -%}",
+        "{{- '<|assistant|>\\\\n' -}}",
+    ],
+    "tests/test_chat.py": ["{{ messages|length }}"],
 }
 
 
@@ -235,6 +253,10 @@ def test_file_set(baked: Baked) -> None:
 
 def test_no_jinja_left(baked: Baked) -> None:
     leftovers = []
+    shipped_braces = {
+        name.format(package=baked.variant.package): braces
+        for name, braces in BRACES_SHIPPED.items()
+    }
     for rel in sorted(baked.files):
         if JINJA_LEFT.search(rel) or "cookiecutter" in rel:
             leftovers.append(f"{rel}: in the file name")
@@ -243,7 +265,7 @@ def test_no_jinja_left(baked: Baked) -> None:
         except UnicodeDecodeError:
             continue  # binary
         for n, line in enumerate(text.splitlines(), 1):
-            for shipped in BRACES_SHIPPED.get(rel, []):
+            for shipped in shipped_braces.get(rel, []):
                 line = line.replace(shipped, "")
             if JINJA_LEFT.search(line):
                 leftovers.append(f"{rel}:{n}: {line.strip()}")

@@ -148,8 +148,8 @@ def test_light_commands_do_not_import_heavy_libraries(pkg, data_workdir, argv):
 
 
 def test_console_script_user_error_is_one_line_exit_2(data_workdir):
-    with open("data/raw/train.jsonl", "a") as f:
-        f.write('{"prompt": "Sum: 1 1", "response": "2"}\n')
+    with open("data/raw/chat-train.jsonl", "a") as f:
+        f.write('{"messages": [{"role": "user", "content": "Sum: 1 1"}]}\n')
     run = subprocess.run([FT, "data", "check"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert run.stdout == ""

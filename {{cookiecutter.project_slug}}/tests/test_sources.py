@@ -20,7 +20,12 @@ from test_data import EVAL_SHA256, TRAIN_SHA256, TRAIN_SOURCE_SHA256, snapshot
 
 RECIPE = "configs/recipe.yaml"
 ROWS = [
-    {"prompt": f"Reverse the words: w{i} x{i % 7}", "response": f"x{i % 7} w{i}"}
+    {
+        "messages": [
+            {"role": "user", "content": f"Reverse the words: w{i} x{i % 7}"},
+            {"role": "assistant", "content": f"x{i % 7} w{i}"},
+        ]
+    }
     for i in range(5000)
 ]
 
@@ -102,7 +107,7 @@ def test_formats_give_the_same_split_hash(ft, data_workdir, tmp_path):
         assert result.code == 0, result.err
         lock = json.loads(Path("data.lock").read_text())
         assert lock["sources"][0] == {
-            "name": "tasks-train",
+            "name": "chat-train",
             "split": "train",
             "path": path,
             "sha256": digest,
@@ -124,13 +129,13 @@ def test_arrow_directory_pin_covers_every_file(ft, data_workdir):
 
 
 def test_ft_data_hash_prints_the_pins(ft, data_workdir):
-    result = ft("data", "hash", "data/raw/train.jsonl")
+    result = ft("data", "hash", "data/raw/chat-train.jsonl")
     assert result.code == 0, result.err
     assert json.loads(result.out) == {
-        "path": "data/raw/train.jsonl",
+        "path": "data/raw/chat-train.jsonl",
         "sha256": TRAIN_SOURCE_SHA256,
         "format": "jsonl",
-        "size": Path("data/raw/train.jsonl").stat().st_size,
+        "size": Path("data/raw/chat-train.jsonl").stat().st_size,
     }
 
 
@@ -139,7 +144,7 @@ def test_ft_data_hash_prints_the_pins(ft, data_workdir):
 
 @pytest.mark.shipped  # pins the shipped data and filters: skipped once a PR changes them
 def test_bucket_jsonl_gives_the_shipped_split_hash(ft, data_workdir, s3_env):
-    data = Path("data/raw/train.jsonl").read_bytes()
+    data = Path("data/raw/chat-train.jsonl").read_bytes()
     url = put(s3_env, "sources/train.jsonl", data)
     described = ft("data", "hash", url)
     assert described.code == 0, described.err
@@ -177,7 +182,7 @@ def test_bucket_parquet_and_arrow_directory(ft, data_workdir, s3_env, tmp_path):
 def test_one_changed_byte_in_the_object_fails_naming_file_key_and_fix(
     ft, data_workdir, s3_env, offset
 ):
-    data = bytearray(Path("data/raw/train.jsonl").read_bytes())
+    data = bytearray(Path("data/raw/chat-train.jsonl").read_bytes())
     data[offset] = ord("Z") if data[offset] != ord("Z") else ord("Y")
     url = put(s3_env, f"sources/changed-{offset}.jsonl", bytes(data))
     before = snapshot()
@@ -190,7 +195,7 @@ def test_one_changed_byte_in_the_object_fails_naming_file_key_and_fix(
 
 
 def test_a_changed_etag_or_size_fails_before_reading(ft, data_workdir, s3_env):
-    url = put(s3_env, "sources/etag.jsonl", Path("data/raw/train.jsonl").read_bytes())
+    url = put(s3_env, "sources/etag.jsonl", Path("data/raw/chat-train.jsonl").read_bytes())
     ft("data", "check", *source(0, url, TRAIN_SOURCE_SHA256, etag="beef" * 8)).user_error(
         f"{RECIPE}: data.sources.0.etag: {url} has ETag",
         f"but the config pins {'beef' * 8}",
@@ -205,14 +210,14 @@ def test_a_changed_etag_or_size_fails_before_reading(ft, data_workdir, s3_env):
 def test_a_missing_object_fails_cleanly(ft, data_workdir, s3_env):
     url = f"s3://{BUCKET}/sources/no-such-object.jsonl"
     ft("data", "build", *source(0, url, TRAIN_SOURCE_SHA256)).user_error(
-        f"{RECIPE}: data.sources.0.path: data source 'tasks-train' not found at {url}",
+        f"{RECIPE}: data.sources.0.path: data source 'chat-train' not found at {url}",
         "restore the object",
     )
     assert not Path("data/build").exists()
 
 
 def test_missing_credentials_fail_cleanly(ft, data_workdir, s3_env, monkeypatch):
-    url = put(s3_env, "sources/creds.jsonl", Path("data/raw/train.jsonl").read_bytes())
+    url = put(s3_env, "sources/creds.jsonl", Path("data/raw/chat-train.jsonl").read_bytes())
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     ft("data", "check", *source(0, url, TRAIN_SOURCE_SHA256)).user_error(

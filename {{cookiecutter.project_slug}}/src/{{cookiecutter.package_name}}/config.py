@@ -171,6 +171,11 @@ class FilterSpec(Section):
 
 class DataSpec(Section):
     sources: list[SourceSpec] = Field(min_length=1)
+    # chat: rows of `messages`, rendered with the base tokenizer's chat template (data/chat.py).
+    # prompt_response: rows of `prompt` and `response`, joined by a newline, EOS appended.
+    row_format: Literal["chat", "prompt_response"] = "prompt_response"
+    # Which chat tokens carry loss: every assistant turn, the last one only, or every token.
+    loss_on: Literal["assistant", "last_assistant", "all"] = "assistant"
     filters: list[FilterSpec] = []
     lock: str = "data.lock"
     out_dir: str = "data/build"

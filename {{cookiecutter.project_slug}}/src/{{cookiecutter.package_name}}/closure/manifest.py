@@ -236,6 +236,8 @@ def render_reproduce(m: dict) -> str:
         f"| config | `{m['command']['config']}` sha256 `{m['config_sha256']}` |",
         f"| base model | {base_pin} |",
         f"| tokenizer | sha256 `{base.get('tokenizer_sha256')}` |",
+        # Manifests written before chat data have no such pin: their rendering is unchanged.
+        *([f"| chat template | {_chat_pin(m)} |"] if "chat_template_sha256" in base else []),
         f"| uv.lock | sha256 `{m['environment']['uv_lock_sha256']}` |",
         f"| image | `{m['environment']['image_digest'] or 'none (local run)'}` |",
         f"| hardware | {shape}, {hw['world_size']} process(es), {hw['torch_threads']} threads |",
@@ -257,6 +259,14 @@ def render_reproduce(m: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _chat_pin(m: dict) -> str:
+    digest = m["base_model"].get("chat_template_sha256")
+    used = m["config"]["data"].get("row_format") == "chat"
+    if digest is None:
+        return "none (the tokenizer has none)"
+    return f"sha256 `{digest}`" + ("" if used else " (not used: prompt_response rows)")
 
 
 def command_block(text: str) -> str | None:

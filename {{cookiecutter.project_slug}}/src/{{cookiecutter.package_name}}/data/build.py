@@ -383,7 +383,11 @@ def run_pipeline(
     try:
         for split in SPLITS:
             flow = Chain(cfg, split, chain)
-            batches = (batch for i in by_split[split] for batch in opened[i].batches())
+            batches = (
+                batch
+                for i in by_split[split]
+                for batch in _check_format(cfg, i, opened[i].batches())
+            )
             digest, rows = _stream_split(
                 flow.run(batches), split, temps.get(split), sink, flow, progress
             )
@@ -441,6 +445,32 @@ def _stream_split(chunks, split: str, tmp: Path | None, sink, flow: Chain, progr
         if out is not None:
             out.close()
     return h.hexdigest(), rows
+
+
+def _check_format(cfg: Config, index: int, batches):
+    """Pass source `index`'s batches on, checking each row has the shape `data.row_format` names
+    (data/chat.py): a row of another shape stops the build naming the source and row. The
+    rest of the source is read first, so a file that also fails its pin reports the pin."""
+    from .chat import row_problem
+
+    fmt, n = cfg.data.row_format, 0
+    batches = iter(batches)
+    for batch in batches:
+        for row in batch:
+            n += 1
+            problem = row_problem(row, fmt)
+            if problem is not None:
+                for _ in batches:  # the source checks its sha256 once it is read to the end
+                    pass
+                source = cfg.data.sources[index]
+                raise UserError(
+                    f"row {n} of source {source.name!r} is not a {fmt} row: {problem}",
+                    file=source.path or cfg._path,
+                    key="data.row_format",
+                    fix="fix the row, or set data.row_format to the format the source holds "
+                    "(chat: messages; prompt_response: prompt and response)",
+                )
+        yield batch
 
 
 def render_lock(lock: dict) -> str:

@@ -54,43 +54,64 @@ dataset_filter = _register("dataset")
 _SPACES = re.compile(r"\s+")
 
 
+def texts(row: Row) -> list[str]:
+    """The text a row carries: prompt and response, or each chat turn's content."""
+    if isinstance(row.get("messages"), list):
+        return [m.get("content") or "" for m in row["messages"]]
+    return [row.get("prompt") or "", row.get("response") or ""]
+
+
+def _fold(value):
+    return _SPACES.sub(" ", value).strip() if isinstance(value, str) else value
+
+
 @row_filter
 def normalize_whitespace(row: Row) -> Row:
-    """Strip each text field and fold runs of white space into one space."""
-    return {k: _SPACES.sub(" ", v).strip() if isinstance(v, str) else v for k, v in row.items()}
+    """Strip each text field and each chat turn's content; fold runs of white space into one."""
+    out = {k: _fold(v) for k, v in row.items()}
+    if isinstance(row.get("messages"), list):
+        out["messages"] = [
+            {**m, "content": _fold(m.get("content"))} if isinstance(m, dict) else m
+            for m in row["messages"]
+        ]
+    return out
 
 
 @row_filter
 def drop_empty(row: Row, fields: tuple[str, ...] = ("prompt", "response")) -> Row | None:
-    """Drop rows where any of `fields` is missing or empty."""
+    """Drop rows where any of `fields` is missing or empty; a chat row, where any turn is."""
+    if isinstance(row.get("messages"), list):
+        return row if row["messages"] and all(texts(row)) else None
     return row if all(isinstance(row.get(f), str) and row[f] for f in fields) else None
 
 
 @row_filter
 def max_chars(row: Row, limit: int = 512) -> Row | None:
-    """Drop rows whose prompt plus response is longer than `limit` characters."""
-    return row if len(row["prompt"]) + len(row["response"]) <= limit else None
+    """Drop rows whose text (prompt plus response, or all turns) is over `limit` characters."""
+    return row if sum(map(len, texts(row))) <= limit else None
 
 
 @row_filter
 def drop_containing(row: Row, phrases: Iterable[str] = ()) -> Row | None:
-    """Drop rows whose prompt or response contains any of `phrases` (case-insensitive)."""
-    text = f"{row['prompt']}\n{row['response']}".lower()
+    """Drop rows whose text (any field or turn) contains any of `phrases` (case-insensitive)."""
+    text = "\n".join(texts(row)).lower()
     return None if any(p.lower() in text for p in phrases) else row
 
 
 @dataset_filter
 def dedupe(rows: Iterable[Row], fields: tuple[str, ...] = ("prompt", "response")) -> Iterator[Row]:
-    """Keep the first of rows that agree on all of `fields`.
+    """Keep the first of rows that agree on all of `fields` (chat rows: on every turn).
 
     Its state is one 16-byte BLAKE2b digest of those fields per distinct row (~100 bytes
     of memory each in a Python set: ~1 GB at 10M distinct rows), never the rows.
     """
     seen = set()
     for row in rows:
-        key = hashlib.blake2b(
-            canonical_json([row.get(f) for f in fields]).encode(), digest_size=16
-        ).digest()
+        if isinstance(row.get("messages"), list):
+            what = [[m.get("role"), m.get("content")] for m in row["messages"]]
+        else:
+            what = [row.get(f) for f in fields]
+        key = hashlib.blake2b(canonical_json(what).encode(), digest_size=16).digest()
         if key not in seen:
             seen.add(key)
             yield row

@@ -16,8 +16,17 @@ from ..train.determinism import derive, worker_init
 IGNORE_INDEX = -100
 
 
+def encode_rows(cfg, rows: list[dict], tokenizer) -> list[dict]:
+    """Token ids and labels for rows of `cfg.data.row_format` (chat: data/chat.py)."""
+    if cfg.data.row_format == "chat":
+        from .chat import encode_chat
+
+        return encode_chat(rows, tokenizer, cfg.data.max_seq_len, cfg.data.loss_on, cfg._path)
+    return encode(rows, tokenizer, cfg.data.max_seq_len)
+
+
 def encode(rows: list[dict], tokenizer, max_len: int) -> list[dict]:
-    """Prompt tokens are context (label -100); the response and EOS are learned."""
+    """Prompt/response rows: prompt tokens are context (label -100); response and EOS learned."""
     out = []
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     for row in rows:

@@ -4,8 +4,9 @@
     uv run ft train     # later runs: map data/build/tokens/<key>/, no data pass, no tokenizing
 
 A store is keyed by everything its bytes depend on: the split hashes in data.lock, the
-tokenizer's content hash, the chat template's hash, max_seq_len, packing, and the code
-of `loader.encode`. A change to any of them is another key, so another store is built;
+tokenizer's content hash, the chat template's hash, max_seq_len, packing, the row format
+and loss_on, and the code of `loader.encode` and data/chat.py. A change to any of them is
+another key, so another store is built;
 nothing is ever updated in place. Per split it holds three flat files, written as the
 pipeline streams (bounded memory at any size):
 
@@ -36,7 +37,7 @@ import numpy as np
 from ..config import Config
 from ..errors import UserError
 from ..util.hashing import sha256_file, sha256_json, write_atomic
-from . import loader
+from . import chat, loader
 from .build import SPLITS, check, read_lock
 
 STORE_SCHEMA = 1
@@ -60,7 +61,11 @@ def store_key(cfg: Config, lock: dict, tokenizer, base_pins: dict) -> dict:
         else None,
         "max_seq_len": cfg.data.max_seq_len,
         "packing": bool(getattr(cfg.data, "packing", False)),
-        "encode_sha256": hashlib.sha256(inspect.getsource(loader.encode).encode()).hexdigest(),
+        "row_format": cfg.data.row_format,
+        "loss_on": cfg.data.loss_on,
+        "encode_sha256": hashlib.sha256(
+            (inspect.getsource(loader.encode) + inspect.getsource(chat)).encode()
+        ).hexdigest(),
     }
 
 
@@ -102,8 +107,8 @@ class TokenSplit:
 class _Builder:
     """Appends encoded chunks of each split to the store's files in a temp directory."""
 
-    def __init__(self, tmp: Path, tokenizer, max_len: int):
-        self.tmp, self.tokenizer, self.max_len = tmp, tokenizer, max_len
+    def __init__(self, tmp: Path, tokenizer, cfg: Config):
+        self.tmp, self.tokenizer, self.cfg = tmp, tokenizer, cfg
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         self.files = {
@@ -116,7 +121,7 @@ class _Builder:
             self.files[(s, "offsets")].write(np.zeros(1, dtype=np.int64).tobytes())
 
     def add(self, split: str, rows: list[dict]) -> None:
-        examples = loader.encode(rows, self.tokenizer, self.max_len)
+        examples = loader.encode_rows(self.cfg, rows, self.tokenizer)
         ids = [np.asarray(e["input_ids"], dtype=np.int64) for e in examples]
         labels = [np.asarray(e["labels"], dtype=np.int64) for e in examples]
         for i, lab in zip(ids, labels, strict=True):
@@ -202,7 +207,7 @@ def training_examples(cfg: Config, tokenizer, base_pins: dict):
     if not cfg.data.token_store:
         rows = {s: [] for s in SPLITS}
         lock = check(cfg, sink=lambda split, chunk: rows[split].extend(chunk))
-        encoded = [loader.encode(rows[s], tokenizer, cfg.data.max_seq_len) for s in SPLITS]
+        encoded = [loader.encode_rows(cfg, rows[s], tokenizer) for s in SPLITS]
         return lock, *encoded, None
     committed = read_lock(cfg)
     stores = Path(cfg.data.out_dir) / "tokens"
@@ -215,7 +220,7 @@ def training_examples(cfg: Config, tokenizer, base_pins: dict):
                 return committed, *(TokenSplit(root, s) for s in SPLITS), _pins(root, meta)
     # Cold: one streaming pass checks every source against data.lock and fills the store.
     tmp = stores / f".building-{os.getpid()}"
-    builder = _Builder(tmp, tokenizer, cfg.data.max_seq_len)
+    builder = _Builder(tmp, tokenizer, cfg)
     try:
         lock = check(cfg, sink=builder.add)
     except BaseException:

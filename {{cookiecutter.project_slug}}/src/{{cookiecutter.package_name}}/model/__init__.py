@@ -19,6 +19,8 @@ TOKENIZER_FILES = (
     "tokenizer.model",
     "vocab.json",
     "merges.txt",
+    "chat_template.jinja",  # newer tokenizers keep the chat template beside the config
+    "chat_template.json",
 )
 
 
@@ -92,6 +94,11 @@ def load_base(cfg: Config):
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     pins["tokenizer_sha256"] = tokenizer_hash(tok_dir)
+    # The chat template is an input of its own: a change to it changes what the model is
+    # trained on even where the rest of the tokenizer is equal (data/chat.py).
+    from ..data.chat import template_sha256
+
+    pins["chat_template_sha256"] = template_sha256(tokenizer)
     return model, tokenizer, pins
 
 

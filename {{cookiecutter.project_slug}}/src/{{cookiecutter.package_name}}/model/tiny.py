@@ -45,7 +45,20 @@ TINY_CONFIG = {
     "pad_token_id": 2,
     "torch_dtype": "float32",
 }
-SPECIAL_TOKENS = ["<|bos|>", "<|eos|>", "<|pad|>"]
+SPECIAL_TOKENS = ["<|bos|>", "<|eos|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>"]
+# The tokenizer's chat template (Jinja, as transformers' apply_chat_template runs it): a role
+# header token, the content, EOS closing the turn. Training renders chat rows with it and
+# `ft generate` prompts with it, so what the adapter learns is what inference sends.
+CHAT_TEMPLATE = (
+    "{{- bos_token -}}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] not in ['system', 'user', 'assistant'] -%}"
+    "{{- raise_exception('roles are system, user and assistant, got ' + message['role']) -}}"
+    "{%- endif -%}"
+    "{{- '<|' + message['role'] + '|>\\n' + message['content'] + eos_token + '\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|assistant|>\\n' -}}{%- endif -%}"
+)
 # One readable string; the order of its words is part of the model's hash.
 _WORDS = (  # noqa: SIM905
     "the of and to in is it you that he was for on are with as his they be at one have "
@@ -114,6 +127,7 @@ def _build_tokenizer(out: Path, variant: str = "tiny") -> None:
         "pad_token": SPECIAL_TOKENS[2],
         "model_max_length": TINY_CONFIG["max_position_embeddings"],
         "clean_up_tokenization_spaces": False,
+        "chat_template": CHAT_TEMPLATE,
     }
     write_atomic(
         out / "tokenizer_config.json", json.dumps(tokenizer_config, indent=2, sort_keys=True) + "\n"
