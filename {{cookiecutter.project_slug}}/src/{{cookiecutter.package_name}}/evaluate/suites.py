@@ -42,8 +42,37 @@ def suite_sha256(cfg: Config, suite: Suite, index: int) -> str:
             "metrics": cfg.eval.suites[index].metrics,
             "max_new_tokens": cfg.eval.max_new_tokens,
             "max_seq_len": cfg.data.max_seq_len,
+            "row_format": cfg.data.row_format,
         }
     )
+
+
+def suite_examples(cfg: Config, rows: list[dict], tokenizer, max_len: int) -> list[dict]:
+    """Suite rows encoded as training encodes its rows: with `data.row_format: chat`, each
+    prompt/response becomes a user turn and an assistant turn under the chat template."""
+    if cfg.data.row_format == "chat":
+        from ..data.chat import encode_chat
+
+        chats = [
+            {"messages": [
+                {"role": "user", "content": row["prompt"]},
+                {"role": "assistant", "content": row["response"]},
+            ]}
+            for row in rows
+        ]  # fmt: skip
+        return encode_chat(chats, tokenizer, max_len, cfg.data.loss_on, cfg._path)
+    return encode(rows, tokenizer, max_len)
+
+
+def prompt_ids(cfg: Config, tokenizer, prompt: str) -> list[int]:
+    """The context a completion continues, formatted as training formats a prompt."""
+    if cfg.data.row_format == "chat":
+        from ..data.chat import _render
+
+        text = _render(tokenizer, [{"role": "user", "content": prompt}], generation_prompt=True)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    return bos + tokenizer(prompt + "\n", add_special_tokens=False)["input_ids"]
 
 
 def row_losses(model, examples: list[dict], pad_id: int, batch_size: int, device):
@@ -72,15 +101,13 @@ def row_losses(model, examples: list[dict], pad_id: int, batch_size: int, device
     return out
 
 
-def greedy(model, tokenizer, prompt: str, max_new_tokens: int, max_len: int, device) -> str:
-    """The greedy completion of one prompt, formatted as training formats it.
+def greedy(model, tokenizer, ids: list[int], max_new_tokens: int, max_len: int, device) -> str:
+    """The greedy completion of a prompt's token ids (`prompt_ids`).
 
     A plain argmax loop over the KV cache (ties go to the lowest token id, as torch's
     argmax does): `generate`'s per-step machinery costs more than the tiny model itself."""
     import torch
 
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    ids = bos + tokenizer(prompt + "\n", add_special_tokens=False)["input_ids"]
     ids = ids[: max(1, max_len - max_new_tokens)]
     new: list[int] = []
     with torch.no_grad():
@@ -135,7 +162,7 @@ def score_suites(cfg: Config, suites: list[Suite], model, tokenizer, device) -> 
     results = {}
     for index, suite in enumerate(suites):
         spec = cfg.eval.suites[index]
-        examples = encode(suite.rows, tokenizer, cfg.data.max_seq_len)
+        examples = suite_examples(cfg, suite.rows, tokenizer, cfg.data.max_seq_len)
         losses = row_losses(model, examples, tokenizer.pad_token_id, cfg.eval.batch_size, device)
         # One intra-op thread for batch-1 decoding: tiny matmuls gain nothing from a pool,
         # and a busy machine's spinning pool costs ~30x the CPU. Restored below.
@@ -146,7 +173,7 @@ def score_suites(cfg: Config, suites: list[Suite], model, tokenizer, device) -> 
                 greedy(
                     model,
                     tokenizer,
-                    row["prompt"],
+                    prompt_ids(cfg, tokenizer, row["prompt"]),
                     cfg.eval.max_new_tokens,
                     cfg.data.max_seq_len,
                     device,
