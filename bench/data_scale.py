@@ -218,6 +218,7 @@ def render(res: dict) -> str:
                   f"| local | {s['local']['hash_mb_per_s']} | {s['local']['build_rows_per_s']:,} |",
                   f"| s3 | {s['s3']['hash_mb_per_s']} | {s['s3']['build_rows_per_s']:,} |",
                   f"| s3 / local | {s['ratio_hash']}× | {s['ratio_build']}× |", ""]
+    lines += [f"- {note}" for note in res.get("notes", [])]
     return "\n".join(lines) + "\n"
 
 
@@ -229,12 +230,18 @@ def write_doc(res: dict) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--project", type=Path, required=True, help="a baked repo with its .venv")
+    p.add_argument("--project", type=Path, help="a baked repo with its .venv (required to measure)")
     p.add_argument("--sizes", default="10000,100000,1000000")
     p.add_argument("--only", default="build,startup,s3")
     p.add_argument("--startup-rows", type=int, default=1_000_000)
     p.add_argument("--work", type=Path, default=Path("/tmp/ft-data-scale"))
+    p.add_argument("--render", type=Path, help="re-render the docs section from a result file")
     args = p.parse_args()
+    if args.render:
+        write_doc(json.loads(args.render.read_text()))
+        return 0
+    if args.project is None:
+        p.error("--project is required to measure")
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",

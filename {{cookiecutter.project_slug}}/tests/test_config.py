@@ -18,7 +18,7 @@ SMOKE = "configs/smoke.yaml"
 # The resolved smoke config's hash. smoke.yaml does not depend on the bake answers, so
 # this moves only when smoke.yaml or the schema (a key or a default) changes; such a
 # change alters every run's recorded config hash, so update this pin on purpose.
-SMOKE_CONFIG_SHA256 = "917cbc4e28cc64de6b92507f57b470276c7f3d9a79f977873ac1c29493fdae5d"
+SMOKE_CONFIG_SHA256 = "6bb09f09641768e024f35451fb628dab4fc599d83bda6de680c5a01b4af7fb52"
 HEX40 = "0123456789abcdef0123456789abcdef01234567"
 DIGEST = "sha256:" + "ab" * 32
 # smoke.yaml with its local tiny base swapped for a hub model (revision still to add).

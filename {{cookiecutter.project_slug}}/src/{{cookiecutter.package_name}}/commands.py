@@ -109,7 +109,12 @@ def train(args) -> int:
 def reproduce(args) -> int:
     from .closure.reproduce import main
 
-    return main(args.run_dir, clean_room=args.clean_room, keep_env=tuple(args.keep_env))
+    return main(
+        args.run_dir,
+        clean_room=args.clean_room,
+        keep_env=tuple(args.keep_env),
+        verbose=args.verbose,
+    )
 
 
 def diff(args) -> int:
@@ -170,6 +175,22 @@ def registry_pull(args) -> int:
     from .publish.gate import pull_version
 
     return pull_version(_registry_uri(args), args.version, args.dest)
+
+
+def generate(args) -> int:
+    from .publish.generate import main
+
+    text = main(args.artifact, args.prompt, args.messages, args.max_new_tokens, args.registry)
+    print(text)
+    return 0
+
+
+def export(args) -> int:
+    from .publish.export import main
+
+    record = main(args.artifact, args.merged, args.registry)
+    print(f"exported {args.merged}: {len(record['files'])} files (record in export.json)")
+    return 0
 
 
 def report(args) -> int:

@@ -46,6 +46,8 @@ class BaseModelSpec(Section):
     hub_id: str | None = None
     revision: str | None = None
     tokenizer_revision: str | None = None
+    # The base model's licence (an SPDX id or the hub's name, e.g. llama3.1), for the model card.
+    license: str | None = None
 
     @field_validator("revision", "tokenizer_revision")
     @classmethod

@@ -16,6 +16,11 @@ publisher registers a candidate, and only the lowest-numbered live candidate for
 that release may set the alias; the others delete theirs and are refused. A
 candidate left by a killed publish blocks the version until it is
 `stale_after_s` older than a newer candidate (server clock), then it is removed.
+
+A release here is also an MLflow Model: `MLmodel` (the `python_function` flavour) and its
+loader `code/ft_adapter_pyfunc.py` (registry/pyfunc.py) are published with it, hashed in
+its index like every other file, so `mlflow.pyfunc.load_model("models:/NAME@v1-2-0")`
+returns the base model at its pin with the adapter, generating greedily.
 """
 
 import functools
@@ -45,6 +50,37 @@ from . import (
 
 RELEASE_TAG = "release_version"
 ARTIFACT_DIR = "release"
+MLMODEL = "MLmodel"
+LOADER = "ft_adapter_pyfunc"
+
+
+def model_files(folder: Path) -> dict[str, Path]:
+    """The files that make a release directory an MLflow Model with a pyfunc flavour.
+
+    Their bytes depend only on this package's code and the Python/MLflow versions, so two
+    publishes of one run carry the same MLmodel."""
+    import platform
+
+    import yaml
+    from mlflow.version import VERSION as MLFLOW_VERSION
+
+    code = folder / "code" / f"{LOADER}.py"
+    code.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(__file__).with_name("pyfunc.py"), code)
+    flavor = {
+        "loader_module": LOADER,
+        "code": "code",
+        "data": ".",
+        "python_version": platform.python_version(),
+    }
+    mlmodel = folder / MLMODEL
+    mlmodel.write_text(
+        yaml.safe_dump(
+            {"flavors": {"python_function": flavor}, "mlflow_version": MLFLOW_VERSION},
+            sort_keys=True,
+        )
+    )
+    return {MLMODEL: mlmodel, f"code/{LOADER}.py": code}
 
 
 def alias_for(version: str) -> str:
@@ -211,10 +247,17 @@ class MlflowRegistry:
 
     @_reachable
     def publish(self, version: str, files: dict[str, Path], meta: dict) -> dict:
-        from mlflow.exceptions import MlflowException
-
         if self.exists(version):
             raise _exists(version, self.uri)
+        model_dir = Path(tempfile.mkdtemp(prefix="ft-mlflow-model-"))
+        try:
+            return self._publish(version, {**files, **model_files(model_dir)}, meta)
+        finally:
+            shutil.rmtree(model_dir, ignore_errors=True)
+
+    def _publish(self, version: str, files: dict[str, Path], meta: dict) -> dict:
+        from mlflow.exceptions import MlflowException
+
         client = self.client
         index = make_index(version, hash_files(files), meta)
         data = index_bytes(index)
