@@ -5,6 +5,7 @@
    here, before the initial commit, so a bake through cruft leaves a clean tree.
 2. `git init` + one initial commit: manifests record the commit a run was trained
    from and `ft reproduce` checks it out. FT_TEMPLATE_NO_GIT=1 skips this step.
+3. Say what was made and the next three commands (stdout).
 Inside cruft's own scratch bakes (`cruft update`, `cruft diff`) the hook does neither: a
 nested repository would land in cruft's diff and break the update.
 """
@@ -80,14 +81,38 @@ def git(*args: str) -> None:
     subprocess.run(["git", *args], check=True, stdout=subprocess.DEVNULL)
 
 
+def say_what_was_made(committed: bool) -> None:
+    """A bake is otherwise silent: name what was made and the first three commands."""
+    here = os.path.basename(os.getcwd())
+    print(
+        f"\nBaked {here}/: package {CONTEXT.get('package_name')}, Python "
+        f"{CONTEXT.get('python_version')}, base {CONTEXT.get('base_model')}, registry "
+        f"{CONTEXT.get('registry')}."
+    )
+    if committed:
+        print("It is a git repository with one commit (\"Initial commit from ft-template\"): "
+              "there is nothing to commit yet.")
+    print("Next:\n"
+          f"  cd {here} && uv sync --frozen     # the locked environment (README: size, CPU-only)\n"
+          "  uv run ft train                    # trains configs/recipe.yaml, prints runs/<id>\n"
+          "  uv run ft reproduce runs/<id>      # re-runs its REPRODUCE.md, compares bytes")
+
+
 def main() -> int:
     if in_cruft_scratch():
         return 0  # cruft writes the state and applies the diff itself
     write_cruft_state()
+    committed = commit_bake()
+    say_what_was_made(committed)
+    return 0
+
+
+def commit_bake() -> bool:
+    """`git init` + the initial commit; False where skipped."""
     if os.environ.get("FT_TEMPLATE_NO_GIT") == "1" or shutil.which("git") is None:
-        return 0
+        return False
     if os.path.isdir(".git"):
-        return 0
+        return False
     git("init", "--quiet", "--initial-branch=main")
     git("add", "--all")
     # Identity only for this one commit, and only where the user has none configured.
@@ -96,7 +121,7 @@ def main() -> int:
     ).stdout.strip()
     ident = [] if has_identity else ["-c", f"user.name={AUTHOR}", "-c", "user.email=ft-template@localhost"]
     git(*ident, "commit", "--quiet", "--no-verify", "-m", "Initial commit from ft-template")
-    return 0
+    return True
 
 
 if __name__ == "__main__":

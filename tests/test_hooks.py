@@ -116,3 +116,22 @@ def test_a_real_template_update_through_cruft(template: Path, tmp_path: Path) ->
     assert json.loads((baked / ".cruft.json").read_text())["commit"] == head
     changed = run("git", "status", "--porcelain", cwd=baked).split("\n")
     assert sorted(line[3:] for line in changed if line) == [".cruft.json", "docs/governance.md"]
+
+
+def test_post_gen_hook_says_what_was_made_and_what_to_run(
+    template: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    baked = Path(
+        cookiecutter(str(template), no_input=True, output_dir=str(tmp_path), default_config=True)
+    )
+    out = capfd.readouterr().out
+    assert (
+        f"Baked {baked.name}/: package my_finetune, Python 3.11, base tiny, registry local." in out
+    )
+    assert "a git repository with one commit" in out and "nothing to commit yet" in out
+    commands = [line.split("#")[0].strip() for line in out.splitlines() if line.startswith("  ")]
+    assert commands == [
+        f"cd {baked.name} && uv sync --frozen",
+        "uv run ft train",
+        "uv run ft reproduce runs/<id>",
+    ]

@@ -192,6 +192,10 @@ def test_no_secret_reaches_the_run_directory(smoke_run, reproduced):
 def test_reproduce_in_a_separate_process_is_byte_identical(smoke_run, reproduced):
     assert reproduced.returncode == 0, reproduced.stderr[-3000:]
     assert "PASS" in reproduced.stderr
+    # uv's package list is one summary line; the nested run does not ask to be reproduced.
+    assert re.search(r"^uv sync: Installed \d+ packages", reproduced.stderr, re.M)
+    assert not re.search(r"^ [+-] ", reproduced.stderr, re.M), reproduced.stderr[:2000]
+    assert "(reproduce: uv run ft reproduce" not in reproduced.stderr
     record = json.loads((smoke_run / "verification.json").read_text())
     assert record["passed"] is True and record["mode"] == "exact"
     assert {c["file"] for c in record["compared"]} == set(
@@ -335,8 +339,10 @@ def test_training_from_a_dirty_tree_warns_first(project, tmp_path, capsys, monke
     raw.write_bytes(raw.read_bytes() + b"\n")  # also stops training early, at the data check
     monkeypatch.chdir(copy)
     assert mod("cli").main(["train", *SMOKE, "--out", "runs/x"]) == 2
-    warning, error = capsys.readouterr().err.strip().splitlines()
-    assert warning.startswith("warning: uncommitted changes (data/raw/train.jsonl, notes.txt)")
+    lines = capsys.readouterr().err.strip().splitlines()
+    warning, error = lines[0], lines[-1]
+    assert warning.startswith("warning: uncommitted changes ("), lines
+    assert "data/raw/train.jsonl" in warning and "notes.txt" in warning
     assert "will not be reproducible or publishable" in warning
     assert error.startswith("error: ") and "data.sources.0.sha256" in error
 

@@ -156,6 +156,11 @@ COMMANDS: dict[str, Command] = {
                 help="with --clean-room: pass this credential through (repeatable); only "
                 "read- or launch-scoped ones, e.g. SKYPILOT_SERVICE_ACCOUNT_TOKEN",
             ),
+            arg(
+                "--verbose",
+                action="store_true",
+                help="show everything the re-run prints (uv's package list included)",
+            ),
         ),
     ),
     "diff": Command(

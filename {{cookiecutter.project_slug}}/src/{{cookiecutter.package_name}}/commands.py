@@ -109,7 +109,12 @@ def train(args) -> int:
 def reproduce(args) -> int:
     from .closure.reproduce import main
 
-    return main(args.run_dir, clean_room=args.clean_room, keep_env=tuple(args.keep_env))
+    return main(
+        args.run_dir,
+        clean_room=args.clean_room,
+        keep_env=tuple(args.keep_env),
+        verbose=args.verbose,
+    )
 
 
 def diff(args) -> int:

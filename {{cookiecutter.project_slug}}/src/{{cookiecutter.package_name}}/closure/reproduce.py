@@ -16,6 +16,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,7 +33,9 @@ SCHEMA = 1
 EXACT_IN_TOLERANCE_MODE = ("config.yaml", "data.lock")
 
 
-def main(run_dir: str, clean_room: bool = False, keep_env: tuple[str, ...] = ()) -> int:
+def main(
+    run_dir: str, clean_room: bool = False, keep_env: tuple[str, ...] = (), verbose: bool = False
+) -> int:
     run_dir = Path(run_dir).resolve()
     manifest = read_manifest(run_dir)
     started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -47,7 +50,7 @@ def main(run_dir: str, clean_room: bool = False, keep_env: tuple[str, ...] = ())
     try:
         block = _check_document(run_dir, manifest, record)
         _check_run_files(run_dir, manifest)
-        out = _execute(run_dir, manifest, block, record, clean_room, tuple(keep_env))
+        out = _execute(run_dir, manifest, block, record, clean_room, tuple(keep_env), verbose)
         fresh = read_manifest(out)
         record["reproduced_on"] = fresh["hardware"]
         record["compared"] = compare(run_dir, out, manifest)
@@ -128,6 +131,7 @@ def _execute(
     record: dict,
     clean_room: bool = False,
     keep_env: tuple[str, ...] = (),
+    verbose: bool = False,
 ) -> Path:
     commit = manifest["git"]["commit"]
     if not commit:
@@ -166,6 +170,7 @@ def _execute(
     # The re-run is compared, then discarded: it may live on a CI runner's disk (ops/runner.py).
     env["FT_RUNNER_SCRATCH"] = "1"
     print(f"reproducing {run_dir.name} at {commit[:12]} in {tree}", file=sys.stderr, flush=True)
+    env["FT_REPRODUCING"] = "1"  # the nested `ft train` then gives no "reproduce me" hint
     modified: list[str] = []
     try:
         if clean_room:  # closure/cleanroom.py: fresh HOME and caches, no credentials
@@ -181,15 +186,8 @@ def _execute(
                 "dropped_env": dropped,
                 "kept_env": sorted(k for k in keep_env if k in env),
             }
-        done = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", block],
-            cwd=tree,
-            env=env,
-            stderr=subprocess.PIPE if clean_room else None,
-            text=True,
-        )
+        done = _run_block(block, tree, env, verbose)
         if clean_room:
-            sys.stderr.write(done.stderr)
             modified = modified_tracked_files(tree)
     finally:
         # The worktree's fresh .venv holds tens of thousands of files: removing it directly
@@ -216,6 +214,33 @@ def _execute(
     if not (out / "manifest.json").is_file():
         raise _Failed("the REPRODUCE.md command finished but wrote no run to $FT_OUT")
     return out
+
+
+# What `uv sync` says about a fresh venv: a line per package (157 for the default lock) and
+# some preamble. Without --verbose only its "Installed N packages in T" line is kept.
+UV_CHATTER = re.compile(
+    r"( [+~-] \S|Using CPython |Creating virtual environment |Resolved \d+ packages|"
+    r"Prepared \d+ packages|Uninstalled \d+ packages|Audited \d+ packages|Bytecode compiled)"
+)
+UV_SUMMARY = re.compile(r"Installed \d+ packages? in ")
+
+
+def _run_block(block: str, tree: Path, env: dict, verbose: bool) -> subprocess.CompletedProcess:
+    """Run the command block; its output goes to stderr, with uv's package list folded into
+    one summary line unless `verbose`. Nothing the block computes depends on this."""
+    argv = ["bash", "-euo", "pipefail", "-c", block]
+    if verbose:
+        return subprocess.run(argv, cwd=tree, env=env)
+    with subprocess.Popen(
+        argv, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        for line in proc.stdout:
+            if UV_SUMMARY.match(line):
+                sys.stderr.write(f"uv sync: {line}")
+            elif not UV_CHATTER.match(line):
+                sys.stderr.write(line)
+            sys.stderr.flush()
+    return subprocess.CompletedProcess(argv, proc.returncode)
 
 
 def compare(run_dir: Path, out: Path, manifest: dict) -> list[dict]:

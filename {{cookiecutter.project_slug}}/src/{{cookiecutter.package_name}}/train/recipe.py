@@ -161,11 +161,12 @@ def main(
             eval_suites=suite_scores,
         )
         location.push_outputs(run_dir)
-        _log(
-            accelerator,
-            f"done: {run_dir}  eval_loss {scores['eval_loss']:.4f}  "
-            f"(reproduce: uv run ft reproduce {run_dir})",
+        hint = (
+            ""
+            if os.environ.get("FT_REPRODUCING")
+            else f"  (reproduce: uv run ft reproduce {run_dir})"
         )
+        _log(accelerator, f"done: {run_dir}  eval_loss {scores['eval_loss']:.4f}{hint}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return run_dir
