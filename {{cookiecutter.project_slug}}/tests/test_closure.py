@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -529,3 +530,20 @@ def test_clean_room_names_a_file_read_from_outside_the_repository(project, smoke
     reason = json.loads((run / "verification.json").read_text())["reason"]
     assert f"data.sources.0.path: {outside} (outside the repository)" in reason
     assert "clean room" in done.stderr and str(outside) in done.stderr
+
+
+def test_resuming_with_another_process_count_is_a_user_error(tmp_path):
+    """A checkpoint holds one RNG state per rank: resuming it on another launch shape is a
+    user mistake (exit 2, one line), not a crash."""
+    import torch
+
+    step = tmp_path / "checkpoints" / "step-00000004"
+    step.mkdir(parents=True)
+    torch.save({"world_size": 2, "step": 4}, step / "state.pt")
+    one_process = SimpleNamespace(num_processes=1)  # all `load` reads before refusing
+    with pytest.raises(mod("errors").UserError) as err:
+        mod("train.checkpoint").load(step, None, None, None, one_process)
+    assert err.value.format() == (
+        f"{step}: checkpoint was written by 2 processes, this run has 1 (fix: resume with 2 "
+        "processes (the launch shape the run started with), or start a new run)"
+    )

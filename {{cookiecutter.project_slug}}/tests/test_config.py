@@ -381,3 +381,27 @@ def test_image_must_be_pinned_by_digest(ft, data_workdir, image):
 )
 def test_image_pinned_by_digest_is_accepted(pkg, data_workdir, image):
     assert pkg.config.load_config(SMOKE, [f"launch.image={image}"]).launch.image == image
+
+
+# --- the reference: every key documented from the schema ----------------------------------
+
+
+def test_every_config_key_has_a_description(pkg):
+    undocumented = [key for key, _, _, doc in pkg.config.reference() if not doc]
+    assert undocumented == [], "give each field a docstring in config.py"
+
+
+def test_docs_config_reference_matches_the_schema(pkg):
+    text = (ROOT / "docs" / "config.md").read_text()
+    start, end = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
+    table = text[text.index(start) + len(start) : text.index(end)]
+    assert table == pkg.config.reference_markdown(), (
+        "docs/config.md is stale: paste `uv run ft config show --doc` between its markers"
+    )
+
+
+def test_config_show_doc_prints_the_reference(pkg, ft):
+    result = ft("config", "show", "--doc")
+    assert (result.code, result.err) == (0, "")
+    assert result.out == pkg.config.reference_markdown()
+    assert "| `train.lr` | float | `0.001` | Peak learning rate. |" in result.out

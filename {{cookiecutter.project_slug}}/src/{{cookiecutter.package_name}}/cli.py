@@ -77,7 +77,15 @@ COMMANDS: dict[str, Command] = {
     "config show": Command(
         commands.config_show,
         "Print the resolved config (defaults filled in)",
-        (*CONFIG,),
+        (
+            *CONFIG,
+            arg(
+                "--doc",
+                action="store_true",
+                help="print every key's type, default and description instead "
+                "(the Markdown table in docs/config.md)",
+            ),
+        ),
     ),
     "base init-tiny": Command(
         commands.base_init_tiny,

@@ -29,8 +29,11 @@ def config_validate(args) -> int:
 
 
 def config_show(args) -> int:
-    from .config import dump_yaml
+    from .config import dump_yaml, reference_markdown
 
+    if args.doc:
+        sys.stdout.write(reference_markdown())
+        return 0
     cfg = _load(args)
     sys.stdout.write(f"# resolved {args.config}  sha256 {cfg.hash()}\n" + dump_yaml(cfg.resolved()))
     return 0

@@ -9,6 +9,7 @@ uv.lock, image, hardware, libraries, seed, config keys, commit), then outputs.
 
 from pathlib import Path
 
+from ..data.lock import moved_steps
 from .manifest import read_manifest
 
 
@@ -55,15 +56,12 @@ def explain(a: dict, b: dict) -> tuple[list[str], list[str]]:
                 f"data: {split}: {sa.get('rows')} rows sha256 {_short(sa.get('sha256'))} "
                 f"-> {sb.get('rows')} rows sha256 {_short(sb.get('sha256'))}"
             )
-        steps_a = {s["filter"]: s for s in sa.get("steps", [])}
-        for step in sb.get("steps", []):
-            prev = steps_a.get(step["filter"])
-            if prev and prev != step:
-                inputs.append(
-                    f"data: {split}: filter {step['filter']} "
-                    f"{prev['rows_in']}->{prev['rows_out']} became "
-                    f"{step['rows_in']}->{step['rows_out']}"
-                )
+        for prev, step in moved_steps(sa, sb):
+            inputs.append(
+                f"data: {split}: filter {step['filter']} "
+                f"{prev['rows_in']}->{prev['rows_out']} became "
+                f"{step['rows_in']}->{step['rows_out']}"
+            )
     section(
         "data sources",
         {s["name"]: s for s in a["data"]["sources"]},

@@ -12,12 +12,12 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
 from ..errors import UserError
+from ..util import git
 from ..util.hashing import sha256_file, write_atomic
 
 SCHEMA = 1
@@ -55,25 +55,15 @@ def output_files(run_dir: Path) -> dict[str, str]:
     return hashes
 
 
-def _run_git(*args) -> str | None:
-    r = subprocess.run(["git", *args], capture_output=True, text=True)
-    return r.stdout.strip() if r.returncode == 0 else None
-
-
 def _git() -> dict:
-    commit = _run_git("rev-parse", "HEAD")
-    status = _run_git("status", "--porcelain", "--untracked-files=normal")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    changed = git.changed_paths()
+    dirty = None if changed is None else bool(changed)
+    return {"commit": git.output("rev-parse", "HEAD"), "dirty": dirty}
 
 
 def dirty_files() -> list[str]:
     """Paths `git status` reports as changed or untracked (what makes a run's tree dirty)."""
-    r = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=normal"], capture_output=True, text=True
-    )
-    if r.returncode != 0:
-        return []  # not a git checkout: the manifest records that instead
-    return [line[3:] for line in r.stdout.splitlines() if len(line) > 3]
+    return git.changed_paths() or []  # not a git checkout: the manifest records that instead
 
 
 def _hardware(accelerator) -> dict:

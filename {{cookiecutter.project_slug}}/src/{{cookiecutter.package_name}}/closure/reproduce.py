@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import UserError
+from ..util import git
 from ..util.hashing import sha256_file, write_atomic
 from .diff import report
 from .manifest import command_block, output_files, read_manifest, render_reproduce
@@ -145,8 +146,8 @@ def _execute(
             f"{commit[:12]}): a checkout of the commit cannot rebuild it; commit, then "
             "train again"
         )
-    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True)
-    if top.returncode != 0:
+    top = git.output("rev-parse", "--show-toplevel")
+    if top is None:
         raise UserError(
             "not inside the project's git checkout",
             file=os.getcwd(),
@@ -156,12 +157,7 @@ def _execute(
     shutil.rmtree(out, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(prefix="ft-reproduce-"))
     tree = scratch / "checkout"
-    added = subprocess.run(
-        ["git", "worktree", "add", "--detach", str(tree), commit],
-        capture_output=True,
-        text=True,
-        cwd=top.stdout.strip(),
-    )
+    added = git.run("worktree", "add", "--detach", str(tree), commit, cwd=top)
     if added.returncode != 0:
         shutil.rmtree(scratch, ignore_errors=True)
         raise _Failed(f"cannot check out commit {commit}: {added.stderr.strip()}")
@@ -193,11 +189,7 @@ def _execute(
         # The worktree's fresh .venv holds tens of thousands of files: removing it directly
         # is several times faster than letting `git worktree remove` walk it.
         shutil.rmtree(tree / ".venv", ignore_errors=True)
-        subprocess.run(
-            ["git", "worktree", "remove", "--force", str(tree)],
-            capture_output=True,
-            cwd=top.stdout.strip(),
-        )
+        git.run("worktree", "remove", "--force", str(tree), cwd=top)
         shutil.rmtree(scratch, ignore_errors=True)
     record["exit_code"] = done.returncode
     if done.returncode != 0:

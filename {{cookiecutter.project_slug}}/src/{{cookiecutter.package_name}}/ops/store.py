@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from ..errors import UserError
 from ..train.checkpoint import STEP_DIR
-from ..util.hashing import sha256_file, tree_files, write_atomic
+from ..util.hashing import open_atomic, sha256_file, tree_files, write_atomic
 
 MARKER = "COMPLETE"
 STAGING = Path("runs") / ".staging"
@@ -133,10 +133,8 @@ class RemoteDir:
         target = self._path(rel)
         with self.errors(f"uploading {rel}"):
             if self.on_disk:
-                Path(target).parent.mkdir(parents=True, exist_ok=True)
-                tmp = Path(target).with_name(f".{Path(target).name}.tmp-{os.getpid()}")
-                shutil.copyfile(local, tmp)
-                os.replace(tmp, target)
+                with open(local, "rb") as src, open_atomic(target) as dst:
+                    shutil.copyfileobj(src, dst)
             else:
                 self.fs.put_file(str(local), target)
 
@@ -173,7 +171,6 @@ class RunLocation:
     """Where `ft train --out` puts a run. This one is a local directory: nothing to mirror."""
 
     def __init__(self, out: str | None):
-        self.out = out
         self.local_dir = out  # what training writes (None: train picks runs/<config>-<time>)
 
     @staticmethod

@@ -37,13 +37,8 @@ from pathlib import Path
 
 from ..closure.manifest import command_block, output_files, read_manifest
 from ..errors import UserError
-from .registries import (
-    VersionNotFound,
-    check_version,
-    copy_hashing,
-    open_registry,
-    resolve_registry,
-)
+from ..util.hashing import copy_hashing
+from .registries import VersionNotFound, check_version, open_registry, resolve_registry
 
 RECORDS = ("manifest.json", "REPRODUCE.md", "verification.json")
 ADAPTER_DIR = "adapter/"

@@ -12,6 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
+from ..errors import UserError
 from ..util.hashing import fsync_dir
 from .determinism import rng_state, set_rng_state
 
@@ -77,9 +78,12 @@ def load(path: Path, model, optimizer, scheduler, accelerator) -> int:
 
     state = torch.load(path / "state.pt", weights_only=False)
     if state["world_size"] != accelerator.num_processes:
-        raise RuntimeError(
-            f"checkpoint {path} was written by {state['world_size']} processes, "
-            f"this run has {accelerator.num_processes}"
+        raise UserError(
+            f"checkpoint was written by {state['world_size']} processes, "
+            f"this run has {accelerator.num_processes}",
+            file=str(path),
+            fix=f"resume with {state['world_size']} processes (the launch shape the run "
+            "started with), or start a new run",
         )
     params = dict(accelerator.unwrap_model(model).named_parameters())
     with torch.no_grad():
