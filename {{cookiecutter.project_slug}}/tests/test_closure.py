@@ -336,14 +336,17 @@ def test_training_from_a_dirty_tree_warns_first(project, tmp_path, capsys, monke
     copy = tmp_path / "p"
     shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".venv", "runs"))
     (copy / "notes.txt").write_text("scratch\n")
-    raw = copy / "data" / "raw" / "train.jsonl"
-    raw.write_bytes(raw.read_bytes() + b"\n")  # also stops training early, at the data check
+    raw = copy / "data" / "raw" / "chat-train.jsonl"
+    data = bytearray(raw.read_bytes())
+    at = data.index(b'"content": "') + len(b'"content": "')
+    data[at] = ord("b") if data[at] == ord("a") else ord("a")  # one byte of the first turn
+    raw.write_bytes(bytes(data))
     monkeypatch.chdir(copy)
     assert mod("cli").main(["train", *SMOKE, "--out", "runs/x"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     warning, error = lines[0], lines[-1]
     assert warning.startswith("warning: uncommitted changes ("), lines
-    assert "data/raw/train.jsonl" in warning and "notes.txt" in warning
+    assert "data/raw/chat-train.jsonl" in warning and "notes.txt" in warning
     assert "will not be reproducible or publishable" in warning
     assert error.startswith("error: ") and "data.sources.0.sha256" in error
 
