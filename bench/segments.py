@@ -120,21 +120,21 @@ def section(results: dict, source: str) -> str:
         arms = [("full replay", full)] + [
             (f"segments all, P={k.removeprefix('segments_p')}", v)
             for k, v in r.items() if k.startswith("segments_p")
-        ] + [(f"drill K=1 (interval {r['drill_k1']['replayed'][0]})", r["drill_k1"])]
+        ] + ([(f"drill K=1 (interval {r['drill_k1']['replayed'][0]})", r["drill_k1"])]
+             if "drill_k1" in r else [])
         for name, arm in arms:
             lines.append(
                 f"| {case} | {r['intervals']} | {train['wall_s']:.1f} | {name} | "
                 f"{arm['wall_s']:.1f} | {arm['wall_s'] / train['wall_s']:.2f}x | "
                 f"{arm['cpu_s']:.1f} | {arm['cpu_s'] / full['cpu_s']:.2f}x |"
             )
-    lines += [
-        "",
-        "Per-interval walls (s), as verification.json records them:",
-        "",
-    ]
+    walls = any(v.get("interval_wall_s") for r in results["cases"].values()
+                for k, v in r.items() if k.startswith("segments_p"))
+    if walls:
+        lines += ["", "Per-interval walls (s), as verification.json records them:", ""]
     for case, r in results["cases"].items():
         for k, v in r.items():
-            if k.startswith("segments_p"):
+            if k.startswith("segments_p") and v.get("interval_wall_s"):
                 lines.append(f"- {case}, P={k.removeprefix('segments_p')}: "
                              + ", ".join(f"{w:.1f}" for w in v["interval_wall_s"]))
     lines += ["", results["reading"], END]
@@ -163,7 +163,7 @@ def main() -> None:
         if args.reading:
             results["reading"] = args.reading
             args.render.write_text(json.dumps(results, indent=1) + "\n")
-        write_doc(section(results, str(args.render.relative_to(ROOT))))
+        write_doc(section(results, str(args.render.resolve().relative_to(ROOT))))
         return
     cases = args.only.split(",") if args.only else list(CASES)
     results = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "host": host(),
