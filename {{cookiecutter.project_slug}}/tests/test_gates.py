@@ -117,20 +117,34 @@ TEST_GATES = (
 
 
 def _damage_lookup(project: Path, ft) -> None:
-    """Train data that teaches the wrong answer for "Last word of" rows (the first word)."""
-    raw = project / "data" / "raw" / "train.jsonl"
-    rows = [json.loads(line) for line in raw.read_text().splitlines() if line.strip()]
-    for row in rows:
-        if row["prompt"].startswith("Last word of:") and row["response"]:
-            row["response"] = row["prompt"].split(":", 1)[1].split()[0]
-    raw.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    """Train data that teaches the wrong answer for "Last word of" rows (the first word),
+    in whichever row format the smoke config's training source has."""
     import hashlib
 
+    import yaml
+
+    smoke = yaml.safe_load((project / "configs" / "smoke.yaml").read_text())
+    source = next(s for s in smoke["data"]["sources"] if s["split"] == "train")
+    raw = project / source["path"]
+
+    def wrong(prompt: str) -> str:
+        return prompt.split(":", 1)[1].split()[0]
+
+    rows = [json.loads(line) for line in raw.read_text().splitlines() if line.strip()]
+    for row in rows:
+        if "messages" in row:
+            turns = row["messages"]
+            for user, answer in zip(turns, turns[1:], strict=False):
+                content = str(user.get("content", "")).strip()
+                pair = user["role"] == "user" and answer["role"] == "assistant"
+                if pair and content.startswith("Last word of:") and len(content.split()) > 3:
+                    answer["content"] = wrong(content)
+        elif row["prompt"].startswith("Last word of:") and row["response"]:
+            row["response"] = wrong(row["prompt"])
+    raw.write_text("".join(json.dumps(row) + "\n" for row in rows))
     new = hashlib.sha256(raw.read_bytes()).hexdigest()
     for config in (project / "configs").glob("*.yaml"):
-        text = config.read_text()
-        old = text.split("path: data/raw/train.jsonl")[1].split("sha256:")[1].split()[0]
-        config.write_text(text.replace(old, new))
+        config.write_text(config.read_text().replace(source["sha256"], new))
     ft("data", "build", "--config", "configs/smoke.yaml")
 
 

@@ -609,10 +609,14 @@ def test_a_pulled_version_loads_with_the_peft_one_liner(project, verified, tmp_p
     assert from_version.stdout == runs[0].stdout
 
 
-def test_an_mlflow_version_loads_with_pyfunc_on_the_real_server(project, verified, mlflow_server):
+def test_an_mlflow_version_loads_with_pyfunc_on_the_real_server(
+    project,
+    verified,
+    _server,  # noqa: F811 - test_registry's mlflow_server fixture, imported under this name
+):
     """`mlflow.pyfunc.load_model("models:/NAME@ALIAS")` in a fresh process, on a real
     `mlflow server` (tests/test_registry.py starts it), answers as `ft generate` does."""
-    env = {"MLFLOW_TRACKING_URI": mlflow_server.url}
+    env = {"MLFLOW_TRACKING_URI": _server.url}  # `_server`: test_registry's mlflow_server
     uri = "mlflow://ft-pyfunc"
     _ok(_ft(project, "publish", "runs/smoke", "--version", "v1.0.0", "--registry", uri, **env))
     code = (

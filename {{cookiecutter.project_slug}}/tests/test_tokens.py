@@ -49,11 +49,14 @@ def test_store_serves_what_tokenizing_in_memory_gives(pkg, workdir, tokenizer, b
     memory = pkg.config.load_config(RECIPE, ["data.token_store=false"])
     lock_m, train_m, held_out_m, none = examples(pkg, memory, tokenizer, base_pins)
     assert none is None and lock == lock_m
-    assert (len(train), len(held_out)) == (955, 105)
+    assert (len(train), len(held_out)) == (
+        lock["splits"]["train"]["rows"],
+        lock["splits"]["eval"]["rows"],
+    )
     assert [train[i] for i in range(len(train))] == train_m
     assert held_out[0 : len(held_out)] == held_out_m  # slices, as evaluate.py reads them
     meta = json.loads((Path(store["path"]) / "meta.json").read_text())
-    assert store["sha256"] == meta["sha256"] and store["key"]["max_seq_len"] == 128
+    assert store["sha256"] == meta["sha256"] and store["key"]["max_seq_len"] == cfg.data.max_seq_len
     assert store["key"]["splits"]["train"] == lock["splits"]["train"]["sha256"]
 
 

@@ -42,8 +42,37 @@ def suite_sha256(cfg: Config, suite: Suite, index: int) -> str:
             "metrics": cfg.eval.suites[index].metrics,
             "max_new_tokens": cfg.eval.max_new_tokens,
             "max_seq_len": cfg.data.max_seq_len,
+            "row_format": cfg.data.row_format,
         }
     )
+
+
+def suite_examples(cfg: Config, rows: list[dict], tokenizer, max_len: int) -> list[dict]:
+    """Suite rows encoded as training encodes its rows: with `data.row_format: chat`, each
+    prompt/response becomes a user turn and an assistant turn under the chat template."""
+    if cfg.data.row_format == "chat":
+        from ..data.chat import encode_chat
+
+        chats = [
+            {"messages": [
+                {"role": "user", "content": row["prompt"]},
+                {"role": "assistant", "content": row["response"]},
+            ]}
+            for row in rows
+        ]  # fmt: skip
+        return encode_chat(chats, tokenizer, max_len, cfg.data.loss_on, cfg._path)
+    return encode(rows, tokenizer, max_len)
+
+
+def prompt_ids(cfg: Config, tokenizer, prompt: str) -> list[int]:
+    """The context a completion continues, formatted as training formats a prompt."""
+    if cfg.data.row_format == "chat":
+        from ..data.chat import _render
+
+        text = _render(tokenizer, [{"role": "user", "content": prompt}], generation_prompt=True)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    return bos + tokenizer(prompt + "\n", add_special_tokens=False)["input_ids"]
 
 
 def row_losses(model, examples: list[dict], pad_id: int, batch_size: int, device):
@@ -72,25 +101,30 @@ def row_losses(model, examples: list[dict], pad_id: int, batch_size: int, device
     return out
 
 
-def greedy(model, tokenizer, prompt: str, max_new_tokens: int, max_len: int, device) -> str:
-    """The greedy completion of one prompt, formatted as training formats it."""
+def greedy(model, tokenizer, ids: list[int], max_new_tokens: int, max_len: int, device) -> str:
+    """The greedy completion of a prompt's token ids (`prompt_ids`).
+
+    A plain argmax loop over the KV cache (ties go to the lowest token id, as torch's
+    argmax does): `generate`'s per-step machinery costs more than the tiny model itself."""
     import torch
 
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    ids = bos + tokenizer(prompt + "\n", add_special_tokens=False)["input_ids"]
     ids = ids[: max(1, max_len - max_new_tokens)]
-    input_ids = torch.tensor([ids], device=device)
+    new: list[int] = []
     with torch.no_grad():
-        out = model.generate(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    return tokenizer.decode(out[0, len(ids) :].tolist(), skip_special_tokens=True)
+        out = model(input_ids=torch.tensor([ids], device=device), use_cache=True)
+        for _ in range(max_new_tokens):
+            token = int(out.logits[0, -1].argmax())
+            if token == tokenizer.eos_token_id:
+                break
+            new.append(token)
+            if len(new) == max_new_tokens:
+                break
+            out = model(
+                input_ids=torch.tensor([[token]], device=device),
+                past_key_values=out.past_key_values,
+                use_cache=True,
+            )
+    return tokenizer.decode(new, skip_special_tokens=True)
 
 
 def aggregate(
@@ -121,24 +155,33 @@ def aggregate(
 
 def score_suites(cfg: Config, suites: list[Suite], model, tokenizer, device) -> dict:
     """eval.json's `suites`: per suite, its identity and per-segment metrics with row counts."""
+    import torch
+
     was_training = model.training
     model.eval()
     results = {}
     for index, suite in enumerate(suites):
         spec = cfg.eval.suites[index]
-        examples = encode(suite.rows, tokenizer, cfg.data.max_seq_len)
+        examples = suite_examples(cfg, suite.rows, tokenizer, cfg.data.max_seq_len)
         losses = row_losses(model, examples, tokenizer.pad_token_id, cfg.eval.batch_size, device)
-        predictions = [
-            greedy(
-                model,
-                tokenizer,
-                row["prompt"],
-                cfg.eval.max_new_tokens,
-                cfg.data.max_seq_len,
-                device,
-            )
-            for row in suite.rows
-        ]
+        # One intra-op thread for batch-1 decoding: tiny matmuls gain nothing from a pool,
+        # and a busy machine's spinning pool costs ~30x the CPU. Restored below.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            predictions = [
+                greedy(
+                    model,
+                    tokenizer,
+                    prompt_ids(cfg, tokenizer, row["prompt"]),
+                    cfg.eval.max_new_tokens,
+                    cfg.data.max_seq_len,
+                    device,
+                )
+                for row in suite.rows
+            ]
+        finally:
+            torch.set_num_threads(threads)
         segments = aggregate(suite, spec.metrics, losses, predictions)
         results[suite.name] = {
             "sha256": suite.sha256,

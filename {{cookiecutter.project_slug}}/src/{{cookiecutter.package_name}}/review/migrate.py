@@ -124,11 +124,18 @@ def tokenizer_facts(tokenizer) -> dict:
 # --- drift ----------------------------------------------------------------------------------
 
 
-def token_counts(rows: list[dict], tokenizer) -> list[int]:
-    """Untruncated tokens per row, exactly as training encodes it (data/loader.py)."""
-    from ..data.loader import encode
+def token_counts(cfg: Config, name: str, rows: list[dict], tokenizer) -> list[int]:
+    """Untruncated tokens per row, exactly as training (data/loader.py) or suite scoring
+    (evaluate/suites.py) encodes it."""
+    from ..data.loader import encode_rows
+    from ..evaluate.suites import suite_examples
 
-    return [len(e["input_ids"]) for e in encode(rows, tokenizer, 1 << 30)]
+    if name.startswith("suite "):
+        encoded = suite_examples(cfg, rows, tokenizer, 1 << 30)
+    else:
+        encoded = encode_rows(cfg.model_copy(update={"data": cfg.data.model_copy(
+            update={"max_seq_len": 1 << 30})}), rows, tokenizer)  # fmt: skip
+    return [len(e["input_ids"]) for e in encoded]
 
 
 def _quantile(sorted_values: list[int], q: float) -> int:
@@ -180,7 +187,10 @@ def compare(cfg: Config, old_tok, new_tok) -> dict[str, dict]:
     sets = row_sets(cfg)
     return {
         name: drift(
-            rows, token_counts(rows, old_tok), token_counts(rows, new_tok), cfg.data.max_seq_len
+            rows,
+            token_counts(cfg, name, rows, old_tok),
+            token_counts(cfg, name, rows, new_tok),
+            cfg.data.max_seq_len,
         )
         for name, rows in sets.items()
     } | {"_rows": sets}
@@ -199,7 +209,10 @@ def _pin(spec: dict) -> str:
 
 
 def _row_text(row: dict) -> str:
-    text = f"{row.get('prompt', '')} → {row.get('response', '')}"
+    if "messages" in row:  # a chat row: its last two turns
+        text = " → ".join(str(m.get("content", "")) for m in row["messages"][-2:])
+    else:
+        text = f"{row.get('prompt', '')} → {row.get('response', '')}"
     text = text.replace("|", "\\|").replace("\n", " ")
     return text if len(text) <= 60 else text[:57] + "..."
 
