@@ -18,7 +18,6 @@ a test hook inside the package: the kills come from the child's audit hook.
 
 import argparse
 import hashlib
-import os
 import shutil
 import signal
 import subprocess
@@ -84,7 +83,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--every", type=int, default=1, help="kill at every Nth write event")
     args = parser.parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="ft-faults-", dir="runs" if Path("runs").is_dir() else None))
+    runs = "runs" if Path("runs").is_dir() else None
+    scratch = Path(tempfile.mkdtemp(prefix="ft-faults-", dir=runs))
     rows = []
     try:
         # The reference: one uninterrupted run, counting its write events.
@@ -125,8 +125,11 @@ def main() -> int:
         refused = ft("train", "--out", str(run), "--resume")
         lines = refused.stderr.strip().splitlines()
         one_line = (
-            refused.returncode == 2 and len(lines) == 1 and str(state) in lines[0]
-            and "(fix: " in lines[0] and "Traceback" not in refused.stderr
+            refused.returncode == 2
+            and len(lines) == 1
+            and str(state) in lines[0]
+            and "(fix: " in lines[0]
+            and "Traceback" not in refused.stderr
         )
         shutil.rmtree(last)  # what the message says to do
         again = ft("train", "--out", str(run), "--resume")

@@ -169,9 +169,7 @@ def test_local_round_trip_is_byte_identical_and_versions_are_immutable(reg, rele
     assert registry.versions() == ["v1.0.0", "v1.1.0"]
 
     registry.pull("v1.0.0", tmp_path / "pulled")
-    # A release on MLflow is also an MLflow Model: MLmodel and its pyfunc loader, indexed.
-    model_files = {"MLmodel", "code/ft_adapter_pyfunc.py"}
-    same_bytes(tmp_path / "pulled", release | {n: tmp_path / "pulled" / n for n in model_files})
+    same_bytes(tmp_path / "pulled", release)  # a file:// release holds only what was published
     with pytest.raises(reg.UserError, match="not empty"):
         registry.pull("v1.0.0", tmp_path / "pulled")
     with pytest.raises(reg.VersionNotFound):
@@ -190,9 +188,7 @@ def test_local_pull_refuses_a_damaged_blob_and_writes_nothing(reg, release, tmp_
     # Publishing the same bytes again (a new version) repairs the blob by its address.
     registry.publish("v1.0.1", release, META)
     registry.pull("v1.0.0", tmp_path / "pulled")
-    # A release on MLflow is also an MLflow Model: MLmodel and its pyfunc loader, indexed.
-    model_files = {"MLmodel", "code/ft_adapter_pyfunc.py"}
-    same_bytes(tmp_path / "pulled", release | {n: tmp_path / "pulled" / n for n in model_files})
+    same_bytes(tmp_path / "pulled", release)
 
 
 def test_an_index_cannot_write_outside_the_destination(reg, release, tmp_path):
@@ -437,11 +433,7 @@ def test_hf_pull_verifies_every_file(reg, hub, release, tmp_path):
     index = registry.publish("v1.0.0", release, META)
     assert registry.show("v1.0.0") == index
     registry.pull("v1.0.0", tmp_path / "pulled")
-    # A release on MLflow is also an MLflow Model: MLmodel and its pyfunc loader, indexed.
-    model_files = {"MLmodel", "code/ft_adapter_pyfunc.py"}
-    same_bytes(
-        tmp_path / "pulled", release | {n: tmp_path / "pulled" / n for n in model_files}
-    )  # no release.json, .gitattributes or .cache
+    same_bytes(tmp_path / "pulled", release)  # no release.json, .gitattributes or .cache
     (files,) = recorder.commits.values()
     files["adapter/adapter_model.safetensors"] = b"tampered"
     with pytest.raises(reg.IntegrityError, match="adapter_model.safetensors of v1.0.0"):

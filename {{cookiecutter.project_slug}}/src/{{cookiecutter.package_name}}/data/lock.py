@@ -26,7 +26,7 @@ def render(lock: dict) -> str:
 def read(path: str | Path) -> dict:
     """The lock at `path`; a missing, malformed or non-lock file is a UserError naming the fix."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():  # a directory: read_json names it as one
         raise UserError(
             "data lock not found",
             file=str(path),

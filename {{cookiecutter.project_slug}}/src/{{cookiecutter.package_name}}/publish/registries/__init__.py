@@ -27,7 +27,7 @@ import tempfile
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from ...config import DEFAULT_CONFIG
 from ...errors import UserError
