@@ -47,7 +47,7 @@ WORDS = [
 def package():
     root = Path.cwd() / "src"
     name = next(p.name for p in sorted(root.iterdir()) if (p / "__init__.py").is_file())
-    for sub in ("config", "hashing", "data.build", "data.filters"):
+    for sub in ("config", "util.hashing", "data.build", "data.serialize", "data.filters"):
         importlib.import_module(f"{name}.{sub}")
     return importlib.import_module(name)
 
@@ -83,7 +83,7 @@ def shipped_like_rows(n: int) -> list[dict]:
             for i, row in ((i, base[i % len(base)]) for i in range(n))]
 
 
-def serialized(build, megabytes: int, keep_mb: int) -> tuple[bytearray, list[int], list[dict]]:
+def serialized(ser, megabytes: int, keep_mb: int) -> tuple[bytearray, list[int], list[dict]]:
     """~megabytes of canonical bytes, their block boundaries, and the rows of the first
     ~keep_mb MB of them (for the end-to-end figures)."""
     data, bounds, kept, start, batch = bytearray(), [0], [], 0, 50_000
@@ -91,7 +91,7 @@ def serialized(build, megabytes: int, keep_mb: int) -> tuple[bytearray, list[int
         rows = make_rows(batch, start)
         if len(data) < keep_mb * 1_000_000:
             kept.extend(rows)
-        for block in build.canonical_chunks(rows):
+        for block in ser.canonical_chunks(rows):
             data += block
             bounds.append(len(data))
         start += batch
@@ -115,7 +115,7 @@ def figure_a(data: bytearray, bounds: list[int], e2e_mb: int, reps: int, tmp: Pa
     lines = subset.splitlines(keepends=True)
     expected = hashlib.sha256(data).hexdigest()
 
-    def pipeline_blocks():  # the loop in data/build.py's serialize(), on ready blocks
+    def pipeline_blocks():  # the loop in data/serialize.py's serialize(), on ready blocks
         h = hashlib.sha256()
         for block in blocks:
             h.update(block)
@@ -161,9 +161,9 @@ def figure_a(data: bytearray, bounds: list[int], e2e_mb: int, reps: int, tmp: Pa
     }
 
 
-def figure_b(build, hashing, rows: list[dict], reps: int, tmp: Path) -> dict:
+def figure_b(ser, hashing, rows: list[dict], reps: int, tmp: Path) -> dict:
     """End to end from rows: serialize + hash (+ write), now and as it was, vs raw sha256."""
-    row_bytes = b"".join(build.canonical_chunks(rows))
+    row_bytes = b"".join(ser.canonical_chunks(rows))
     size = len(row_bytes)
     digest = hashlib.sha256(row_bytes).hexdigest()
     log(f"data (b): {len(rows)} rows, {size / 1e6:.0f} MB, {reps} reps")
@@ -184,11 +184,11 @@ def figure_b(build, hashing, rows: list[dict], reps: int, tmp: Path) -> dict:
         target.unlink()
 
     def new_hash():
-        assert build.hash_rows(rows) == digest
+        assert ser.hash_rows(rows) == digest
 
     def new_build():
         target = tmp / "new.jsonl"
-        assert build.write_rows(rows, target) == digest
+        assert ser.write_rows(rows, target) == digest
         target.unlink()
 
     times = interleaved({"raw_hashlib": lambda _: timed(lambda: hashlib.sha256(row_bytes)),
@@ -221,15 +221,15 @@ def main() -> int:
     p.add_argument("--tmp", default=None, help="directory for the scratch files")
     args = p.parse_args()
     pkg = package()
-    build, hashing = pkg.data.build, pkg.util.hashing
+    build, ser, hashing = pkg.data.build, pkg.data.serialize, pkg.util.hashing
     tmp = Path(tempfile.mkdtemp(prefix="bench-data-", dir=args.tmp))
-    out: dict = {"chunk_rows": build.CHUNK_ROWS}
+    out: dict = {"chunk_rows": ser.CHUNK_ROWS}
 
     log(f"data: serializing ~{args.mb} MB of rows")
-    data, bounds, rows = serialized(build, args.mb, args.e2e_mb)
+    data, bounds, rows = serialized(ser, args.mb, args.e2e_mb)
     out["a"] = figure_a(data, bounds, args.e2e_mb, args.reps, tmp)
     del data, bounds
-    out["b"] = figure_b(build, hashing, rows, args.reps, tmp)
+    out["b"] = figure_b(ser, hashing, rows, args.reps, tmp)
     del rows
 
     # (c) the default filter chain, one process vs two; then with a costlier row filter.

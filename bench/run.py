@@ -453,7 +453,16 @@ def render(results: dict) -> str:
         "",
     ]
     lines += details(results)
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + _kept_sections()
+
+
+def _kept_sections() -> str:
+    """Sections other harnesses own (bench/segments.py), carried over from the current page."""
+    doc = DOC.read_text() if DOC.is_file() else ""
+    begin, end = "<!-- segments:begin -->", "<!-- segments:end -->"
+    if begin not in doc or end not in doc:
+        return ""
+    return "\n" + begin + doc.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
 
 
 def headline(figure: str, data: dict) -> dict:

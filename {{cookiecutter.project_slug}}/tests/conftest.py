@@ -43,6 +43,8 @@ LIGHT_MODULES = (
     "data.sources",
     "data.filters",
     "data.build",
+    "review.report",
+    "review.history",
 )
 
 
@@ -164,7 +166,7 @@ def _changed_since_shipped() -> list[str]:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skip `shipped` tests once the defaults changed; `gpu` tests without a CUDA device."""
+    """Skip `shipped` tests once the defaults changed."""
     changed = _changed_since_shipped()
     if changed:
         skip = pytest.mark.skip(
@@ -173,13 +175,3 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if item.get_closest_marker("shipped"):
                 item.add_marker(skip)
-    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
-    if not gpu_items:
-        return
-    import torch
-
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA device")
-    for item in gpu_items:
-        item.add_marker(skip)

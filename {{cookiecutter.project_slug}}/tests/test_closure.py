@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -335,14 +336,17 @@ def test_training_from_a_dirty_tree_warns_first(project, tmp_path, capsys, monke
     copy = tmp_path / "p"
     shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".venv", "runs"))
     (copy / "notes.txt").write_text("scratch\n")
-    raw = copy / "data" / "raw" / "train.jsonl"
-    raw.write_bytes(raw.read_bytes() + b"\n")  # also stops training early, at the data check
+    raw = copy / "data" / "raw" / "chat-train.jsonl"
+    data = bytearray(raw.read_bytes())
+    at = data.index(b'"content": "') + len(b'"content": "')
+    data[at] = ord("b") if data[at] == ord("a") else ord("a")  # one byte of the first turn
+    raw.write_bytes(bytes(data))
     monkeypatch.chdir(copy)
     assert mod("cli").main(["train", *SMOKE, "--out", "runs/x"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     warning, error = lines[0], lines[-1]
     assert warning.startswith("warning: uncommitted changes ("), lines
-    assert "data/raw/train.jsonl" in warning and "notes.txt" in warning
+    assert "data/raw/chat-train.jsonl" in warning and "notes.txt" in warning
     assert "will not be reproducible or publishable" in warning
     assert error.startswith("error: ") and "data.sources.0.sha256" in error
 
@@ -387,13 +391,12 @@ def test_planted_nondeterminism_fails_reproduce_and_diff_says_so(tmp_path):
     assert "no pinned input moved" in done.stderr and "nondeterministic" in done.stderr
 
 
-def test_two_processes_reproduce_exactly_and_match_one_within_tolerance(project):
-    """Bytes differ between 1 and 2 processes (reduction order); tolerance mode covers it.
+TWO_PROCESS = [*SMOKE, *NO_DROPOUT, "--set", "reproduce.mode=tolerance"]
 
-    Dropout is off: its masks are drawn per process, so with dropout on, 1 and 2
-    processes train on different masks, not just in a different float order.
-    """
-    common = [*SMOKE, *NO_DROPOUT, "--set", "reproduce.mode=tolerance"]
+
+@pytest.fixture(scope="session")
+def two_run(project) -> Path:
+    """The smoke run trained by 2 processes (dropout off, tolerance mode)."""
     torchrun = [
         str(project / ".venv" / "bin" / "torchrun"),
         "--standalone",
@@ -402,13 +405,22 @@ def test_two_processes_reproduce_exactly_and_match_one_within_tolerance(project)
         str(project / ".venv" / "bin" / "ft"),
     ]
     subprocess.run(
-        [*torchrun, "train", *common, "--out", "runs/two"],
+        [*torchrun, "train", *TWO_PROCESS, "--out", "runs/two"],
         cwd=project,
         env=_env(),
         check=True,
         capture_output=True,
     )
-    ft(project, "train", *common, "--out", "runs/one")
+    return project / "runs" / "two"
+
+
+def test_two_processes_reproduce_exactly_and_match_one_within_tolerance(project, two_run):
+    """Bytes differ between 1 and 2 processes (reduction order); tolerance mode covers it.
+
+    Dropout is off: its masks are drawn per process, so with dropout on, 1 and 2
+    processes train on different masks, not just in a different float order.
+    """
+    ft(project, "train", *TWO_PROCESS, "--out", "runs/one")
     two, one = project / "runs" / "two", project / "runs" / "one"
     assert json.loads((two / "manifest.json").read_text())["hardware"]["world_size"] == 2
     assert adapter_bytes(two) != adapter_bytes(one)
@@ -526,3 +538,210 @@ def test_clean_room_names_a_file_read_from_outside_the_repository(project, smoke
     reason = json.loads((run / "verification.json").read_text())["reason"]
     assert f"data.sources.0.path: {outside} (outside the repository)" in reason
     assert "clean room" in done.stderr and str(outside) in done.stderr
+
+
+def test_resuming_with_another_process_count_is_a_user_error(tmp_path):
+    """A checkpoint holds one RNG state per rank: resuming it on another launch shape is a
+    user mistake (exit 2, one line), not a crash."""
+    import torch
+
+    step = tmp_path / "checkpoints" / "step-00000004"
+    step.mkdir(parents=True)
+    torch.save({"world_size": 2, "step": 4}, step / "state.pt")
+    one_process = SimpleNamespace(num_processes=1)  # all `load` reads before refusing
+    with pytest.raises(mod("errors").UserError) as err:
+        mod("train.checkpoint").load(step, None, None, None, one_process)
+    assert err.value.format() == (
+        f"{step}: checkpoint was written by 2 processes, this run has 1 (fix: resume with 2 "
+        "processes (the launch shape the run started with), or start a new run)"
+    )
+
+
+# --- segment replay (closure/segments.py, docs/verification.md) ------------------------------
+
+
+def copy_run(project: Path, run: Path, name: str) -> Path:
+    """A copy of a finished run with its chain, without any earlier verification."""
+    dest = project / "runs" / name
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns("reproduce", "verification.json"))
+    return dest
+
+
+def record(run: Path) -> dict:
+    return json.loads((run / "verification.json").read_text())
+
+
+def test_segment_replay_passes_agrees_with_full_replay_and_publishes(
+    project, smoke_run, reproduced, tmp_path
+):
+    run = copy_run(project, smoke_run, "segmented")
+    done = ft(project, "reproduce", "runs/segmented", "--segments", "all", "--parallel", "2")
+    assert "PASS  segmented: 3 of 3 intervals replayed and matched" in done.stderr
+    seg, full = record(run), record(smoke_run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    # The chain: step 0 (the initial state) and every checkpoint_every steps before the end.
+    assert [c["step"] for c in manifest["checkpoints"]] == [0, 4, 8]
+    assert seg["passed"] and seg["strategy"] == "segments" and seg["first_divergence"] is None
+    assert seg["segments"] | {"seed": None} == {
+        "intervals": 3,
+        "replayed": [0, 1, 2],
+        "k": None,
+        "seed": None,
+        "parallel": 2,
+        "complete": True,
+    }
+    assert [e["steps"] for e in seg["intervals"]] == [[0, 4], [4, 8], [8, 12]]
+    chain = [c["sha256"] for c in manifest["checkpoints"]]
+    for e, start in zip(seg["intervals"], chain, strict=True):
+        assert e["equal"] and e["start"]["expected"] == e["start"]["actual"] == start
+    for e, end in zip(seg["intervals"][:2], chain[1:], strict=True):
+        assert e["end"]["expected"] == e["end"]["actual"] == end
+    # Same verdict as the full replay, on the same hashes; and the full replay, which ran
+    # uninterrupted, wrote the very same chain: the induction's premise, witnessed.
+    assert full["passed"] and full["strategy"] == "full"
+    assert seg["compared"] == full["compared"]
+    again = json.loads((smoke_run / "reproduce" / "manifest.json").read_text())
+    assert again["checkpoints"] == manifest["checkpoints"]
+    # REPRODUCE.md carries the interval command the gate ran, verbatim.
+    text = (run / "REPRODUCE.md").read_text()
+    block = mod("closure.manifest").fenced_block(text, mod("closure.manifest").SEGMENT_FENCES[1])
+    assert block == seg["segment_command"]["interval"] and '--segment "$FT_SEGMENT"' in block
+    # The publish gate takes it as it takes a full verification.
+    uri = f"file://{tmp_path / 'registry'}"
+    published = ft(project, "publish", "runs/segmented", "--version", "v0.1.0", "--registry", uri)
+    assert "published v0.1.0" in published.stdout
+
+
+def test_two_process_run_spot_checked_by_seed_and_refused_by_publish(project, two_run, tmp_path):
+    """K=1 of 3, drawn by a recorded seed: the inner interval 1 (2-rank checkpoint in, 2-rank
+    checkpoint out). A spot check passes, but it is not a verification: publish refuses it."""
+    seed = next(s for s in range(100) if mod("closure.segments").select(3, 1, s) == [1])
+    run = copy_run(project, two_run, "two-drill")
+    done = ft(project, "reproduce", "runs/two-drill", "--segments", "1", "--seed", str(seed))
+    assert (
+        f"1 of 3 intervals replayed and matched (tolerance mode); a spot check drawn with "
+        f"seed {seed}" in done.stderr
+    )
+    seg = record(run)
+    assert seg["segments"]["replayed"] == [1] and seg["segments"]["complete"] is False
+    (entry,) = seg["intervals"]
+    assert entry["equal"] and entry["end"]["actual"] == entry["end"]["expected"]
+    files = json.loads((run / "manifest.json").read_text())["checkpoints"][2]["files"]
+    assert set(files) == {"state.pt", "rng-rank0.pt", "rng-rank1.pt"}
+    uri = f"file://{tmp_path / 'registry'}"
+    refused = ft(
+        project, "publish", "runs/two-drill", "--version", "v0.1.0", "--registry", uri, check=False
+    )
+    assert refused.returncode == 2 and "replayed 1 of 3 checkpoint intervals" in refused.stderr
+    assert "a spot check, not a verification" in refused.stderr
+
+
+def test_planted_nondeterminism_is_localised_to_its_interval(project):
+    """Fresh randomness from step 5 on: interval 1 (steps 4-8) diverges; 0 and 2 match."""
+    train_py = next((project / "src").glob("*/train/recipe.py"))
+    loop = "    for step in range(start, stop):\n"
+    original = train_py.read_text()
+    assert loop in original
+    _git(project, "checkout", "-q", "-b", "planted-step-5")
+    try:
+        train_py.write_text(
+            original.replace(
+                loop,
+                loop + "        if step == 5:\n"
+                "            torch.manual_seed(int.from_bytes(os.urandom(4), 'big'))\n",
+            )
+        )
+        _git(project, "commit", "-qam", "plant fresh randomness at step 5")
+        ft(project, "train", *SMOKE, "--out", "runs/planted-5")
+    finally:
+        _git(project, "checkout", "-q", "main")
+    assert train_py.read_text() == original
+    done = ft(
+        project, "reproduce", "runs/planted-5", "--segments", "all", "--parallel", "2", check=False
+    )
+    assert done.returncode == 1
+    assert "the run diverged between steps 4 and 8 (interval 1 of 3" in done.stderr
+    assert "no pinned input moved" in done.stderr
+    seg = record(project / "runs" / "planted-5")
+    assert seg["first_divergence"] == {"index": 1, "steps": [4, 8]}
+    assert [e["equal"] for e in seg["intervals"]] == [True, False, True]
+    diff = ft(project, "diff", "runs/planted-5", check=False)
+    assert diff.returncode == 1
+    assert diff.stdout.splitlines()[:2] == [
+        "the run diverged between steps 4 and 8 (interval 1)",
+        "no pinned input moved",
+    ]
+
+
+def _tamper(checkpoint: Path) -> None:
+    """Rewrite one adapter value in a checkpoint: still loadable, other bytes."""
+    import torch
+
+    state = torch.load(checkpoint / "state.pt", weights_only=False)
+    name = sorted(state["adapter"])[0]
+    state["adapter"][name].view(-1)[0] += 1.0
+    torch.save(state, checkpoint / "state.pt")
+
+
+def test_tampered_missing_and_rehashed_checkpoints_fail(project, smoke_run, reproduced, tmp_path):
+    """One run copy holds both attacks: step 8 edited in place, and step 4 edited with the
+    chain re-hashed to match it (manifest.json and REPRODUCE.md re-rendered, so the document
+    check passes). Then a copy with a checkpoint missing."""
+    run = copy_run(project, smoke_run, "tampered")
+    (run / "verification.json").write_text((smoke_run / "verification.json").read_text())
+    _tamper(run / "checkpoints" / "step-00000008")
+    _tamper(run / "checkpoints" / "step-00000004")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["checkpoints"][1] |= mod("train.checkpoint").digest(
+        run / "checkpoints" / "step-00000004"
+    )
+    (run / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    (run / "REPRODUCE.md").write_text(mod("closure.manifest").render_reproduce(manifest))
+    # The re-hashed manifest no longer matches the verification the release was checked on.
+    uri = f"file://{tmp_path / 'registry'}"
+    refused = ft(
+        project, "publish", "runs/tampered", "--version", "v0.1.0", "--registry", uri, check=False
+    )
+    assert refused.returncode == 2 and "manifest.json changed after verification" in refused.stderr
+    done = ft(
+        project, "reproduce", "runs/tampered", "--segments", "all", "--parallel", "2", check=False
+    )
+    assert done.returncode == 1
+    # Interval 0, replayed from the config alone, does not produce the re-hashed step 4.
+    assert "diverged between steps 0 and 4" in done.stderr
+    assert "produced checkpoints/step-00000004 with another hash" in done.stderr
+    zero, one, two = record(run)["intervals"]
+    assert not zero["equal"] and zero["end"]["actual"] == smoke_chain(smoke_run)[1]
+    # Interval 1 loads the re-hashed step 4 (its hash is the manifest's) and cannot produce
+    # the recorded step 8; interval 2's edited start fails without being loaded.
+    assert not one["equal"] and one["end"]["actual"] != one["end"]["expected"]
+    assert not two["equal"] and two["exit_code"] is None and two["wall_s"] == 0.0
+    # A missing checkpoint is named before anything runs.
+    run = copy_run(project, smoke_run, "missing-ckpt")
+    shutil.rmtree(run / "checkpoints" / "step-00000004")
+    done = ft(project, "reproduce", "runs/missing-ckpt", "--segments", "all", check=False)
+    assert done.returncode == 1
+    assert "checkpoint checkpoints/step-00000004 is missing from the chain" in done.stderr
+    assert not (run / "reproduce").exists()
+
+
+def smoke_chain(run: Path) -> list[str]:
+    return [c["sha256"] for c in json.loads((run / "manifest.json").read_text())["checkpoints"]]
+
+
+def test_fetch_with_checkpoints_brings_the_chain_verified(smoke_run, tmp_path):
+    """`ft fetch --checkpoints` downloads the chain against the manifest's hashes, so a
+    release job can run `ft reproduce --segments` on a run from the artifact store."""
+    store = mod("ops.store")
+    bucket = tmp_path / "bucket" / "smoke"
+    shutil.copytree(
+        smoke_run, bucket, ignore=shutil.ignore_patterns("reproduce", "verification.json")
+    )
+    fetched = store.fetch(f"file://{bucket}", tmp_path / "fetched", checkpoints=True)
+    manifest = json.loads((fetched / "manifest.json").read_text())
+    assert mod("train.checkpoint").chain(fetched) == manifest["checkpoints"]
+    _tamper(bucket / "checkpoints" / "step-00000004")
+    with pytest.raises(mod("errors").UserError, match="step-00000004/state.pt"):
+        store.fetch(f"file://{bucket}", tmp_path / "again", checkpoints=True)
+    assert not (tmp_path / "again").exists()

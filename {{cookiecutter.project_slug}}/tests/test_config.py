@@ -18,7 +18,7 @@ SMOKE = "configs/smoke.yaml"
 # The resolved smoke config's hash. smoke.yaml does not depend on the bake answers, so
 # this moves only when smoke.yaml or the schema (a key or a default) changes; such a
 # change alters every run's recorded config hash, so update this pin on purpose.
-SMOKE_CONFIG_SHA256 = "6bb09f09641768e024f35451fb628dab4fc599d83bda6de680c5a01b4af7fb52"
+SMOKE_CONFIG_SHA256 = "1372bc31f553f96ba018c17ec6e38dae2b816288ac20c71c6f550c6f576748a3"
 HEX40 = "0123456789abcdef0123456789abcdef01234567"
 DIGEST = "sha256:" + "ab" * 32
 # smoke.yaml with its local tiny base swapped for a hub model (revision still to add).
@@ -381,3 +381,27 @@ def test_image_must_be_pinned_by_digest(ft, data_workdir, image):
 )
 def test_image_pinned_by_digest_is_accepted(pkg, data_workdir, image):
     assert pkg.config.load_config(SMOKE, [f"launch.image={image}"]).launch.image == image
+
+
+# --- the reference: every key documented from the schema ----------------------------------
+
+
+def test_every_config_key_has_a_description(pkg):
+    undocumented = [key for key, _, _, doc in pkg.config.reference() if not doc]
+    assert undocumented == [], "give each field a docstring in config.py"
+
+
+def test_docs_config_reference_matches_the_schema(pkg):
+    text = (ROOT / "docs" / "config.md").read_text()
+    start, end = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
+    table = text[text.index(start) + len(start) : text.index(end)]
+    assert table == pkg.config.reference_markdown(), (
+        "docs/config.md is stale: paste `uv run ft config show --doc` between its markers"
+    )
+
+
+def test_config_show_doc_prints_the_reference(pkg, ft):
+    result = ft("config", "show", "--doc")
+    assert (result.code, result.err) == (0, "")
+    assert result.out == pkg.config.reference_markdown()
+    assert "| `train.lr` | float | `0.001` | Peak learning rate. |" in result.out

@@ -94,9 +94,9 @@ def test_pipeline_reproduces_the_shipped_lock_exactly(pkg, data_workdir):
     lock = pkg.data.build.run_pipeline(
         pkg.config.load_config(RECIPE), sink=lambda split, chunk: rows[split].extend(chunk)
     )
-    assert pkg.data.build.render_lock(lock) == Path("data.lock").read_text()
+    assert pkg.data.lock.render(lock) == Path("data.lock").read_text()
     assert (len(rows["train"]), len(rows["eval"])) == (1076, 110)
-    assert pkg.data.build.hash_rows(rows["train"]) == TRAIN_SHA256
+    assert pkg.data.serialize.hash_rows(rows["train"]) == TRAIN_SHA256
 
 
 @pytest.mark.shipped

@@ -81,25 +81,25 @@ def error_of(pkg, cfg, rows, chain, **kwargs) -> str:
 
 @pytest.mark.parametrize("chunk_rows", [1, 2, 4, 4096])
 def test_blocks_are_the_canonical_lines(pkg, chunk_rows):
-    blocks = list(pkg.data.build.canonical_chunks(ODD_ROWS, chunk_rows))
+    blocks = list(pkg.data.serialize.canonical_chunks(ODD_ROWS, chunk_rows))
     assert len(blocks) == -(-len(ODD_ROWS) // chunk_rows)
     assert b"".join(blocks) == canonical_bytes(pkg, ODD_ROWS)
-    assert b"".join(pkg.data.build.canonical_lines(ODD_ROWS)) == canonical_bytes(pkg, ODD_ROWS)
+    assert b"".join(pkg.data.serialize.canonical_lines(ODD_ROWS)) == canonical_bytes(pkg, ODD_ROWS)
 
 
 def test_hash_and_file_come_from_one_serialization(pkg, tmp_path):
     rows = ODD_ROWS * 3000  # several blocks
     expected = hashlib.sha256(canonical_bytes(pkg, rows)).hexdigest()
-    assert pkg.data.build.hash_rows(rows) == expected
+    assert pkg.data.serialize.hash_rows(rows) == expected
     out = tmp_path / "sub" / "train.jsonl"
-    assert pkg.data.build.write_rows(rows, out) == expected
+    assert pkg.data.serialize.write_rows(rows, out) == expected
     assert hashlib.sha256(out.read_bytes()).hexdigest() == expected
     assert [p.name for p in out.parent.iterdir()] == ["train.jsonl"]  # no temp file left
 
 
 def test_empty_rows_serialize_to_nothing(pkg):
-    assert list(pkg.data.build.canonical_chunks([])) == []
-    assert pkg.data.build.hash_rows([]) == hashlib.sha256(b"").hexdigest()
+    assert list(pkg.data.serialize.canonical_chunks([])) == []
+    assert pkg.data.serialize.hash_rows([]) == hashlib.sha256(b"").hexdigest()
 
 
 # --- parallel filters ------------------------------------------------------------------

@@ -102,7 +102,7 @@ def test_a_new_segment_moves_data_lock(pkg, data_workdir):
         ["eval.suites.0.segments=[{name: numbers, fn: numeric_response}]", "eval.gates=[]"],
     )
     new = pkg.data.build.run_pipeline(cfg)
-    diffs = pkg.data.build.lock_differences(pkg.data.build.read_lock(cfg), new)
+    diffs = pkg.data.lock.differences(pkg.data.lock.read(cfg.data.lock), new)
     assert any("eval suite 'tasks': segments" in d for d in diffs), diffs
     assert new["suites"][0]["segments"]["numbers"] == 8  # the arithmetic rows
 

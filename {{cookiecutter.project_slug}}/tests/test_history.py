@@ -122,7 +122,7 @@ def test_history_rows_show_pins_and_status(runs, site):
         assert manifest["git"]["commit"][:12] in row
         assert manifest["data"]["splits"]["train"]["sha256"][:12] in row
         assert manifest["environment"]["uv_lock_sha256"][:12] in row
-        assert report_runs.mod("review.report").fmt(manifest["metrics"]["eval_loss"]) in row
+        assert report_runs.mod("review.report.format").fmt(manifest["metrics"]["eval_loss"]) in row
     assert '<span class="badge pass">passed</span>' in rows["v0.1.0"]  # its verification
     assert '<span class="badge fail">failed</span>' in rows["v0.2.0"]  # its drill
     assert "adapter bytes differ" in rows["v0.2.0"]

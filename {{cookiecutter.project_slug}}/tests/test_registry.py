@@ -605,7 +605,7 @@ def test_mlflow_publish_list_show_pull_and_immutability(reg, mlflow_env, release
 MLFLOW_CHILD = textwrap.dedent("""
     import os, signal, sys, time
     from mlflow import MlflowClient
-    from PACKAGE.registry import open_registry
+    from PACKAGE.publish.registries import open_registry
 
     name, version, release, kill_after, go = sys.argv[1:6]
     if kill_after != "-":  # die right after this client call returns, like a killed job

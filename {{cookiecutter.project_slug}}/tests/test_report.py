@@ -73,7 +73,7 @@ def test_report_of_a_run_alone(runs, solo):
     assert {p.name for p in solo.iterdir()} == {"report.md", "loss.png", "data.png"}
     md = (solo / "report.md").read_text()
     m = manifest(runs["base"])
-    fmt = report_runs.mod("review.report").fmt
+    fmt = report_runs.mod("review.report.format").fmt
     assert md.startswith("## Run report: `base`\n")
     assert "Baseline: none (`--baseline none`)." in md
     assert f"**eval_loss {fmt(m['metrics']['eval_loss'])}**" in md
@@ -90,7 +90,9 @@ def test_report_of_a_run_alone(runs, solo):
     assert "not reproduced yet: run `uv run ft reproduce runs/base`" in md
     # Figures are relative links; the curve is also text, for a PR comment.
     assert "](loss.png)" in md and "](data.png)" in md
-    spark = report_runs.mod("review.report").sparkline([r["loss"] for r in curve(runs["base"])])
+    spark = report_runs.mod("review.report.format").sparkline(
+        [r["loss"] for r in curve(runs["base"])]
+    )
     assert f"| this run | `{spark}` |" in md and len(spark) == len(curve(runs["base"]))
 
 
@@ -131,7 +133,7 @@ def test_report_against_a_baseline_shows_the_data_and_config_change(runs, compar
     assert '| `track.report_to` | `[]` | `["mlflow"]` |' in md
     assert "`train.lr`" not in md and "`seed`" not in md
     # Metrics: both values and the delta.
-    report = report_runs.mod("review.report")
+    report = report_runs.mod("review.report.format")
     ma, mb = manifest(base)["metrics"], manifest(variant)["metrics"]
     d, verdict = report.delta(mb["eval_loss"], ma["eval_loss"], "eval_loss")
     assert d and verdict in ("better", "worse")

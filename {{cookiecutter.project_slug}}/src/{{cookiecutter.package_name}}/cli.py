@@ -77,7 +77,15 @@ COMMANDS: dict[str, Command] = {
     "config show": Command(
         commands.config_show,
         "Print the resolved config (defaults filled in)",
-        (*CONFIG,),
+        (
+            *CONFIG,
+            arg(
+                "--doc",
+                action="store_true",
+                help="print every key's type, default and description instead "
+                "(the Markdown table in docs/config.md)",
+            ),
+        ),
     ),
     "base init-tiny": Command(
         commands.base_init_tiny,
@@ -135,6 +143,14 @@ COMMANDS: dict[str, Command] = {
                 action="store_true",
                 help="continue the run in --out from its last complete checkpoint",
             ),
+            arg(
+                "--segment",
+                type=int,
+                metavar="I",
+                help="replay only checkpoint interval I of the finished run --chain (what "
+                "`ft reproduce --segments` runs, as written in REPRODUCE.md)",
+            ),
+            arg("--chain", metavar="RUN_DIR", help="the finished run whose interval to replay"),
         ),
     ),
     "reproduce": Command(
@@ -161,6 +177,24 @@ COMMANDS: dict[str, Command] = {
                 action="store_true",
                 help="show everything the re-run prints (uv's package list included)",
             ),
+            arg(
+                "--segments",
+                metavar="all|K",
+                help="replay checkpoint intervals instead of the whole run: `all` (exact) or K "
+                "intervals drawn by a recorded seed (spot check) (default: reproduce.strategy)",
+            ),
+            arg(
+                "--parallel",
+                type=int,
+                metavar="P",
+                help="intervals replayed at once (default: reproduce.parallel of the run's config)",
+            ),
+            arg("--seed", type=int, help="seed that draws the K intervals (default: a random one)"),
+            arg(
+                "--full",
+                action="store_true",
+                help="re-run the whole training, whatever the config says",
+            ),
         ),
     ),
     "diff": Command(
@@ -168,7 +202,11 @@ COMMANDS: dict[str, Command] = {
         "Explain which pinned inputs and outputs differ between two runs",
         (
             arg("run_a"),
-            arg("run_b"),
+            arg(
+                "run_b",
+                nargs="?",
+                help="second run (default: RUN_A's reproduction, at its first divergence)",
+            ),
         ),
     ),
     "plan": Command(
@@ -192,6 +230,11 @@ COMMANDS: dict[str, Command] = {
         (
             arg("run_url", help="the run's --out URL, e.g. s3://bucket/runs/<id>"),
             arg("dest", help="a new local directory, e.g. runs/<id>"),
+            arg(
+                "--checkpoints",
+                action="store_true",
+                help="also download the checkpoint chain (for ft reproduce --segments)",
+            ),
         ),
     ),
     "publish": Command(

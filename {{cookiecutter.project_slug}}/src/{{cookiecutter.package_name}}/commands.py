@@ -29,8 +29,11 @@ def config_validate(args) -> int:
 
 
 def config_show(args) -> int:
-    from .config import dump_yaml
+    from .config import dump_yaml, reference_markdown
 
+    if args.doc:
+        sys.stdout.write(reference_markdown())
+        return 0
     cfg = _load(args)
     sys.stdout.write(f"# resolved {args.config}  sha256 {cfg.hash()}\n" + dump_yaml(cfg.resolved()))
     return 0
@@ -102,18 +105,32 @@ def train(args) -> int:
     from .train.recipe import main
 
     require_shared_store(args.out or "runs", key="--out")
-    main(args.config, args.overrides, args.out, args.resume)
+    main(args.config, args.overrides, args.out, args.resume, args.segment, args.chain)
     return 0
 
 
 def reproduce(args) -> int:
     from .closure.reproduce import main
 
+    if args.parallel is not None and args.parallel < 1:
+        from .errors import UserError
+
+        raise UserError("--parallel must be at least 1", key="--parallel", fix="pass 1 or more")
+    if args.full and args.segments:
+        from .errors import UserError
+
+        raise UserError(
+            "--full and --segments exclude each other", key="--full", fix="pass one of them"
+        )
     return main(
         args.run_dir,
         clean_room=args.clean_room,
         keep_env=tuple(args.keep_env),
         verbose=args.verbose,
+        segments=args.segments,
+        parallel=args.parallel,
+        seed=args.seed,
+        full=args.full,
     )
 
 
@@ -134,7 +151,7 @@ def fetch(args) -> int:
     from .ops.store import fetch
 
     require_shared_store(args.run_url, key="run_url")
-    fetch(args.run_url, args.dest)
+    fetch(args.run_url, args.dest, checkpoints=args.checkpoints)
     return 0
 
 

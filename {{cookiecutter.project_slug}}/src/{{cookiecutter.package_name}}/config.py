@@ -8,9 +8,11 @@ Unknown keys are refused with their dotted path; hub models must be pinned by a
 filled in) is what a run records and hashes.
 """
 
+import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -33,7 +35,8 @@ IMAGE_DIGEST = re.compile(r"[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}")
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Each field's docstring is its description: `ft config show --doc` and docs/config.md.
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 class BaseModelSpec(Section):
@@ -41,13 +44,26 @@ class BaseModelSpec(Section):
     or a hub repo pinned by commit."""
 
     path: str | None = None
+    """Local directory of the base model (config.json, weights, tokenizer). Give `path` +
+    `sha256`, or `hub_id` + `revision`.
+    """
     sha256: str | None = None
+    """Content hash of `path` (`ft base hash PATH`); a mismatch stops the run before anything
+    loads.
+    """
     build: Literal["tiny", "tiny-v2"] | None = None
+    """`tiny` or `tiny-v2`: rebuild that embedded tiny model byte for byte at `path` when it
+    is absent (`ft base init-tiny`).
+    """
     hub_id: str | None = None
+    """Hub repo of the base model, e.g. `org/model`; needs `revision`."""
     revision: str | None = None
+    """40-hex hub commit of the base model; a branch or tag name is refused (it moves)."""
     tokenizer_revision: str | None = None
-    # The base model's licence (an SPDX id or the hub's name, e.g. llama3.1), for the model card.
+    """40-hex hub commit of the tokenizer; defaults to `revision`."""
     license: str | None = None
+    """The base model's licence (an SPDX id or the hub's name, e.g. llama3.1), for the model
+    card."""
 
     @field_validator("revision", "tokenizer_revision")
     @classmethod
@@ -100,15 +116,22 @@ class BaseModelSpec(Section):
 
 class LoraSpec(Section):
     r: int = Field(8, ge=1)
+    """Adapter rank: higher learns more; memory and time grow linearly with it."""
     alpha: int = Field(16, ge=1)
+    """LoRA scaling numerator (the update is scaled by alpha / r); keep about 2x `r`."""
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    """Dropout on the adapter input; its stream derives from `seed`."""
     target_modules: list[str] = ["q_proj", "v_proj"]
+    """Names of the linear layers that get adapters: more layers, more capacity and memory."""
 
 
 class ModelSpec(Section):
     base: BaseModelSpec
+    """The base model, pinned by content hash or hub commit."""
     lora: LoraSpec = LoraSpec()
+    """The LoRA adapter trained on top of the frozen base."""
     dtype: Literal["float32", "bfloat16"] = "float32"
+    """float32 (CPU, exact) or bfloat16 (GPU: half the memory, faster)."""
 
 
 class SourceSpec(Section):
@@ -116,19 +139,31 @@ class SourceSpec(Section):
     az://, https:// URL) with its sha256, or a hub dataset with its 40-hex revision."""
 
     name: str
+    """Name of the source in data.lock and in error messages."""
     split: Literal["train", "eval"]
+    """`train` (trained on) or `eval` (held out, evaluated after training)."""
     path: str | None = None
+    """Local file or directory, or an s3://, gs://, az:// or https:// URL (credentials from the
+    environment only).
+    """
     sha256: str | None = None
-    # jsonl, parquet or arrow (a directory of Arrow files, e.g. `datasets.save_to_disk`);
-    # None: from the name (.parquet, .arrow or a trailing /, else jsonl).
+    """Content hash of `path` (`ft data hash PATH`); checked on every byte read."""
     format: Literal["jsonl", "parquet", "arrow"] | None = None
-    # Optional fail-fast pins of a remote object: checked against its metadata before any
-    # byte is read. The sha256 stays the pin; these only stop a changed object early.
+    """jsonl, parquet or arrow (a `datasets.save_to_disk` directory); null: from the name
+    (.parquet, .arrow or a trailing /, else jsonl).
+    """
     etag: str | None = None
+    """Optional ETag of a remote object (quote it): a changed object stops before any byte is
+    read.
+    """
     size: int | None = Field(None, ge=0)
+    """Optional size in bytes of a remote object, checked like `etag`."""
     hub_id: str | None = None
+    """Hub dataset id (instead of `path`); needs `revision`."""
     revision: str | None = None
+    """40-hex hub commit of the dataset."""
     hub_split: str = "train"
+    """Split of the hub dataset to read."""
 
     @model_validator(mode="after")
     def _pinned(self):
@@ -168,40 +203,63 @@ class SourceSpec(Section):
 
 class FilterSpec(Section):
     name: str
+    """A registered filter in data/filters.py."""
     params: dict[str, Any] = {}
+    """Keyword arguments of the filter."""
 
 
 class DataSpec(Section):
     sources: list[SourceSpec] = Field(min_length=1)
-    # chat: rows of `messages`, rendered with the base tokenizer's chat template (data/chat.py).
-    # prompt_response: rows of `prompt` and `response`, joined by a newline, EOS appended.
+    """Where the rows come from, each pinned by content."""
     row_format: Literal["chat", "prompt_response"] = "prompt_response"
-    # Which chat tokens carry loss: every assistant turn, the last one only, or every token.
+    """chat: rows of `messages`, rendered with the base tokenizer's chat template
+    (data/chat.py). prompt_response: rows of `prompt` and `response`, joined by a newline,
+    EOS appended.
+    """
     loss_on: Literal["assistant", "last_assistant", "all"] = "assistant"
+    """Which chat tokens carry loss: every assistant turn, the last one only, or every token."""
     filters: list[FilterSpec] = []
+    """Filters applied in order to every split; their counts go into data.lock."""
     lock: str = "data.lock"
+    """The committed data lock: source hashes, per-filter counts, final hashes."""
     out_dir: str = "data/build"
+    """Where `ft data build` writes the training set."""
     max_seq_len: int = Field(128, ge=8)
-    # Processes for runs of consecutive row filters; the output is identical for any value.
+    """Tokens per example; longer rows are truncated. Memory grows with it."""
     workers: int = Field(1, ge=1)
-    # Tokenize the training set once into a memory-mapped store under out_dir/tokens/ and
-    # map it on later runs (false: tokenize into memory on every run; same bytes either way).
+    """Processes for runs of consecutive row filters; the output is identical for any value."""
     token_store: bool = True
+    """Tokenize the training set once into a memory-mapped store under out_dir/tokens/ and map
+    it on later runs (false: tokenize into memory on every run; same bytes either way).
+    """
 
 
 class TrainSpec(Section):
     optimizer: Literal["adamw_torch", "sgd"] = "adamw_torch"
+    """adamw_torch or sgd, pinned by name."""
     lr: float = Field(1e-3, gt=0)
+    """Peak learning rate."""
     weight_decay: float = Field(0.0, ge=0)
+    """Decoupled weight decay on the adapter weights."""
     lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
+    """constant, linear or cosine decay after warmup."""
     warmup_steps: int = Field(0, ge=0)
+    """Steps of linear warmup from 0."""
     max_steps: int = Field(100, ge=1)
+    """Optimizer steps: the run's length."""
     batch_size: int = Field(8, ge=1)
+    """Examples per device per micro-step."""
     grad_accum_steps: int = Field(1, ge=1)
+    """Micro-steps per optimizer step (effective batch = batch_size x this x devices)."""
     max_grad_norm: float = Field(1.0, gt=0)
+    """Gradient clipping norm."""
     num_workers: int = Field(0, ge=0)
+    """Dataloader worker processes; the data order does not depend on it."""
     checkpoint_every: int = Field(50, ge=1)
+    """Steps between checkpoints (`ft train --resume` continues from the last); also the
+    verification grain: `ft reproduce --segments` replays one interval per checkpoint."""
     log_every: int = Field(10, ge=1)
+    """Steps between log lines and metrics.jsonl records."""
 
 
 class SegmentSpec(Section):
@@ -209,10 +267,15 @@ class SegmentSpec(Section):
     name), or those a registered segment function (data/segments.py) keeps."""
 
     name: str = Field(min_length=1)
+    """Segment name in eval.json, the report and gates (`all` is reserved for the whole suite)."""
     field: str | None = None
+    """Row field that selects the segment's rows (give `field` or `fn`)."""
     value: str | None = None
+    """Value of `field` the rows must have; default: the segment's name."""
     fn: str | None = None
+    """A registered segment function in data/segments.py (instead of `field`)."""
     params: dict[str, Any] = {}
+    """Keyword arguments of `fn`."""
 
     @model_validator(mode="after")
     def _one_rule(self):
@@ -232,10 +295,15 @@ class SuiteSpec(Section):
     data.lock), cut into segments, scored by loss and by generation metrics."""
 
     name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    """Suite name in eval.json, the report and gates (lowercase, digits, - and _)."""
     path: str
+    """JSONL file of prompt/response rows."""
     sha256: str
+    """Content hash of `path` (`sha256sum PATH`); recorded in data.lock."""
     segments: list[SegmentSpec] = []
+    """Slices of the rows, each scored separately; `all` is always reported."""
     metrics: list[str] = ["exact_match", "contains"]
+    """Generation metrics (evaluate/metrics.py); loss and perplexity are always scored."""
 
     @field_validator("sha256")
     @classmethod
@@ -256,16 +324,26 @@ class GateSpec(Section):
     """The largest regression of one metric allowed against the baseline release."""
 
     suite: str
+    """The suite the gate reads."""
     segment: str = "all"
+    """The segment of that suite (`all`: the whole suite)."""
     metric: str
-    max_regression: float = Field(ge=0)  # absolute, in the metric's units, in its bad direction
+    """loss, perplexity or one of the suite's generation metrics."""
+    max_regression: float = Field(ge=0)
+    """Largest regression allowed against the latest release, in the metric's units and bad
+    direction.
+    """
 
 
 class EvalSpec(Section):
     batch_size: int = Field(16, ge=1)
+    """Eval batch size; it does not change the metric."""
     max_new_tokens: int = Field(16, ge=1)
+    """Tokens generated per row for the generation metrics (greedy decoding)."""
     suites: list[SuiteSpec] = []
+    """Pinned eval suites, scored per segment after training (docs/data.md)."""
     gates: list[GateSpec] = []
+    """Bounds on a suite segment's metric against the last release; a release enforces them."""
 
     @model_validator(mode="after")
     def _gates_name_suites(self):
@@ -295,12 +373,25 @@ class EvalSpec(Section):
 
 class ToleranceSpec(Section):
     weights_max_abs: float = Field(1e-4, ge=0)
+    """Largest allowed |a - b| over every adapter weight."""
     eval_loss_abs: float = Field(1e-3, ge=0)
+    """Largest allowed |a - b| of the eval loss."""
 
 
 class ReproduceSpec(Section):
+    """How `ft reproduce` verifies a run (docs/verification.md). `strategy` and `parallel`
+    choose how the gate spends its time; they never change what a run trains."""
+
     mode: Literal["exact", "tolerance"] = "exact"
+    """exact: every output byte equal. tolerance: within `tolerance` (another GPU count or type)."""
     tolerance: ToleranceSpec = ToleranceSpec()
+    """Bounds used in tolerance mode only."""
+    strategy: Literal["full", "segments"] = "full"
+    """full: re-run the whole training. segments: replay every checkpoint interval from its
+    recorded start checkpoint (same training work plus a start-up per interval; wall ~ one
+    interval with enough processes)."""
+    parallel: int = Field(1, ge=1)
+    """Intervals replayed at once by `ft reproduce` under strategy segments (processes)."""
 
 
 class PublishSpec(Section):
@@ -311,7 +402,11 @@ class PublishSpec(Section):
     """
 
     registry: str | None = None
+    """file://PATH, hf://OWNER/REPO (token from HF_TOKEN) or mlflow://MODEL_NAME (server from
+    MLFLOW_TRACKING_URI); set in configs/recipe.yaml only (null elsewhere).
+    """
     license: str = "apache-2.0"
+    """Licence written into the model card."""
 
     @model_validator(mode="after")
     def _scheme(self):
@@ -331,11 +426,17 @@ class LaunchSpec(Section):
     `ft launch --backend sky` also checks accelerator names and counts against its own list."""
 
     backend: Literal["local", "sky"] = "local"
+    """local (this machine) or sky (a SkyPilot managed job)."""
     infra: str = "any"
+    """SkyPilot infra: any, aws, gcp, kubernetes, ..."""
     accelerators: str = "H100:1"
+    """Accelerators per node, NAME:COUNT."""
     num_nodes: int = Field(1, ge=1)
+    """Nodes; more than one trains with accelerate over SkyPilot's node IPs."""
     use_spot: bool = True
+    """Spot/preemptible instances; a preempted job resumes from its last checkpoint."""
     image: str | None = None
+    """Training image, name@sha256:<digest>; null: the one pinned in image.lock."""
 
     @field_validator("image")
     @classmethod
@@ -359,22 +460,34 @@ class TrackSpec(Section):
     """Optional trackers fed the same records as RUN_DIR/metrics.jsonl (always written)."""
 
     report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = []
-    experiment: str = Field("ft", min_length=1)  # MLflow experiment / W&B project name
-    dir: str = "runs/tracking"  # local tracker files (TensorBoard events, W&B), outside run dirs
+    """Trackers fed the metrics: any of tensorboard, mlflow, wandb (each needs its package)."""
+    experiment: str = Field("ft", min_length=1)
+    """MLflow experiment / W&B project the runs are filed under."""
+    dir: str = "runs/tracking"
+    """Local tracker files (TensorBoard events, W&B), outside run directories."""
 
 
 class Config(Section):
     seed: int = Field(ge=0)
+    """Derives every random source: data order, LoRA init, dropout, workers."""
     # The file this config was read from, for error messages; not part of the hash.
     _path: str = PrivateAttr(default=DEFAULT_CONFIG)
     model: ModelSpec
+    """The base model and the adapter."""
     data: DataSpec
+    """Sources, filters and the data lock."""
     train: TrainSpec = TrainSpec()
+    """The optimizer and the training loop."""
     eval: EvalSpec = EvalSpec()
+    """Held-out evaluation after training."""
     reproduce: ReproduceSpec = ReproduceSpec()
+    """What `ft reproduce` accepts as the same result."""
     publish: PublishSpec = PublishSpec()
+    """Where releases go."""
     launch: LaunchSpec = LaunchSpec()
+    """Where training runs."""
     track: TrackSpec = TrackSpec()
+    """Optional experiment trackers."""
 
     def resolved(self) -> dict:
         """Every key with its value, defaults included: what a run records."""
@@ -382,6 +495,64 @@ class Config(Section):
 
     def hash(self) -> str:
         return sha256_json(self.resolved())
+
+
+def reference(model: type[Section] = Config, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(dotted key, type, default, description) of every field in the schema, depth first.
+
+    A section inside a list is spelt `key[].field`; a required key has no default. This
+    is what `ft config show --doc` prints and docs/config.md's reference table holds.
+    """
+    rows = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        default = None if field.is_required() else field.get_default(call_default_factory=True)
+        # Required keys and sections (their fields follow, with defaults) show none.
+        plain = not field.is_required() and not isinstance(default, BaseModel)
+        shown = json.dumps(default) if plain else ""
+        doc = " ".join((field.description or "").split())
+        rows.append((key, _type_name(field.annotation), shown, doc))
+        inner, many = _section_in(field.annotation)
+        if inner is not None:
+            rows += reference(inner, f"{key}[]." if many else f"{key}.")
+    return rows
+
+
+def reference_markdown() -> str:
+    """The reference table of every config key, as Markdown."""
+    esc = lambda text: text.replace("|", "\\|")  # noqa: E731
+    lines = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
+    for key, kind, default, doc in reference():
+        lines.append(
+            f"| `{key}` | {esc(kind)} | {f'`{esc(default)}`' if default else ''} | {esc(doc)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _section_in(annotation) -> tuple[type[Section] | None, bool]:
+    """(the section a field holds, whether it holds a list of them)."""
+    if isinstance(annotation, type) and issubclass(annotation, Section):
+        return annotation, False
+    if get_origin(annotation) is list:
+        inner = get_args(annotation)[0]
+        if isinstance(inner, type) and issubclass(inner, Section):
+            return inner, True
+    return None, False
+
+
+def _type_name(annotation) -> str:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return " | ".join(str(a) for a in args)
+    if origin in (Union, UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin in (list, dict):
+        return f"{origin.__name__}[{', '.join(_type_name(a) for a in args)}]"
+    if annotation is type(None):
+        return "null"
+    if isinstance(annotation, type) and issubclass(annotation, Section):
+        return "section"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def apply_override(raw: dict, assignment: str) -> None:

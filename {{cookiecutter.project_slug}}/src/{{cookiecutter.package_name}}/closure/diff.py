@@ -1,14 +1,21 @@
 """`ft diff RUN_A RUN_B`: which pinned input moved between two runs.
 
     uv run ft diff runs/a runs/b
+    uv run ft diff runs/a          # runs/a against its failed reproduction
 
 Compares two manifests input by input (data, filters, base model, tokenizer,
-uv.lock, image, hardware, libraries, seed, config keys, commit), then outputs.
-`ft reproduce` prints this when a reproduction fails, so a failure says why.
+uv.lock, image, hardware, libraries, seed, config keys, commit), then the
+checkpoint chains (the first checkpoint that differs brackets where the runs
+diverged), then outputs. `ft reproduce` prints this when a reproduction fails, so
+a failure says why. With one run, the other side is its reproduction: the replay
+of the first diverging interval for a segment verification, else RUN/reproduce.
 """
 
+import json
 from pathlib import Path
 
+from ..data.lock import moved_steps
+from ..errors import UserError
 from .manifest import read_manifest
 
 
@@ -55,15 +62,12 @@ def explain(a: dict, b: dict) -> tuple[list[str], list[str]]:
                 f"data: {split}: {sa.get('rows')} rows sha256 {_short(sa.get('sha256'))} "
                 f"-> {sb.get('rows')} rows sha256 {_short(sb.get('sha256'))}"
             )
-        steps_a = {s["filter"]: s for s in sa.get("steps", [])}
-        for step in sb.get("steps", []):
-            prev = steps_a.get(step["filter"])
-            if prev and prev != step:
-                inputs.append(
-                    f"data: {split}: filter {step['filter']} "
-                    f"{prev['rows_in']}->{prev['rows_out']} became "
-                    f"{step['rows_in']}->{step['rows_out']}"
-                )
+        for prev, step in moved_steps(sa, sb):
+            inputs.append(
+                f"data: {split}: filter {step['filter']} "
+                f"{prev['rows_in']}->{prev['rows_out']} became "
+                f"{step['rows_in']}->{step['rows_out']}"
+            )
     section(
         "data sources",
         {s["name"]: s for s in a["data"]["sources"]},
@@ -83,6 +87,8 @@ def explain(a: dict, b: dict) -> tuple[list[str], list[str]]:
     section("config", config_a, config_b)
 
     outputs = []
+    if (where := divergence(a, b)) is not None:
+        outputs.append(where)
     for name in sorted(a["outputs"].keys() | b["outputs"].keys()):
         ha, hb = a["outputs"].get(name), b["outputs"].get(name)
         if ha != hb:
@@ -90,6 +96,21 @@ def explain(a: dict, b: dict) -> tuple[list[str], list[str]]:
     for key, va, vb in changed_keys(a["metrics"], b["metrics"]):
         outputs.append(f"metric: {key}: {va} -> {vb}")
     return inputs, outputs
+
+
+def divergence(a: dict, b: dict) -> str | None:
+    """Where two checkpoint chains part: the last equal checkpoint and the first unequal one."""
+    ca = {c["step"]: c["sha256"] for c in a.get("checkpoints") or []}
+    cb = {c["step"]: c["sha256"] for c in b.get("checkpoints") or []}
+    common = sorted(ca.keys() & cb.keys())
+    equal = [s for s in common if ca[s] == cb[s]]
+    differ = [s for s in common if ca[s] != cb[s]]
+    if not differ:
+        return None
+    first = differ[0]
+    before = max((s for s in equal if s < first), default=None)
+    since = f"after step {before} (equal there)" if before is not None else "from step 0"
+    return f"checkpoints: the runs diverge {since}; step {first} differs"
 
 
 def report(a: dict, b: dict) -> str:
@@ -104,8 +125,47 @@ def report(a: dict, b: dict) -> str:
     return "\n".join(lines + outputs)
 
 
-def main(run_a: str, run_b: str) -> int:
-    a, b = read_manifest(Path(run_a)), read_manifest(Path(run_b))
+def main(run_a: str, run_b: str | None = None) -> int:
+    a = read_manifest(Path(run_a))
+    if run_b is None:
+        return _against_reproduction(Path(run_a), a)
+    b = read_manifest(Path(run_b))
     print(report(a, b))
     inputs, outputs = explain(a, b)
     return 1 if inputs or outputs else 0
+
+
+def _against_reproduction(run: Path, a: dict) -> int:
+    """The run against what its last `ft reproduce` replayed, at the first divergence."""
+    from .segments import replay_pins
+
+    path = run / "verification.json"
+    if not path.is_file():
+        raise UserError(
+            "no verification.json: nothing to compare the run with",
+            file=str(path),
+            fix=f"run `ft reproduce {run}` first, or pass a second run",
+        )
+    record = json.loads(path.read_text())
+    where = record.get("first_divergence")
+    if record.get("strategy") == "segments":
+        if not where:
+            print("the segment replay matched every replayed interval: nothing diverged")
+            return 0
+        first, last = where["steps"]
+        print(f"the run diverged between steps {first} and {last} (interval {where['index']})")
+        b = replay_pins(run, where["index"])
+    else:
+        b = (
+            json.loads((run / "reproduce" / "manifest.json").read_text())
+            if (run / "reproduce" / "manifest.json").is_file()
+            else None
+        )
+    if b is None:
+        print("its replay recorded no inputs (it stopped before writing them)")
+        return 1
+    inputs, outputs = explain(a, b)
+    print("\n".join(inputs) or "no pinned input moved")
+    if where is None:
+        print("\n".join(outputs))
+    return 1 if inputs or outputs or where else 0

@@ -12,18 +12,27 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
 from ..errors import UserError
+from ..train.checkpoint import chain
+from ..util import git
 from ..util.hashing import sha256_file, write_atomic
 
 SCHEMA = 1
 VOLATILE = ("created_at", "run_id", "timing", "invocation")
 # README.md is the model card a registry adds beside a published run.
-NOT_OUTPUTS = {"manifest.json", "REPRODUCE.md", "verification.json", "run.json", "README.md"}
+# segment.json: what an interval replay (`ft train --segment`) records instead of a manifest.
+NOT_OUTPUTS = {
+    "manifest.json",
+    "REPRODUCE.md",
+    "verification.json",
+    "run.json",
+    "README.md",
+    "segment.json",
+}
 NOT_OUTPUT_DIRS = {"checkpoints", "reproduce", "report"}  # report: `ft report`'s default --out
 LIBRARIES = (
     "torch",
@@ -36,6 +45,9 @@ LIBRARIES = (
     "numpy",
 )
 COMMAND_FENCE = "```bash"
+# Segment replay (closure/segments.py): the setup block runs once in the checkout, the
+# interval block once per interval with FT_SEGMENT, FT_CHAIN and FT_OUT set.
+SEGMENT_FENCES = ("```bash segment-setup", "```bash segment")
 
 
 def output_files(run_dir: Path) -> dict[str, str]:
@@ -55,25 +67,15 @@ def output_files(run_dir: Path) -> dict[str, str]:
     return hashes
 
 
-def _run_git(*args) -> str | None:
-    r = subprocess.run(["git", *args], capture_output=True, text=True)
-    return r.stdout.strip() if r.returncode == 0 else None
-
-
 def _git() -> dict:
-    commit = _run_git("rev-parse", "HEAD")
-    status = _run_git("status", "--porcelain", "--untracked-files=normal")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    changed = git.changed_paths()
+    dirty = None if changed is None else bool(changed)
+    return {"commit": git.output("rev-parse", "HEAD"), "dirty": dirty}
 
 
 def dirty_files() -> list[str]:
     """Paths `git status` reports as changed or untracked (what makes a run's tree dirty)."""
-    r = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=normal"], capture_output=True, text=True
-    )
-    if r.returncode != 0:
-        return []  # not a git checkout: the manifest records that instead
-    return [line[3:] for line in r.stdout.splitlines() if len(line) > 3]
+    return git.changed_paths() or []  # not a git checkout: the manifest records that instead
 
 
 def _hardware(accelerator) -> dict:
@@ -112,6 +114,37 @@ def write_manifest(
     accelerator,
     eval_suites: dict | None = None,
 ) -> dict:
+    manifest = build_manifest(
+        run_dir,
+        cfg,
+        invocation=invocation,
+        data_lock=data_lock,
+        base_pins=base_pins,
+        metrics=metrics,
+        timing=timing,
+        accelerator=accelerator,
+        eval_suites=eval_suites,
+    )
+    write_atomic(
+        Path(run_dir) / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    )
+    write_atomic(Path(run_dir) / "REPRODUCE.md", render_reproduce(manifest))
+    return manifest
+
+
+def build_manifest(
+    run_dir: Path,
+    cfg,
+    *,
+    invocation: dict,
+    data_lock: dict,
+    base_pins: dict,
+    metrics: dict,
+    timing: dict,
+    accelerator,
+    eval_suites: dict | None = None,
+) -> dict:
+    """Everything the manifest records, from what is in `run_dir` now."""
     lock_path = Path("uv.lock")
     manifest = {
         "schema": SCHEMA,
@@ -148,11 +181,9 @@ def write_manifest(
         "eval_suites": eval_suites or {},
         "timing": timing,
         "outputs": output_files(run_dir),
+        # The checkpoint chain: segment replay verifies the run interval by interval.
+        "checkpoints": chain(run_dir),
     }
-    write_atomic(
-        Path(run_dir) / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    )
-    write_atomic(Path(run_dir) / "REPRODUCE.md", render_reproduce(manifest))
     return manifest
 
 
@@ -193,6 +224,12 @@ def reproduce_command(manifest: dict) -> str:
             + shlex.join(launch)
             + ' --fetch "${FT_OUT:-runs/reproduced}"\n'
         )
+    train = _train_command(manifest)
+    return "uv sync --frozen\n" + shlex.join(train) + ' --out "${FT_OUT:-runs/reproduced}"\n'
+
+
+def _train_command(manifest: dict) -> list[str]:
+    cmd = manifest["command"]
     world = manifest["hardware"]["world_size"]
     launcher = (
         ["torchrun", "--standalone", f"--nproc_per_node={world}", "--no-python"]
@@ -202,7 +239,59 @@ def reproduce_command(manifest: dict) -> str:
     train = ["uv", "run", "--frozen", *launcher, "ft", "train", "--config", cmd["config"]]
     for override in cmd["overrides"]:
         train += ["--set", override]
-    return "uv sync --frozen\n" + shlex.join(train) + ' --out "${FT_OUT:-runs/reproduced}"\n'
+    return train
+
+
+def segment_commands(manifest: dict) -> tuple[str, str] | None:
+    """(setup, per-interval) shell lines of a segment replay; None without a chain.
+
+    Runs trained by SkyPilot (backend sky) get none here: their intervals are replayed as
+    managed jobs by `ops.segments_sky`, not from this document (docs/verification.md).
+    """
+    if not manifest.get("checkpoints") or manifest["command"].get("backend") == "sky":
+        return None
+    interval = shlex.join(_train_command(manifest)) + (
+        ' --segment "$FT_SEGMENT" --chain "$FT_CHAIN" --out "$FT_OUT"\n'
+    )
+    return "uv sync --frozen\n", interval
+
+
+def _segment_section(m: dict) -> list[str]:
+    commands = segment_commands(m)
+    if commands is None:
+        return []
+    steps = [c["step"] for c in m["checkpoints"]] + [m["config"]["train"]["max_steps"]]
+    setup, interval = commands
+    return [
+        "## Segment replay",
+        "",
+        "`ft reproduce --segments all` runs the first block once, then the second once per "
+        "interval (FT_SEGMENT = interval, FT_CHAIN = this run's directory, FT_OUT = a new "
+        "directory): interval i starts from checkpoint i (interval 0 from the config alone) "
+        "and must produce checkpoint i+1; the last one must produce every expected output.",
+        "",
+        SEGMENT_FENCES[0],
+        setup.rstrip("\n"),
+        "```",
+        "",
+        SEGMENT_FENCES[1],
+        interval.rstrip("\n"),
+        "```",
+        "",
+        "| interval | steps | start checkpoint sha256 | ends at |",
+        "| --- | --- | --- | --- |",
+        *[
+            f"| {i} | {c['step']}-{steps[i + 1]} | `{c['sha256']}` | "
+            + (
+                f"`{m['checkpoints'][i + 1]['path']}`"
+                if i + 1 < len(m["checkpoints"])
+                else "the outputs"
+            )
+            + " |"
+            for i, c in enumerate(m["checkpoints"])
+        ],
+        "",
+    ]
 
 
 def render_reproduce(m: dict) -> str:
@@ -257,6 +346,7 @@ def render_reproduce(m: dict) -> str:
         "| --- | --- |",
         *[f"| `{name}` | `{digest}` |" for name, digest in sorted(m["outputs"].items())],
         "",
+        *_segment_section(m),
     ]
     return "\n".join(lines)
 
@@ -271,9 +361,14 @@ def _chat_pin(m: dict) -> str:
 
 def command_block(text: str) -> str | None:
     """The first ```bash block of a REPRODUCE.md, exactly as written."""
-    start = text.find(COMMAND_FENCE + "\n")
+    return fenced_block(text, COMMAND_FENCE)
+
+
+def fenced_block(text: str, fence: str) -> str | None:
+    """The body of the first block opened by exactly `fence`, as written."""
+    start = text.find(fence + "\n")
     if start < 0:
         return None
-    body_start = start + len(COMMAND_FENCE) + 1
+    body_start = start + len(fence) + 1
     end = text.find("\n```", body_start)
     return None if end < 0 else text[body_start : end + 1]

@@ -1,6 +1,8 @@
 """`ft reproduce RUN_DIR`: re-run REPRODUCE.md verbatim from a clean checkout and compare.
 
-    uv run ft reproduce runs/<id>
+    uv run ft reproduce runs/<id>                              # reproduce.strategy (default full)
+    uv run ft reproduce runs/<id> --segments all --parallel 2  # interval by interval
+    uv run ft reproduce runs/<id> --segments 1                 # spot check 1 interval (drill)
 
 1. REPRODUCE.md must equal its rendering from manifest.json (a hand edit fails).
 2. Its command block runs with bash, verbatim, in a fresh `git worktree` of the
@@ -12,6 +14,10 @@
    the verdict; on failure `ft diff` explains which pinned input moved.
 5. `--clean-room` (what the release runs): a fresh HOME, empty caches, no credentials,
    nothing read from outside the checkout, no tracked file written (cleanroom.py).
+
+Strategy `segments` (closure/segments.py) replaces step 2: REPRODUCE.md's segment
+blocks replay each checkpoint interval from its recorded start checkpoint, P at a
+time; each interval's end checkpoint (and for the last, every output) is compared.
 """
 
 import json
@@ -21,23 +27,45 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import UserError
+from ..util import git
 from ..util.hashing import sha256_file, write_atomic
 from .diff import report
-from .manifest import command_block, output_files, read_manifest, render_reproduce
+from .manifest import (
+    SEGMENT_FENCES,
+    command_block,
+    fenced_block,
+    output_files,
+    read_manifest,
+    render_reproduce,
+)
 
 SCHEMA = 1
 EXACT_IN_TOLERANCE_MODE = ("config.yaml", "data.lock")
 
 
 def main(
-    run_dir: str, clean_room: bool = False, keep_env: tuple[str, ...] = (), verbose: bool = False
+    run_dir: str,
+    clean_room: bool = False,
+    keep_env: tuple[str, ...] = (),
+    verbose: bool = False,
+    *,
+    segments: str | None = None,
+    parallel: int | None = None,
+    seed: int | None = None,
+    full: bool = False,
 ) -> int:
+    """`segments`: "all" or a count K; None follows the run's reproduce.strategy."""
     run_dir = Path(run_dir).resolve()
     manifest = read_manifest(run_dir)
+    settings = manifest["config"]["reproduce"]
+    strategy = "full" if full else "segments" if segments else settings.get("strategy", "full")
+    k = _count(segments)
+    parallel = parallel or settings.get("parallel", 1)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     record = {
         "schema": SCHEMA,
@@ -45,11 +73,18 @@ def main(
         "started_at": started,
         "manifest_sha256": sha256_file(run_dir / "manifest.json"),
         "commit": manifest["git"]["commit"],
-        "mode": manifest["config"]["reproduce"]["mode"],
+        "mode": settings["mode"],
+        "strategy": strategy,
     }
     try:
         block = _check_document(run_dir, manifest, record)
         _check_run_files(run_dir, manifest)
+        if strategy == "segments":
+
+            def checkout():
+                return _checkout(manifest, record, clean_room, tuple(keep_env))
+
+            return _segments(run_dir, manifest, record, checkout, k=k, seed=seed, parallel=parallel)
         out = _execute(run_dir, manifest, block, record, clean_room, tuple(keep_env), verbose)
         fresh = read_manifest(out)
         record["reproduced_on"] = fresh["hardware"]
@@ -66,15 +101,61 @@ def main(
         print(f"FAIL  {f.reason}", file=sys.stderr)
         if f.detail:
             print(f.detail, file=sys.stderr)
+    return _finish(run_dir, record)
+
+
+def _finish(run_dir: Path, record: dict) -> int:
     record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_atomic(run_dir / "verification.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
-    if record["passed"]:
+    if record["passed"] and record["strategy"] == "segments":
+        seg = record["segments"]
+        print(
+            f"PASS  {run_dir.name}: {len(seg['replayed'])} of {seg['intervals']} intervals "
+            f"replayed and matched ({record['mode']} mode)"
+            + ("" if seg["complete"] else f"; a spot check drawn with seed {seg['seed']}"),
+            file=sys.stderr,
+        )
+    elif record["passed"]:
         print(
             f"PASS  {run_dir.name} reproduced ({record['mode']} mode): "
             f"{len(record['compared'])} outputs compared",
             file=sys.stderr,
         )
     return 0 if record["passed"] else 1
+
+
+def _count(segments: str | None) -> int | None:
+    """`--segments all` -> None (every interval); `--segments K` -> K."""
+    if segments in (None, "all"):
+        return None
+    if not segments.isdigit() or int(segments) < 1:
+        raise UserError(
+            f"--segments takes `all` or a positive count, got {segments!r}",
+            key="--segments",
+            fix="pass --segments all (exact) or --segments K (spot check of K intervals)",
+        )
+    return int(segments)
+
+
+def _segments(run_dir: Path, manifest: dict, record: dict, checkout, **how) -> int:
+    from .segments import verify
+
+    try:
+        text = (run_dir / "REPRODUCE.md").read_text()
+        blocks = tuple(fenced_block(text, fence) for fence in SEGMENT_FENCES)
+        if None in blocks:
+            raise _Failed(
+                "REPRODUCE.md has no segment command blocks (the run records no checkpoint "
+                "chain); verify it with a full replay (--full)"
+            )
+        verify(run_dir, manifest, record, blocks=blocks, checkout=checkout, **how)
+        record |= {"passed": True, "reason": None}
+    except _Failed as f:
+        record |= {"passed": False, "reason": f.reason}
+        print(f"FAIL  {f.reason}", file=sys.stderr)
+        if f.detail:
+            print(f.detail, file=sys.stderr)
+    return _finish(run_dir, record)
 
 
 class _Failed(Exception):
@@ -133,6 +214,28 @@ def _execute(
     keep_env: tuple[str, ...] = (),
     verbose: bool = False,
 ) -> Path:
+    out = run_dir / "reproduce"
+    shutil.rmtree(out, ignore_errors=True)
+    with _checkout(manifest, record, clean_room, keep_env) as (tree, env):
+        done = _run_block(block, tree, env | {"FT_OUT": str(out)}, verbose)
+        record["exit_code"] = done.returncode
+        if done.returncode != 0:
+            errors = [ln for ln in (done.stderr or "").splitlines() if ln.startswith("error: ")]
+            raise _Failed(
+                f"the REPRODUCE.md command exited with status {done.returncode}"
+                + (f" in the clean room: {errors[-1].removeprefix('error: ')}" if errors else "")
+            )
+    if not (out / "manifest.json").is_file():
+        raise _Failed("the REPRODUCE.md command finished but wrote no run to $FT_OUT")
+    return out
+
+
+@contextmanager
+def _checkout(
+    manifest: dict, record: dict, clean_room: bool = False, keep_env: tuple[str, ...] = ()
+):
+    """A fresh `git worktree` of the recorded commit and the environment to run in it (with
+    `clean_room`, cleanroom.py's); after the body, a clean room's tracked files are checked."""
     commit = manifest["git"]["commit"]
     if not commit:
         raise _Failed(
@@ -145,36 +248,33 @@ def _execute(
             f"{commit[:12]}): a checkout of the commit cannot rebuild it; commit, then "
             "train again"
         )
-    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True)
-    if top.returncode != 0:
+    top = git.output("rev-parse", "--show-toplevel")
+    if top is None:
         raise UserError(
             "not inside the project's git checkout",
             file=os.getcwd(),
             fix="run ft reproduce from the repository the run was trained in",
         )
-    out = run_dir / "reproduce"
-    shutil.rmtree(out, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(prefix="ft-reproduce-"))
     tree = scratch / "checkout"
-    added = subprocess.run(
-        ["git", "worktree", "add", "--detach", str(tree), commit],
-        capture_output=True,
-        text=True,
-        cwd=top.stdout.strip(),
-    )
+    added = git.run("worktree", "add", "--detach", str(tree), commit, cwd=top)
     if added.returncode != 0:
         shutil.rmtree(scratch, ignore_errors=True)
         raise _Failed(f"cannot check out commit {commit}: {added.stderr.strip()}")
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "FT_OUT")}
-    env["FT_OUT"] = str(out)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "FT_OUT", "FT_SEGMENT", "FT_CHAIN")
+    }
     # The re-run is compared, then discarded: it may live on a CI runner's disk (ops/runner.py).
     env["FT_RUNNER_SCRATCH"] = "1"
-    print(f"reproducing {run_dir.name} at {commit[:12]} in {tree}", file=sys.stderr, flush=True)
     env["FT_REPRODUCING"] = "1"  # the nested `ft train` then gives no "reproduce me" hint
-    modified: list[str] = []
+    print(
+        f"reproducing {manifest['run_id']} at {commit[:12]} in {tree}", file=sys.stderr, flush=True
+    )
     try:
         if clean_room:  # closure/cleanroom.py: fresh HOME and caches, no credentials
-            from .cleanroom import environment, modified_tracked_files, outside_resources
+            from .cleanroom import environment, outside_resources
 
             outside = outside_resources(manifest["config"], tree)
             if outside:
@@ -186,34 +286,22 @@ def _execute(
                 "dropped_env": dropped,
                 "kept_env": sorted(k for k in keep_env if k in env),
             }
-        done = _run_block(block, tree, env, verbose)
+        yield tree, env
         if clean_room:
+            from .cleanroom import modified_tracked_files
+
             modified = modified_tracked_files(tree)
+            if modified:
+                raise _Failed(
+                    "clean room: the run wrote into its checkout's tracked files, which a "
+                    "reproduction must only read: " + ", ".join(modified)
+                )
     finally:
         # The worktree's fresh .venv holds tens of thousands of files: removing it directly
         # is several times faster than letting `git worktree remove` walk it.
         shutil.rmtree(tree / ".venv", ignore_errors=True)
-        subprocess.run(
-            ["git", "worktree", "remove", "--force", str(tree)],
-            capture_output=True,
-            cwd=top.stdout.strip(),
-        )
+        git.run("worktree", "remove", "--force", str(tree), cwd=top)
         shutil.rmtree(scratch, ignore_errors=True)
-    record["exit_code"] = done.returncode
-    if done.returncode != 0:
-        errors = [ln for ln in (done.stderr or "").splitlines() if ln.startswith("error: ")]
-        raise _Failed(
-            f"the REPRODUCE.md command exited with status {done.returncode}"
-            + (f" in the clean room: {errors[-1].removeprefix('error: ')}" if errors else "")
-        )
-    if modified:
-        raise _Failed(
-            "clean room: the run wrote into its checkout's tracked files, which a "
-            "reproduction must only read: " + ", ".join(modified)
-        )
-    if not (out / "manifest.json").is_file():
-        raise _Failed("the REPRODUCE.md command finished but wrote no run to $FT_OUT")
-    return out
 
 
 # What `uv sync` says about a fresh venv: a line per package (157 for the default lock) and

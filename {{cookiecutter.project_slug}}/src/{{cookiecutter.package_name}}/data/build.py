@@ -18,28 +18,24 @@ with workers > 1 the chunks of a run of row filters go to that many processes, a
 
 import hashlib
 import inspect
-import json
-import multiprocessing
 import os
-import sys
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Config
 from ..errors import UserError
-from ..util.hashing import canonical_json, write_atomic
+from ..util.hashing import write_atomic
+from . import lock as lock_file
 from .filters import FILTERS, Filter
+from .lock import SPLITS
+from .pool import map_chunks
+from .serialize import ENCODER
 from .sources import open_source
 from .suites import load_suites, lock_entry
 
 LOCK_SCHEMA = 1
-SPLITS = ("train", "eval")
-CHUNK_ROWS = 4096  # rows per serialized block: ~0.5-2 MB, so one hash update and one write each
 PARALLEL_CHUNK_ROWS = 4096  # rows per filter chunk (a task for a worker when data.workers > 1)
-# canonical_json's encoder, built once: json.dumps with these options builds it per call.
-_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass
@@ -135,7 +131,7 @@ class Chain:
 
     def _row_run(self, stream, start: int, end: int) -> Iterator[list[dict]]:
         run = self.chain[start:end]
-        for chunk, (kept, counts, error) in _map_chunks(stream, run, self.workers):
+        for chunk, (kept, counts, error) in map_chunks(stream, run, self.workers):
             n = len(chunk)
             for offset, out in enumerate(counts):
                 self.counts[start + offset][0] += n
@@ -201,67 +197,6 @@ def _filter_error(
     )
 
 
-def _filter_chunk(run: list[tuple[Filter, dict]], rows: list[dict]):
-    """Apply each filter of the run to the chunk in turn.
-
-    Returns (kept rows, rows out of each filter that completed, error or None), the error
-    being (filter offset, index of the row in that filter's input chunk, type, message,
-    row text).
-    """
-    counts = []
-    for offset, (flt, params) in enumerate(run):
-        kept = []
-        for index, row in enumerate(rows):
-            try:
-                out = flt.fn(row, **params)
-            except Exception as e:
-                return (
-                    [],
-                    counts,
-                    (offset, index, type(e).__name__, str(e), canonical_json(row)[:80]),
-                )
-            if out is not None:
-                kept.append(out)
-        counts.append(len(kept))
-        rows = kept
-    return rows, counts, None
-
-
-# The run of row filters a worker applies, set by the pool initializer. Under fork it is
-# inherited as it is (filters registered at run time included); under spawn it is pickled
-# once per worker and the filters are imported by name.
-_WORKER_RUN: list[tuple[Filter, dict]] = []
-
-
-def _init_worker(run: list[tuple[Filter, dict]]) -> None:
-    global _WORKER_RUN
-    _WORKER_RUN = run
-
-
-def _worker_chunk(rows: list[dict]):
-    return _filter_chunk(_WORKER_RUN, rows)
-
-
-def _map_chunks(stream, run, workers: int):
-    """(chunk, _filter_chunk result) in stream order; in process, or over `workers`
-    processes with at most 2 x workers chunks in flight (memory stays bounded)."""
-    if workers <= 1:
-        for chunk in stream:
-            yield chunk, _filter_chunk(run, chunk)
-        return
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    with context.Pool(workers, initializer=_init_worker, initargs=(run,)) as pool:
-        pending: deque = deque()
-        for chunk in stream:
-            pending.append((chunk, pool.apply_async(_worker_chunk, (chunk,))))
-            if len(pending) >= 2 * workers:
-                done_chunk, result = pending.popleft()
-                yield done_chunk, result.get()
-        while pending:
-            done_chunk, result = pending.popleft()
-            yield done_chunk, result.get()
-
-
 def apply_chain(
     cfg: Config,
     split: str,
@@ -276,63 +211,8 @@ def apply_chain(
     return SplitResult(rows=kept, rows_in=flow.rows_in, steps=flow.steps())
 
 
-def canonical_chunks(rows: list[dict], chunk_rows: int = CHUNK_ROWS) -> Iterator[bytes]:
-    """The canonical serialization in blocks of `chunk_rows` lines, UTF-8 encoded.
-
-    Byte for byte the concatenation of `canonical_json(row) + "\n"` over the rows.
-    """
-    encode = _ENCODER.encode
-    for start in range(0, len(rows), chunk_rows):
-        yield ("\n".join(map(encode, rows[start : start + chunk_rows])) + "\n").encode()
-
-
-def canonical_lines(rows: list[dict]):
-    """The canonical serialization, one encoded line per row."""
-    for row in rows:
-        yield (canonical_json(row) + "\n").encode()
-
-
-def serialize(rows: list[dict], out=None) -> str:
-    """Serialize the rows once; feed every block to sha256 and, if given, the binary file
-    `out`. Returns the hex digest."""
-    h = hashlib.sha256()
-    for block in canonical_chunks(rows):
-        h.update(block)
-        if out is not None:
-            out.write(block)
-    return h.hexdigest()
-
-
-def hash_rows(rows: list[dict]) -> str:
-    """sha256 of the canonical serialization."""
-    return serialize(rows)
-
-
 def _temp_for(out: Path) -> Path:
     return out.with_name(f".{out.name}.tmp-{os.getpid()}")
-
-
-def _write_temp(rows: list[dict], tmp: Path) -> str:
-    """Serialize into `tmp` (fsynced) and return the hash of what was written."""
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as f:
-        digest = serialize(rows, f)
-        f.flush()
-        os.fsync(f.fileno())
-    return digest
-
-
-def write_rows(rows: list[dict], out: Path) -> str:
-    """Write the canonical serialization to `out` via a temp file and a rename; return its
-    sha256."""
-    out = Path(out)
-    tmp = _temp_for(out)
-    try:
-        digest = _write_temp(rows, tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return digest
 
 
 Sink = Callable[[str, list[dict]], None]  # (split, a chunk of its output rows, in order)
@@ -426,7 +306,7 @@ def _stream_split(chunks, split: str, tmp: Path | None, sink, flow: Chain, progr
         tmp.parent.mkdir(parents=True, exist_ok=True)
         out = open(tmp, "wb")  # noqa: SIM115 - closed below, after the fsync
     try:
-        encode = _ENCODER.encode
+        encode = ENCODER.encode
         for chunk in chunks:
             block = ("\n".join(map(encode, chunk)) + "\n").encode()
             h.update(block)
@@ -473,94 +353,19 @@ def _check_format(cfg: Config, index: int, batches):
         yield batch
 
 
-def render_lock(lock: dict) -> str:
-    return json.dumps(lock, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def read_lock(cfg: Config) -> dict:
-    path = Path(cfg.data.lock)
-    if not path.is_file():
-        raise UserError(
-            "data lock not found",
-            file=str(path),
-            fix="run `uv run ft data build` and commit data.lock",
-        )
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(
-            f"not valid JSON ({e.msg}, line {e.lineno})",
-            file=str(path),
-            fix="regenerate it with `uv run ft data build`",
-        ) from None
-
-
-def lock_differences(old: dict, new: dict) -> list[str]:
-    """Human-readable list of what moved between two locks (empty if none)."""
-    diffs = []
-    old_src = {s["name"]: s for s in old.get("sources", [])}
-    new_src = {s["name"]: s for s in new.get("sources", [])}
-    for name in sorted(old_src.keys() | new_src.keys()):
-        a, b = old_src.get(name), new_src.get(name)
-        if a is None or b is None:
-            diffs.append(f"source {name!r} {'added' if a is None else 'removed'}")
-            continue
-        for k in ("sha256", "revision", "path", "hub_id", "rows", "split"):
-            if a.get(k) != b.get(k):
-                diffs.append(f"source {name!r}: {k} {a.get(k)} -> {b.get(k)}")
-    old_f = [(f["name"], f["params"]) for f in old.get("filters", [])]
-    new_f = [(f["name"], f["params"]) for f in new.get("filters", [])]
-    if old_f != new_f:
-        diffs.append(
-            f"filter list changed: {[n for n, _ in old_f]} -> {[n for n, _ in new_f]}"
-            if [n for n, _ in old_f] != [n for n, _ in new_f]
-            else "filter parameters changed"
-        )
-    old_code = {f["name"]: f["code_sha256"] for f in old.get("filters", [])}
-    for f in new.get("filters", []):
-        if f["name"] in old_code and old_code[f["name"]] != f["code_sha256"]:
-            diffs.append(f"filter {f['name']!r}: code changed")
-    for split in SPLITS:
-        a, b = old.get("splits", {}).get(split, {}), new.get("splits", {}).get(split, {})
-        steps_a = {s["filter"]: s for s in a.get("steps", [])}
-        for step in b.get("steps", []):
-            prev = steps_a.get(step["filter"])
-            if prev and (prev["rows_in"], prev["rows_out"]) != (step["rows_in"], step["rows_out"]):
-                diffs.append(
-                    f"{split}: filter {step['filter']!r} rows {prev['rows_in']}->"
-                    f"{prev['rows_out']} became {step['rows_in']}->{step['rows_out']}"
-                )
-        if a.get("sha256") != b.get("sha256"):
-            diffs.append(
-                f"{split}: {a.get('rows')} rows sha256 {str(a.get('sha256'))[:12]} -> "
-                f"{b.get('rows')} rows sha256 {str(b.get('sha256'))[:12]}"
-            )
-    old_suites = {s["name"]: s for s in old.get("suites", [])}
-    new_suites = {s["name"]: s for s in new.get("suites", [])}
-    for name in sorted(old_suites.keys() | new_suites.keys()):
-        a, b = old_suites.get(name), new_suites.get(name)
-        if a is None or b is None:
-            diffs.append(f"eval suite {name!r} {'added' if a is None else 'removed'}")
-            continue
-        for k in ("sha256", "path", "rows", "segments", "rules"):
-            if a.get(k) != b.get(k):
-                diffs.append(f"eval suite {name!r}: {k} {a.get(k)} -> {b.get(k)}")
-    return diffs
-
-
 def build(cfg: Config, progress=None) -> dict:
     """`ft data build`: write the training set and data.lock."""
     lock = run_pipeline(cfg, cfg.data.out_dir, progress=progress)
-    write_atomic(cfg.data.lock, render_lock(lock))
+    write_atomic(cfg.data.lock, lock_file.render(lock))
     return lock
 
 
 def check(cfg: Config, sink: Sink | None = None) -> dict:
     """`ft data check`: stream the pipeline and compare with data.lock; raise naming what
     moved. `sink` sees every output chunk (it must discard them if this raises)."""
-    old = read_lock(cfg)
+    old = lock_file.read(cfg.data.lock)
     new = run_pipeline(cfg, sink=sink)
-    diffs = lock_differences(old, new)
+    diffs = lock_file.differences(old, new)
     if diffs or old != new:
         raise UserError(
             "data.lock is out of date: " + "; ".join(diffs or ["lock content differs"]),

@@ -38,7 +38,9 @@ from ..config import Config
 from ..errors import UserError
 from ..util.hashing import sha256_file, sha256_json, write_atomic
 from . import chat, loader
-from .build import SPLITS, check, read_lock
+from . import lock as lock_file
+from .build import check
+from .lock import SPLITS
 
 STORE_SCHEMA = 1
 IGNORE_INDEX = loader.IGNORE_INDEX
@@ -209,7 +211,7 @@ def training_examples(cfg: Config, tokenizer, base_pins: dict):
         lock = check(cfg, sink=lambda split, chunk: rows[split].extend(chunk))
         encoded = [loader.encode_rows(cfg, rows[s], tokenizer) for s in SPLITS]
         return lock, *encoded, None
-    committed = read_lock(cfg)
+    committed = lock_file.read(cfg.data.lock)
     stores = Path(cfg.data.out_dir) / "tokens"
     if _lock_matches_config(cfg, committed) and "splits" in committed:
         key = store_key(cfg, committed, tokenizer, base_pins)

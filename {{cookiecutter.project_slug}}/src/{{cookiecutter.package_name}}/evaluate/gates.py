@@ -12,6 +12,7 @@ refuses a failing gate unless the release tag waives it (publish.py); the drill 
 
 from dataclasses import asdict, dataclass
 
+from ..util import git
 from .metrics import higher_is_better
 
 PASS, FAIL = "pass", "fail"
@@ -129,17 +130,13 @@ def tag_waivers(version: str, cwd: str | None = None) -> dict[str, dict]:
 
     Only an annotated tag counts (a lightweight tag has no author or message of its own);
     the waiver records the tagger as who waived. No tag: no waivers."""
-    import subprocess
-
-    def git(*args: str) -> str | None:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=cwd)
-        return done.stdout if done.returncode == 0 else None
-
     ref = f"refs/tags/{version}"
-    if (git("cat-file", "-t", ref) or "").strip() != "tag":
+    if (git.output("cat-file", "-t", ref, cwd=cwd) or "").strip() != "tag":
         return {}
-    who = (git("for-each-ref", ref, "--format=%(taggername) %(taggeremail)") or "").strip()
-    message = git("for-each-ref", ref, "--format=%(contents)") or ""
+    who = (
+        git.output("for-each-ref", ref, "--format=%(taggername) %(taggeremail)", cwd=cwd) or ""
+    ).strip()
+    message = git.output("for-each-ref", ref, "--format=%(contents)", cwd=cwd) or ""
     waivers = {}
     for line in message.splitlines():
         if not line.strip().startswith(WAIVER_PREFIX):

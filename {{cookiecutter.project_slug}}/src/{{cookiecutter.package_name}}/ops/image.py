@@ -14,10 +14,10 @@ keys, and the digest is what a job runs.
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 from ..errors import UserError
+from ..util import git
 from ..util.hashing import sha256_file, write_atomic
 
 LOCK = "image.lock"
@@ -177,7 +177,7 @@ def record(name: str | None, digest: str, base_digest: str, root: str | Path = "
 
 
 def _git(root: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    done = git.run(*args, cwd=root)
     if done.returncode != 0:
         raise UserError(
             f"git {args[0]} failed: {done.stderr.strip()}",

@@ -12,12 +12,12 @@ started but did not finish, or no run at all, is refused with what to wait for o
 """
 
 import re
-import subprocess
 from pathlib import Path
 
 import yaml
 
 from ..errors import UserError
+from ..util import git
 
 TRAIN_WORKFLOW = Path(".github/workflows/train.yml")
 # Image inputs (uv.lock, Dockerfile) do not train directly: image.yml rebuilds the image and
@@ -55,7 +55,7 @@ def triggers_training(files: list[str], patterns: list[str]) -> list[str]:
 
 
 def _git(*args: str) -> str:
-    done = subprocess.run(["git", *args], capture_output=True, text=True)
+    done = git.run(*args)
     if done.returncode != 0:
         raise UserError(
             f"git {' '.join(args)} failed: {done.stderr.strip()}",
@@ -74,9 +74,7 @@ def check_same_inputs(trained_at: str, commit: str, key: str) -> None:
     """Refuse unless `trained_at` is `commit` or an ancestor with the same training inputs."""
     if trained_at == commit:
         return
-    ancestor = subprocess.run(
-        ["git", "merge-base", "--is-ancestor", trained_at, commit], capture_output=True
-    )
+    ancestor = git.run("merge-base", "--is-ancestor", trained_at, commit)
     if ancestor.returncode != 0:
         raise UserError(
             f"the run was trained at {trained_at}, which is not an ancestor of {commit}",

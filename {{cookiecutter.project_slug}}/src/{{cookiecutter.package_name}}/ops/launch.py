@@ -28,6 +28,7 @@ import yaml
 
 from ..config import Config, load_config
 from ..errors import UserError
+from ..util import git
 from . import image
 
 TASK_YAML = "sky/train.yaml"
@@ -387,33 +388,28 @@ def _run_uri(cfg: Config, run_uri: str | None, envs: dict, environ) -> str:
 
 def _clean_commit() -> tuple[str, str]:
     """HEAD and the git remote the job clones it from; uncommitted changes are refused."""
-
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], capture_output=True, text=True)
-
-    head = git("rev-parse", "HEAD")
-    if head.returncode != 0:
+    head = git.output("rev-parse", "HEAD")
+    if head is None:
         raise UserError(
             "not inside a git checkout",
             file=os.getcwd(),
             fix="launch from the project's repository: the job clones a commit",
         )
-    changed = git("status", "--porcelain", "--untracked-files=normal").stdout.splitlines()
+    changed = git.changed_paths() or []
     if changed:
-        paths = ", ".join(line[3:] for line in changed[:3]) + (", ..." if len(changed) > 3 else "")
+        paths = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
         raise UserError(
             "uncommitted changes would not reach the job (it clones the commit)",
             file=paths,
             fix="commit and push them, then launch",
         )
-    remote = git("remote", "get-url", "origin")
-    if remote.returncode != 0 or not remote.stdout.strip():
+    url = git.output("remote", "get-url", "origin")
+    if not url:
         raise UserError(
             "no git remote `origin` to clone the commit from",
             key="origin",
             fix="git remote add origin <url> && git push",
         )
-    url = remote.stdout.strip()
     parts = urlsplit(url)
     if parts.scheme in ("http", "https") and "@" in parts.netloc:
         raise UserError(
@@ -421,7 +417,7 @@ def _clean_commit() -> tuple[str, str]:
             key="origin",
             fix="set a plain URL; pass a token as GIT_TOKEN",
         )
-    return head.stdout.strip(), url
+    return head, url
 
 
 def _strip_separator(command: list[str] | None) -> list[str]:

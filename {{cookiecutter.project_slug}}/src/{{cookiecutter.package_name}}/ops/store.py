@@ -26,6 +26,7 @@ AWS_SECRET_ACCESS_KEY or AWS_PROFILE; gcsfs: the gcloud login).
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -35,7 +36,7 @@ from urllib.parse import urlsplit
 
 from ..errors import UserError
 from ..train.checkpoint import STEP_DIR
-from ..util.hashing import sha256_file, tree_files, write_atomic
+from ..util.hashing import open_atomic, sha256_file, tree_files, write_atomic
 
 MARKER = "COMPLETE"
 STAGING = Path("runs") / ".staging"
@@ -47,6 +48,8 @@ ACCESS_FIX = (
     "(S3: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
 )
 READY_WAIT_S = 3600  # how long the other processes of one machine wait for a resume's pull
+# A checkpoint file as a manifest's chain names it (ft fetch --checkpoints).
+CHECKPOINT_FILE = re.compile(r"checkpoints/step-\d{8}/(state\.pt|rng-rank\d+\.pt)")
 
 
 def is_url(out: str | os.PathLike | None) -> bool:
@@ -133,10 +136,8 @@ class RemoteDir:
         target = self._path(rel)
         with self.errors(f"uploading {rel}"):
             if self.on_disk:
-                Path(target).parent.mkdir(parents=True, exist_ok=True)
-                tmp = Path(target).with_name(f".{Path(target).name}.tmp-{os.getpid()}")
-                shutil.copyfile(local, tmp)
-                os.replace(tmp, target)
+                with open(local, "rb") as src, open_atomic(target) as dst:
+                    shutil.copyfileobj(src, dst)
             else:
                 self.fs.put_file(str(local), target)
 
@@ -173,7 +174,6 @@ class RunLocation:
     """Where `ft train --out` puts a run. This one is a local directory: nothing to mirror."""
 
     def __init__(self, out: str | None):
-        self.out = out
         self.local_dir = out  # what training writes (None: train picks runs/<config>-<time>)
 
     @staticmethod
@@ -305,12 +305,14 @@ def latest_checkpoint(names: set[str]) -> str | None:
     return max(steps, default=None)
 
 
-def fetch(url: str, dest: str | os.PathLike) -> Path:
-    """`ft fetch URL DIR`: a finished run, every output re-hashed against its manifest.
+def fetch(url: str, dest: str | os.PathLike, checkpoints: bool = False) -> Path:
+    """`ft fetch URL DIR [--checkpoints]`: a finished run, every file re-hashed against its
+    manifest.
 
     Downloads manifest.json, REPRODUCE.md, run.json and every output the manifest
-    lists (not checkpoints) into a temp directory beside DIR, renamed into place
-    only when every hash matched: DIR is complete or absent.
+    lists (with `checkpoints`, or when the run's config says `reproduce.strategy:
+    segments`, also every checkpoint of its chain) into a temp directory beside DIR,
+    renamed into place only when every hash matched: DIR is complete or absent.
     """
     remote, dest = RemoteDir(url), Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
@@ -335,6 +337,19 @@ def fetch(url: str, dest: str | os.PathLike) -> Path:
             remote.get(name, partial / name)
         for name, digest in sorted(manifest["outputs"].items()):
             remote.get(name, partial / name, digest, against="manifest.json")
+        # A run whose config verifies by segments needs its chain wherever it is verified.
+        checkpoints = checkpoints or manifest["config"]["reproduce"].get("strategy") == "segments"
+        for link in manifest.get("checkpoints") or [] if checkpoints else []:
+            for name, digest in sorted(link["files"].items()):
+                rel = f"{link['path']}/{name}"
+                # Names from the remote manifest must stay inside the run directory.
+                if not CHECKPOINT_FILE.fullmatch(rel):
+                    raise UserError(
+                        f"the manifest lists a checkpoint file outside the chain: {rel!r}",
+                        file=f"{url}/manifest.json",
+                        fix="fetch a run written by `ft train`",
+                    )
+                remote.get(rel, partial / rel, digest, against="manifest.json")
         if dest.exists():
             dest.rmdir()
         os.replace(partial, dest)

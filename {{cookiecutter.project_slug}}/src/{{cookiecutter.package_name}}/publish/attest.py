@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import UserError
+from ..util import git
 
 SIGNER_WORKFLOW = ".github/workflows/release.yml"
 
@@ -33,9 +34,7 @@ def _repo(repo: str | None) -> str:
         return repo
     if os.environ.get("GITHUB_REPOSITORY"):
         return os.environ["GITHUB_REPOSITORY"]
-    url = subprocess.run(
-        ["git", "remote", "get-url", "origin"], capture_output=True, text=True
-    ).stdout.strip()
+    url = git.output("remote", "get-url", "origin") or ""
     tail = url.removesuffix(".git").replace(":", "/").split("/")
     if "github.com" in url and len(tail) >= 2:
         return f"{tail[-2]}/{tail[-1]}"

@@ -36,14 +36,11 @@ import tempfile
 from pathlib import Path
 
 from ..closure.manifest import command_block, output_files, read_manifest
+from ..closure.segments import check_complete
+from ..closure.segments import check_record as check_segments
 from ..errors import UserError
-from .registries import (
-    VersionNotFound,
-    check_version,
-    copy_hashing,
-    open_registry,
-    resolve_registry,
-)
+from ..util.hashing import copy_hashing
+from .registries import VersionNotFound, check_version, open_registry, resolve_registry
 
 RECORDS = ("manifest.json", "REPRODUCE.md", "verification.json")
 ADAPTER_DIR = "adapter/"
@@ -63,6 +60,8 @@ def main(
         #    staged copies: what is checked is what gets pushed.
         record = read_verification(run_dir, staging)
         manifest = stage_records(run_dir, record, staging)
+        # A segment verification counts only if it covered the recorded chain, hash for hash.
+        check_segments(record, manifest, str(run_dir / "verification.json"))
         # 2. The release: commit of the tag, a version the registry does not hold.
         check_release_commit(manifest, version, tag_commit)
         uri = resolve_registry(registry_uri, manifest["config"], shared=True)
@@ -119,6 +118,7 @@ def read_verification(run_dir: Path, staging: Path) -> dict:
             file=str(path),
             fix=f"fix the cause, run `ft reproduce {run_dir}` until it passes, then publish",
         )
+    check_complete(record, str(path))  # a drill's K-of-N sample passes, but verifies nothing
     if (
         not isinstance(record.get("compared"), list)
         or not record.get("manifest_sha256")

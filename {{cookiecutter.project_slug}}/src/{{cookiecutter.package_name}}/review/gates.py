@@ -16,7 +16,7 @@ from pathlib import Path
 from ..evaluate import gates
 from ..util.hashing import write_atomic
 from .behaviour import gate_results
-from .report import load_run, resolve_baseline
+from .report.load import load_run, resolve_baseline
 
 
 def render(run_manifest: dict, base_manifest: dict | None, how: str) -> tuple[str, list]:

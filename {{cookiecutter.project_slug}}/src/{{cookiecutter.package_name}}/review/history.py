@@ -23,16 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .behaviour import history_cell
-from .report import (
-    Side,
-    fmt,
-    load_run,
-    new_figure,
-    pins,
-    png_bytes,
-    reproduce_status,
-    write_dir,
-)
+from .report import write_dir
+from .report.figures import new_figure, png_bytes
+from .report.format import fmt
+from .report.load import Side, load_run
+from .report.markdown import pins, reproduce_status
 
 INDEX = "index.html"
 STYLE = """

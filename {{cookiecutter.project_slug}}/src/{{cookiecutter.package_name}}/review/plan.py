@@ -10,26 +10,23 @@ whose `model.base` changed gets the tokenizer drift section of `ft migrate`.
 """
 
 import json
-import subprocess
 from pathlib import Path
 
 import yaml
 
 from ..closure.diff import changed_keys
+from ..data.lock import SPLITS, differences, split_of, steps_table
 from ..errors import UserError
 from ..ops.inputs import IMAGE_WORKFLOW, training_paths, triggers_training
+from ..util import git
 from ..util.hashing import write_atomic
 
 __all__ = ["IMAGE_WORKFLOW", "render", "main", "training_paths", "triggers_training"]
 
 
-def _git(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], capture_output=True, text=True)
-
-
 def _show(ref: str, path: str) -> str | None:
     """A file's text at `ref`, or None if it does not exist there."""
-    done = _git("show", f"{ref}:{path}")
+    done = git.run("show", f"{ref}:{path}")
     return done.stdout if done.returncode == 0 else None
 
 
@@ -40,17 +37,16 @@ def _config_rows(base: str, path: str) -> list[tuple[str, object, object]]:
     return changed_keys(old or {}, new or {})
 
 
-def _data_rows(old: dict, new: dict) -> list[str]:
+def data_rows(old: dict, new: dict) -> list[str]:
+    """Markdown table rows: each split's filters, rows in -> out before and after, and the
+    final rows and hash; a changed cell is marked **changed**."""
     rows = []
-    for split in ("train", "eval"):
-        a, b = old.get("splits", {}).get(split, {}), new.get("splits", {}).get(split, {})
-        steps_a = {s["filter"]: s for s in a.get("steps", [])}
-        steps_b = {s["filter"]: s for s in b.get("steps", [])}
-        for name in list(steps_a) + [n for n in steps_b if n not in steps_a]:
-            sa, sb = steps_a.get(name), steps_b.get(name)
-            fmt = lambda s: f"{s['rows_in']} -> {s['rows_out']}" if s else "absent"  # noqa: E731
+    fmt = lambda s: f"{s['rows_in']} -> {s['rows_out']}" if s else "absent"  # noqa: E731
+    for split in SPLITS:
+        for name, sa, sb in steps_table(old, new, split):
             mark = "" if sa == sb else " **changed**"
             rows.append(f"| {split} | `{name}` | {fmt(sa)} | {fmt(sb)}{mark} |")
+        a, b = split_of(old, split), split_of(new, split)
         old_hash, new_hash = str(a.get("sha256", "-"))[:12], str(b.get("sha256", "-"))[:12]
         mark = "" if old_hash == new_hash else " **changed**"
         rows.append(
@@ -71,7 +67,7 @@ def _base_change(since: str, path: str) -> list[str]:
 
 
 def render(base: str, configs: list[str], lock_path: str = "data.lock") -> str:
-    merge_base = _git("merge-base", base, "HEAD")
+    merge_base = git.run("merge-base", base, "HEAD")
     if merge_base.returncode != 0:
         raise UserError(
             f"cannot find the merge base of {base} and HEAD",
@@ -79,8 +75,8 @@ def render(base: str, configs: list[str], lock_path: str = "data.lock") -> str:
             fix="fetch the base branch (actions/checkout with fetch-depth: 0)",
         )
     since = merge_base.stdout.strip()
-    changed_files = _git("diff", "--name-only", since).stdout.split()
-    changed_files += _git("ls-files", "--others", "--exclude-standard").stdout.split()
+    changed_files = git.run("diff", "--name-only", since).stdout.split()
+    changed_files += git.run("ls-files", "--others", "--exclude-standard").stdout.split()
     hits = triggers_training(sorted(set(changed_files)), training_paths())
     lines = ["## Training plan", ""]
     if hits:
@@ -121,11 +117,9 @@ def render(base: str, configs: list[str], lock_path: str = "data.lock") -> str:
         "",
         "| split | filter | base rows in -> out | this branch |",
         "| --- | --- | --- | --- |",
-        *_data_rows(old_lock, new_lock),
+        *data_rows(old_lock, new_lock),
     ]
-    from ..data.build import lock_differences
-
-    moved = lock_differences(old_lock, new_lock) if old_lock else ["no data.lock on the base"]
+    moved = differences(old_lock, new_lock) if old_lock else ["no data.lock on the base"]
     if moved:
         lines += ["", "What moved: " + "; ".join(moved)]
     return "\n".join(lines) + "\n"

@@ -3,12 +3,18 @@
     uv run ft train --config configs/smoke.yaml            # seconds on CPU
     uv run ft train --out runs/x --resume                  # continue a killed run
     uv run ft train --out s3://bucket/runs/x [--resume]    # staged locally, mirrored (ops/store.py)
+    uv run ft train --segment 1 --chain runs/x --out DIR   # replay one checkpoint interval
     torchrun --nproc_per_node 2 -m <package>.cli train ... # several processes (gloo on CPU)
 
 Reads top to bottom in pipeline order. The run directory gets the resolved
 config, the adapter, metrics, and last the manifest (its existence means the run
 finished), then REPRODUCE.md rendered from it. A run killed at any point can be
 resumed from its last complete checkpoint and ends with the same bytes.
+
+With `--segment I --chain RUN`, it replays interval I of a finished run instead
+(closure/segments.py): from RUN's checkpoint I (interval 0: from the config alone)
+to its next checkpoint, or for the last interval through eval and outputs. That is
+what `ft reproduce --segments` runs, one process per interval.
 """
 
 import json
@@ -20,6 +26,7 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..closure import segments
 from ..config import Config, dump_yaml, load_config
 from ..errors import UserError
 from ..ops import store
@@ -30,10 +37,17 @@ RUN_FILE = "run.json"  # the invocation, written first: what --resume re-reads
 
 
 def main(
-    config_path: str, overrides: list[str], out: str | None = None, resume: bool = False
+    config_path: str,
+    overrides: list[str],
+    out: str | None = None,
+    resume: bool = False,
+    segment: int | None = None,
+    chain: str | None = None,
 ) -> Path:
     # 1. Config: validated once; a resume re-reads the invocation the run started with.
     # An --out URL (s3://...) trains in a local staging directory mirrored to it (ops/store.py).
+    # A segment replay trains one interval of the finished run `chain` (closure/segments.py).
+    replay = segments.Replay.open(chain, segment, out, resume)
     try:
         location = store.RunLocation.open(out, resume)
         run_dir, invocation = _run_dir(config_path, overrides, location.local_dir, resume)
@@ -56,6 +70,8 @@ def main(
             file=str(run_dir / RUN_FILE),
             fix="resume with the same config and data, or start a new run",
         )
+    if replay:
+        replay.check_config(cfg)
 
     # 2. Determinism: seeds and deterministic kernels before anything random or CUDA.
     determinism.configure(cfg.seed)
@@ -108,12 +124,18 @@ def main(
     model, optimizer = accelerator.prepare(model, optimizer)
     torch.manual_seed(determinism.derive(cfg.seed, f"dropout-rank{rank}"))
 
-    # 6. Train: from step 0, or from the last complete checkpoint.
-    start = 0
-    if resume and (last := checkpoint.latest(run_dir)) is not None:
-        start = checkpoint.load(last, model, optimizer, scheduler, accelerator)
+    # 6. Train: from step 0 (checkpointed as the initial state), from the last complete
+    # checkpoint, or for a segment replay from the interval's start checkpoint in the chain.
+    start, saved_metrics = 0, None
+    if replay and replay.interval.start > 0:
+        first = replay.start_checkpoint  # hashed against the chain before it is loaded
+        start, saved_metrics = checkpoint.load(first, model, optimizer, scheduler, accelerator)
+        _log(accelerator, f"replaying {replay.interval.name} from {first}")
+    elif resume and (last := checkpoint.latest(run_dir)) is not None:
+        start, saved_metrics = checkpoint.load(last, model, optimizer, scheduler, accelerator)
         _log(accelerator, f"resuming from {last.relative_to(run_dir)} (step {start})")
-    metrics = _read_metrics(run_dir, start) if start else []
+    metrics = saved_metrics if saved_metrics is not None else _read_metrics(run_dir, start)
+    stop = replay.interval.stop if replay else cfg.train.max_steps
     accum = cfg.train.grad_accum_steps
     loader = train_loader(
         train_examples,
@@ -127,8 +149,24 @@ def main(
         world,
     )
     timing = _train(
-        cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir, metrics, location
+        cfg,
+        accelerator,
+        model,
+        optimizer,
+        scheduler,
+        loader,
+        steps=(start, stop),
+        run_dir=run_dir,
+        metrics=metrics,
+        location=location,
     )
+    if replay and not replay.interval.last:
+        # An inner interval ends at its end checkpoint: record what it ran on, then stop.
+        if accelerator.is_main_process:
+            replay.write_record(run_dir, cfg, invocation, data_lock, base_pins, timing, accelerator)
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
+        return run_dir
 
     # 7. Evaluate on the held-out split, then on each eval suite, segment by segment.
     from ..evaluate import eval_loss
@@ -259,22 +297,28 @@ def _optimizer(cfg: Config, model):
 
 
 def _train(
-    cfg, accelerator, model, optimizer, scheduler, loader, start, run_dir, metrics, location
+    cfg, accelerator, model, optimizer, scheduler, loader, *, steps, run_dir, metrics, location
 ):
-    """The loop: accumulate micro-batches, clip, step; log and checkpoint on schedule."""
+    """The loop over steps [start, stop): accumulate micro-batches, clip, step; log and
+    checkpoint on schedule. A run that starts at 0 first checkpoints its initial state."""
     import torch
 
     from ..evaluate import token_loss
     from ..ops.tracking import Trackers
 
     t = cfg.train
+    start, stop = steps
     world = accelerator.num_processes
+    if start == 0 and not checkpoint.step_dir(run_dir, 0).exists():
+        saved = checkpoint.save(run_dir, 0, model, optimizer, scheduler, accelerator, metrics)
+        if accelerator.is_main_process:
+            location.push_checkpoint(saved)
     model.train()
     batches = iter(loader)
     progress = _Progress(accelerator, start, t.max_steps)
     trackers = Trackers.start(cfg, run_dir, accelerator.is_main_process)  # cfg.track.report_to
     tokens_total, began = 0, time.perf_counter()
-    for step in range(start, t.max_steps):
+    for step in range(start, stop):
         step_loss = 0.0
         for micro in range(t.grad_accum_steps):
             batch = {k: v.to(accelerator.device) for k, v in next(batches).items()}
@@ -304,7 +348,9 @@ def _train(
             trackers.log(metrics[-1])
         progress.update(done, step_loss, tokens_total / max(1e-9, time.perf_counter() - began))
         if done % t.checkpoint_every == 0 and done < t.max_steps:
-            saved = checkpoint.save(run_dir, done, model, optimizer, scheduler, accelerator)
+            saved = checkpoint.save(
+                run_dir, done, model, optimizer, scheduler, accelerator, metrics
+            )
             if accelerator.is_main_process:
                 location.push_checkpoint(saved)
     progress.close()

@@ -1,24 +1,52 @@
-"""Content hashes: sha256 over streamed bytes, never a whole file in memory.
+"""Content hashes and atomic writes: the one implementation every stage uses.
 
-A directory hashes to the sha256 of its sorted `relative/path\\0<file sha256>\\n`
-lines, so renaming, adding or editing any file changes it, and the result does
-not depend on the filesystem's listing order.
+Hashes stream the bytes (never a whole file in memory). A directory hashes to the
+sha256 of its sorted `relative/path\\0<file sha256>\\n` lines, so renaming, adding
+or editing any file changes it, and the result does not depend on the filesystem's
+listing order. Writers put bytes under a temp name beside the target, fsync, then
+rename: a reader sees the old file (or directory) or the new one, never half of one.
 """
 
 import hashlib
 import json
 import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 CHUNK = 1 << 20
+
+
+def read_chunks(f: BinaryIO) -> Iterator[bytes]:
+    """The file's bytes, CHUNK at a time."""
+    while chunk := f.read(CHUNK):
+        yield chunk
 
 
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
+        for chunk in read_chunks(f):
             h.update(chunk)
     return h.hexdigest()
+
+
+def copy_hashing(src: str | os.PathLike, dst: str | os.PathLike) -> tuple[str, int]:
+    """Copy src to dst (created, fsynced) and return the sha256 and size of the bytes copied."""
+    h, size = hashlib.sha256(), 0
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        for chunk in read_chunks(fin):
+            h.update(chunk)
+            size += len(chunk)
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    return h.hexdigest(), size
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -65,16 +93,54 @@ def default_mode(path: str | os.PathLike) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write to a temp file beside `path`, fsync, then rename over it.
+@contextmanager
+def open_atomic(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file that appears at `path` whole, or not at all.
 
-    Readers see the old file or the new one, never half of one.
+    Written under a temp name beside `path`, fsynced and renamed over it when the
+    block ends; an exception leaves `path` as it was and removes the temp file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write `data` to `path` through `open_atomic`."""
+    with open_atomic(path) as f:
         f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+def replace_dir(out: str | os.PathLike, files: dict[str, bytes]) -> None:
+    """Make `out` a directory holding exactly `files` (relative name -> bytes), atomically.
+
+    The files are written and fsynced in a temp directory beside `out`, which then
+    replaces it with two renames; a failure leaves the old directory in place.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:12]}"
+    try:
+        for name, data in files.items():
+            path = tmp / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide it from a web server
+        if out.exists():
+            os.rename(out, old)
+        os.rename(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)

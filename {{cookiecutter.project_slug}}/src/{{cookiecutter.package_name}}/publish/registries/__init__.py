@@ -18,21 +18,23 @@ exists is refused), appears whole or not at all, and carries an index
 byte before anything lands in the destination directory.
 """
 
-import hashlib
 import json
 import os
 import re
 import shutil
 import sys
+import tempfile
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Protocol
 
 from ...config import DEFAULT_CONFIG
 from ...errors import UserError
+from ...util.hashing import copy_hashing, sha256_file
 
 INDEX_NAME = "release.json"
+Fetch = Callable[[str, dict], Path]  # (name in the index, its entry) -> a local file to copy
 INDEX_SCHEMA = 1
 # vMAJOR.MINOR.PATCH with an optional semver pre-release; no build metadata (`+` is not a
 # valid git tag / MLflow alias character, and versions must compare without it).
@@ -41,27 +43,81 @@ VERSION = re.compile(
     r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)"
     r"(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
 )
-CHUNK = 1 << 20
 
 
-class Registry(Protocol):
-    """What `ft publish` and `ft registry` need from a backend."""
+class Registry:
+    """What `ft publish` and `ft registry` need from a backend, and what backends share.
+
+    A backend implements `versions`, `show`, `publish` and `_open` (where a version's
+    files are read from); `pull` is the same for all: open, then copy each file while
+    hashing it and place the verified whole at `dest` (`pull_into`).
+    """
 
     uri: str
 
     def versions(self) -> list[str]:
         """Published versions, oldest release first (semver order)."""
+        raise NotImplementedError
 
-    def exists(self, version: str) -> bool: ...
+    def exists(self, version: str) -> bool:
+        return check_version(version) in self.versions()
 
     def show(self, version: str) -> dict:
         """The version's index: files (sha256, size) and the release metadata."""
+        raise NotImplementedError
 
     def publish(self, version: str, files: dict[str, Path], meta: dict) -> dict:
         """Store `files` (registry name -> local path) as `version`, atomically; the index."""
+        raise NotImplementedError
+
+    def _open(self, version: str, scratch: Path) -> tuple[dict, Fetch]:
+        """The version's verified index and a `fetch(name, entry) -> local path` for its
+        files; `scratch` is an empty private directory to download into."""
+        raise NotImplementedError
 
     def pull(self, version: str, dest: Path) -> dict:
         """Download into `dest` (absent or empty), verifying every hash; the index."""
+        scratch = Path(tempfile.mkdtemp(prefix="ft-pull-"))
+        try:
+            index, fetch = self._open(version, scratch)
+            return pull_into(index, Path(dest), fetch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def not_found(self, version: str) -> "VersionNotFound":
+        return VersionNotFound(
+            f"no version {version} in {self.uri}",
+            key="VERSION",
+            fix="`ft registry list` shows the published versions",
+        )
+
+    def already_exists(self, version: str, detail: str = "") -> "VersionExists":
+        return VersionExists(
+            f"version {version} already exists in {self.uri}{detail}; "
+            "published versions are immutable",
+            key="--version",
+            fix="publish under a new version, e.g. bump the patch number",
+        )
+
+
+def downloaded(
+    root: Path, version: str, where: str, read: Callable[[bytes], dict], made_by: str, changed: str
+) -> tuple[dict, Fetch]:
+    """`Registry._open` for a version downloaded whole into `root`: its index (checked by
+    `read`) and a fetch that refuses files the download lacks. `made_by` and `changed` are
+    the fixes for a missing index and a missing file, in the backend's words."""
+    index_file = root / INDEX_NAME
+    if not index_file.is_file():
+        raise IntegrityError(f"{version} has no {INDEX_NAME}", file=where, fix=made_by)
+    index = read(index_file.read_bytes())
+
+    def fetch(name: str, entry: dict) -> Path:
+        path = root / name
+        if not path.is_file():
+            raise IntegrityError(f"{name} is missing from {version}", file=where, fix=changed)
+        return path
+
+    return index, fetch
 
 
 class VersionExists(UserError):
@@ -192,20 +248,6 @@ def check_name(name: str) -> str:
     return name
 
 
-def copy_hashing(src: Path, dst: Path) -> tuple[str, int]:
-    """Copy src to dst (created, fsynced) and return the sha256 and size of the bytes copied."""
-    h, size = hashlib.sha256(), 0
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with open(src, "rb") as fin, open(dst, "xb") as fout:
-        while chunk := fin.read(CHUNK):
-            h.update(chunk)
-            size += len(chunk)
-            fout.write(chunk)
-        fout.flush()
-        os.fsync(fout.fileno())
-    return h.hexdigest(), size
-
-
 def make_index(version: str, entries: dict[str, dict], meta: dict) -> dict:
     return {
         "schema": INDEX_SCHEMA,
@@ -222,14 +264,10 @@ def index_bytes(index: dict) -> bytes:
 
 def hash_files(files: dict[str, Path]) -> dict[str, dict]:
     """sha256 and size of every file to publish, by its name in the registry."""
-    entries = {}
-    for name, path in files.items():
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                h.update(chunk)
-        entries[check_name(name)] = {"sha256": h.hexdigest(), "size": Path(path).stat().st_size}
-    return entries
+    return {
+        check_name(name): {"sha256": sha256_file(path), "size": Path(path).stat().st_size}
+        for name, path in files.items()
+    }
 
 
 def read_index(data: bytes, version: str, where: str) -> dict:

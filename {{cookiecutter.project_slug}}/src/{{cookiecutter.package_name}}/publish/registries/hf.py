@@ -17,28 +17,25 @@ for HfApi's methods, since the hub cannot be reached from CI (docs/publish.md).
 """
 
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
 from ...errors import UserError
+from ...util.hashing import copy_hashing
 from . import (
     INDEX_NAME,
-    IntegrityError,
-    VersionExists,
-    VersionNotFound,
-    check_version,
-    copy_hashing,
+    Fetch,
+    Registry,
+    downloaded,
     hash_files,
     index_bytes,
     make_index,
-    pull_into,
     read_index,
     sort_versions,
 )
 
 
-class HfRegistry:
+class HfRegistry(Registry):
     def __init__(self, repo_id: str, uri: str, api=None):
         parts = repo_id.split("/")
         if len(parts) != 2 or not all(parts) or any(c in repo_id for c in " ?#@:"):
@@ -105,33 +102,22 @@ class HfRegistry:
             return []
         return sort_versions(tag.name for tag in refs.tags)
 
-    def exists(self, version: str) -> bool:
-        return check_version(version) in self.versions()
-
     def show(self, version: str) -> dict:
         from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
         if not self.exists(version):
-            raise VersionNotFound(
-                f"no version {version} in {self.uri}",
-                key="VERSION",
-                fix="`ft registry list` shows the published versions",
-            )
+            raise self.not_found(version)
         try:
             path = self._call("hf_hub_download", self.repo_id, INDEX_NAME, revision=version)
         except (RepositoryNotFoundError, RevisionNotFoundError):
-            raise VersionNotFound(
-                f"no version {version} in {self.uri}",
-                key="VERSION",
-                fix="`ft registry list` shows the published versions",
-            ) from None
+            raise self.not_found(version) from None
         return read_index(Path(path).read_bytes(), version, f"{self.uri}@{version}/{INDEX_NAME}")
 
     def publish(self, version: str, files: dict[str, Path], meta: dict) -> dict:
         from huggingface_hub.errors import HfHubHTTPError
 
         if self.exists(version):
-            raise _exists(version, self.uri)
+            raise self.already_exists(version, " (a tag of that name)")
         index = make_index(version, hash_files(files), meta)
         with tempfile.TemporaryDirectory(prefix="ft-hf-") as tmp:
             folder = Path(tmp)
@@ -160,53 +146,24 @@ class HfRegistry:
             )
         except HfHubHTTPError as e:
             if getattr(e.response, "status_code", None) == 409:
-                raise _exists(version, self.uri) from None
+                raise self.already_exists(version, " (a tag of that name)") from None
             raise
         return index
 
-    def pull(self, version: str, dest: Path) -> dict:
+    def _open(self, version: str, scratch: Path) -> tuple[dict, Fetch]:
         if not self.exists(version):
-            raise VersionNotFound(
-                f"no version {version} in {self.uri}",
-                key="VERSION",
-                fix="`ft registry list` shows the published versions",
-            )
-        download = Path(tempfile.mkdtemp(prefix="ft-hf-pull-"))
-        try:
-            self._call("snapshot_download", self.repo_id, revision=version, local_dir=str(download))
-            index_file = download / INDEX_NAME
-            if not index_file.is_file():
-                raise IntegrityError(
-                    f"{version} has no {INDEX_NAME}",
-                    file=self.uri,
-                    fix="this tag was not made by `ft publish`",
-                )
-            index = read_index(index_file.read_bytes(), version, f"{self.uri}@{version}")
-
-            def fetch(name: str, entry: dict) -> Path:
-                path = download / name
-                if not path.is_file():
-                    raise IntegrityError(
-                        f"{name} is missing from {version}",
-                        file=self.uri,
-                        fix="this tag was changed after `ft publish`",
-                    )
-                return path
-
-            return pull_into(index, Path(dest), fetch)
-        finally:
-            shutil.rmtree(download, ignore_errors=True)
+            raise self.not_found(version)
+        self._call("snapshot_download", self.repo_id, revision=version, local_dir=str(scratch))
+        return downloaded(
+            scratch,
+            version,
+            self.uri,
+            lambda data: read_index(data, version, f"{self.uri}@{version}"),
+            made_by="this tag was not made by `ft publish`",
+            changed="this tag was changed after `ft publish`",
+        )
 
 
 def _describe(meta: dict) -> str:
     keep = {k: meta[k] for k in ("run_id", "git_commit", "manifest_sha256") if k in meta}
     return "Published by `ft publish` after a passing `ft reproduce`.\n\n" + json.dumps(keep)
-
-
-def _exists(version: str, uri: str) -> VersionExists:
-    return VersionExists(
-        f"version {version} already exists in {uri} (a tag of that name); "
-        "published versions are immutable",
-        key="--version",
-        fix="publish under a new version, e.g. bump the patch number",
-    )

@@ -17,23 +17,21 @@ import os
 import uuid
 from pathlib import Path
 
-from ...util.hashing import fsync_dir, sha256_file
+from ...util.hashing import copy_hashing, fsync_dir, sha256_file
 from . import (
+    Fetch,
     IntegrityError,
-    VersionExists,
-    VersionNotFound,
+    Registry,
     check_name,
     check_version,
-    copy_hashing,
     index_bytes,
     make_index,
-    pull_into,
     read_index,
     sort_versions,
 )
 
 
-class LocalRegistry:
+class LocalRegistry(Registry):
     def __init__(self, root: Path, uri: str):
         self.root, self.uri = Path(root), uri
         self.blobs = self.root / "blobs" / "sha256"
@@ -54,17 +52,13 @@ class LocalRegistry:
     def show(self, version: str) -> dict:
         path = self._index_path(version)
         if not path.is_file():
-            raise VersionNotFound(
-                f"no version {version} in {self.uri}",
-                key="VERSION",
-                fix="`ft registry list` shows the published versions",
-            )
+            raise self.not_found(version)
         return read_index(path.read_bytes(), version, str(path))
 
     def publish(self, version: str, files: dict[str, Path], meta: dict) -> dict:
         final = self._index_path(version)
         if final.exists():
-            raise _exists(version, self.uri)
+            raise self.already_exists(version)
         for d in (self.blobs, self.versions_dir, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
         entries = {check_name(n): self._put_blob(Path(src)) for n, src in sorted(files.items())}
@@ -79,7 +73,7 @@ class LocalRegistry:
             try:
                 os.link(tmp, final)  # the commit point: fails if another publish got there first
             except FileExistsError:
-                raise _exists(version, self.uri) from None
+                raise self.already_exists(version) from None
         finally:
             tmp.unlink(missing_ok=True)
         fsync_dir(self.versions_dir)
@@ -101,7 +95,7 @@ class LocalRegistry:
             tmp.unlink(missing_ok=True)
         return {"sha256": digest, "size": size}
 
-    def pull(self, version: str, dest: Path) -> dict:
+    def _open(self, version: str, scratch: Path) -> tuple[dict, Fetch]:
         index = self.show(version)
 
         def fetch(name: str, entry: dict) -> Path:
@@ -114,12 +108,4 @@ class LocalRegistry:
                 )
             return blob
 
-        return pull_into(index, Path(dest), fetch)
-
-
-def _exists(version: str, uri: str) -> VersionExists:
-    return VersionExists(
-        f"version {version} already exists in {uri}; published versions are immutable",
-        key="--version",
-        fix="publish under a new version, e.g. bump the patch number",
-    )
+        return index, fetch

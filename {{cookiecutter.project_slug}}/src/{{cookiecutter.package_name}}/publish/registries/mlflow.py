@@ -31,19 +31,18 @@ import tempfile
 from pathlib import Path
 
 from ...errors import UserError
-from ...util.hashing import sha256_bytes
+from ...util.hashing import copy_hashing, sha256_bytes
 from ...util.net import cap_mlflow_retries, check_reachable
 from . import (
     INDEX_NAME,
+    Fetch,
     IntegrityError,
-    VersionExists,
-    VersionNotFound,
+    Registry,
     check_version,
-    copy_hashing,
+    downloaded,
     hash_files,
     index_bytes,
     make_index,
-    pull_into,
     read_index,
     sort_versions,
 )
@@ -120,7 +119,7 @@ def _reachable(method):
     return wrapper
 
 
-class MlflowRegistry:
+class MlflowRegistry(Registry):
     stale_after_s = 600.0
 
     def __init__(self, name: str, uri: str, client=None):
@@ -226,11 +225,7 @@ class MlflowRegistry:
     def _require(self, version: str):
         mv = self._model_version(version)
         if mv is None or mv.tags.get(RELEASE_TAG) != version:
-            raise VersionNotFound(
-                f"no version {version} in {self.uri}",
-                key="VERSION",
-                fix="`ft registry list` shows the published versions",
-            )
+            raise self.not_found(version)
         return mv
 
     def _check_index(self, data: bytes, version: str, mv) -> dict:
@@ -248,7 +243,7 @@ class MlflowRegistry:
     @_reachable
     def publish(self, version: str, files: dict[str, Path], meta: dict) -> dict:
         if self.exists(version):
-            raise _exists(version, self.uri)
+            raise self.already_exists(version)
         model_dir = Path(tempfile.mkdtemp(prefix="ft-mlflow-model-"))
         try:
             return self._publish(version, {**files, **model_files(model_dir)}, meta)
@@ -293,9 +288,8 @@ class MlflowRegistry:
         winner = self._settle(version, mine)
         if winner != mine.version:
             client.delete_model_version(self.name, mine.version)
-            raise _exists(
+            raise self.already_exists(
                 version,
-                self.uri,
                 f" (model version {winner} holds it or is being published concurrently)",
             )
         client.set_registered_model_alias(self.name, alias_for(version), mine.version)
@@ -334,33 +328,16 @@ class MlflowRegistry:
         return min(live, key=int)
 
     @_reachable
-    def pull(self, version: str, dest: Path) -> dict:
+    def _open(self, version: str, scratch: Path) -> tuple[dict, Fetch]:
         mv = self._require(version)
-        download = Path(tempfile.mkdtemp(prefix="ft-mlflow-pull-"))
-        try:
-            root = self._download(mv, download)
-            index_file = root / INDEX_NAME
-            if not index_file.is_file():
-                raise IntegrityError(
-                    f"{version} has no {INDEX_NAME}",
-                    file=mv.source,
-                    fix="this model version was not made by `ft publish`",
-                )
-            index = self._check_index(index_file.read_bytes(), version, mv)
-
-            def fetch(name: str, entry: dict) -> Path:
-                path = root / name
-                if not path.is_file():
-                    raise IntegrityError(
-                        f"{name} is missing from {version}",
-                        file=mv.source,
-                        fix="the artifacts were changed after publishing",
-                    )
-                return path
-
-            return pull_into(index, Path(dest), fetch)
-        finally:
-            shutil.rmtree(download, ignore_errors=True)
+        return downloaded(
+            self._download(mv, scratch),
+            version,
+            mv.source,
+            lambda data: self._check_index(data, version, mv),
+            made_by="this model version was not made by `ft publish`",
+            changed="the artifacts were changed after publishing",
+        )
 
 
 def _flat_tags(meta: dict) -> dict[str, str]:
@@ -370,11 +347,3 @@ def _flat_tags(meta: dict) -> dict[str, str]:
         for key, value in meta.items()
         if value is not None
     }
-
-
-def _exists(version: str, uri: str, detail: str = "") -> VersionExists:
-    return VersionExists(
-        f"version {version} already exists in {uri}{detail}; published versions are immutable",
-        key="--version",
-        fix="publish under a new version, e.g. bump the patch number",
-    )

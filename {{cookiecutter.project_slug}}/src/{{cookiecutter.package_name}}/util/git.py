@@ -1,0 +1,27 @@
+"""The one place the package runs git: output captured as text, failures returned.
+
+Callers decide what a failure means (outside a checkout a manifest records `null`;
+`ft launch` refuses), so nothing here raises on a non-zero exit.
+"""
+
+import subprocess
+from pathlib import Path
+
+
+def run(*args: str, cwd: str | Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`git ARGS` in `cwd` (default: the working directory)."""
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def output(*args: str, cwd: str | Path | None = None) -> str | None:
+    """Stripped stdout of `git ARGS`, or None when git failed (no checkout, unknown ref)."""
+    done = run(*args, cwd=cwd)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def changed_paths(cwd: str | Path | None = None) -> list[str] | None:
+    """Paths `git status` reports as changed or untracked; None outside a git checkout."""
+    done = run("status", "--porcelain", "--untracked-files=normal", cwd=cwd)
+    if done.returncode != 0:
+        return None
+    return [line[3:] for line in done.stdout.splitlines() if len(line) > 3]

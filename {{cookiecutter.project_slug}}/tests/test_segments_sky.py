@@ -1,0 +1,93 @@
+"""Segment replay of a SkyPilot-trained run, up to the SDK boundary.
+
+    uv sync --frozen --group launch && uv run pytest tests/test_segments_sky.py
+
+Every interval becomes the task `ft launch --backend sky` would submit (pinned image,
+commit, hardware), with `run:` replaced by that interval's `ft train --segment`; all are
+submitted before any is waited on. `launch.submit` is the boundary: it is replaced by a
+recorder, so nothing reaches a cloud. The chain's manifest is the part a sky run would
+record (backend sky, the config, its chain); the replay itself is tested locally in
+tests/test_closure.py.
+"""
+
+import pytest
+from launch_support import DIGEST, copy_project, git, mod, record_image
+
+
+@pytest.fixture
+def sky():
+    return pytest.importorskip(
+        "sky", reason="the SkyPilot SDK is in the `launch` group: uv sync --frozen --group launch"
+    )
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    copy_project(tmp_path)
+    record_image(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FT_ARTIFACT_STORE", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def submitted(monkeypatch):
+    calls = []
+    launch = mod("ops.launch")
+    monkeypatch.setattr(
+        launch, "submit", lambda task, name: calls.append((task, name)) or 40 + len(calls)
+    )
+    monkeypatch.setattr(
+        launch, "follow", lambda job_id: pytest.fail("launch_intervals must not wait")
+    )
+    return calls
+
+
+def sky_manifest(world: int = 1) -> dict:
+    cfg = mod("config").load_config("configs/smoke.yaml")
+    return {
+        "command": {"config": "configs/smoke.yaml", "overrides": [], "backend": "sky"},
+        "config": cfg.resolved(),
+        "config_sha256": cfg.hash(),
+        "hardware": {"world_size": world},
+        "checkpoints": [
+            {"step": s, "path": f"checkpoints/step-{s:08d}", "sha256": f"{s:064x}"}
+            for s in (0, 4, 8)
+        ],
+    }
+
+
+def test_every_interval_is_a_managed_job_on_the_pinned_image(sky, project, submitted):
+    jobs = mod("closure.segments_sky").launch_intervals(sky_manifest(), "s3://bucket-x/runs/r1")
+    assert jobs == [(0, 41), (1, 42), (2, 43)]
+    head = git(project, "rev-parse", "HEAD")
+    for index, (task, name) in enumerate(submitted):
+        out = f"s3://bucket-x/runs/r1/verify/interval-{index:04d}"
+        assert name.endswith(f"-interval-{index:04d}")
+        assert next(iter(task.resources)).image_id[None].endswith(f"@{DIGEST}")
+        assert task.envs["COMMIT"] == head and task.envs["RUN_URI"] == out
+        assert task.run.startswith("bash -euo pipefail -c ")
+        assert (
+            f"ft train --config configs/smoke.yaml --segment {index} "
+            f'--chain "$ARTIFACTS/runs/r1" --out {out}'
+        ) in task.run
+
+
+def test_a_drill_submits_k_intervals_and_a_multi_gpu_run_keeps_its_process_count(
+    sky, project, submitted
+):
+    segments = mod("closure.segments")
+    seed = next(s for s in range(100) if segments.select(3, 1, s) == [2])
+    jobs = mod("closure.segments_sky").launch_intervals(
+        sky_manifest(world=2), "s3://bucket-x/runs/r1", k=1, seed=seed
+    )
+    assert [i for i, _ in jobs] == [2]
+    ((task, _),) = submitted
+    assert "accelerate launch --multi_gpu --num_processes 2" in task.run
+
+
+def test_a_local_run_is_replayed_here_not_in_the_cloud(project, submitted):
+    manifest = sky_manifest() | {"command": {"config": "configs/smoke.yaml", "overrides": []}}
+    with pytest.raises(mod("errors").UserError, match="trained locally"):
+        mod("closure.segments_sky").launch_intervals(manifest, "s3://bucket-x/runs/r1")
+    assert submitted == []
