@@ -69,7 +69,7 @@ def make_release(
     for name, data in outputs.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
-        files[name] = root / name
+        files[publish.release_name(name)] = root / name  # as `ft publish` lays it out
     manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     (root / "manifest.json").write_bytes(manifest_bytes)
     (root / "REPRODUCE.md").write_text(render_reproduce(manifest))

@@ -156,7 +156,7 @@ TAMPER = {
     "metadata": ("meta", lambda index: index["meta"]["metrics"].update(eval_loss=0.01)),
     "run id": ("meta", lambda index: index["meta"].update(run_id="other")),
     # the adapter re-pointed at another (existing, well-formed) blob
-    "re-pointed adapter": ("file", lambda root: ("adapter/adapter_model.safetensors", b"\0" * 64)),
+    "re-pointed adapter": ("file", lambda root: ("adapter_model.safetensors", b"\0" * 64)),
     "swapped model card": ("file", _card_swap),
     "dropped eval.json": ("file", lambda root: ("eval.json", None)),
     "dropped manifest": ("file", lambda root: ("manifest.json", None)),
@@ -178,7 +178,7 @@ TAMPER = {
 NAMED = {
     "metadata": "metrics",
     "run id": "run_id",
-    "re-pointed adapter": "adapter/adapter_model.safetensors",
+    "re-pointed adapter": "adapter_model.safetensors",
     "swapped model card": "README.md",
     "dropped eval.json": "eval.json",
     "dropped manifest": "manifest.json",

@@ -759,13 +759,14 @@ def verify_release(
     if not isinstance(outputs, dict):
         raise bad("manifest.json", "has no outputs")
     have = {n for n in index["files"]}
-    for name, digest in sorted(outputs.items()):
+    for output, digest in sorted(outputs.items()):
+        name = release_name(output)  # the adapter's files sit at the release's root
         if name not in have:
             raise bad(name, "is listed in manifest.json but missing from the release")
         if index["files"][name]["sha256"] != digest or sha256_file(root / name) != digest:
             raise bad(name, "does not have the sha256 manifest.json gives it")
     added = _backend_files(root, backend_files, bad)
-    extra = sorted(have - outputs.keys() - {*RECORDS, CARD} - added)
+    extra = sorted(have - {release_name(n) for n in outputs} - {*RECORDS, CARD} - added)
     if extra:
         raise bad(extra[0], "is in the release but not in its manifest.json")
     if (root / "REPRODUCE.md").read_text(encoding="utf-8") != render_reproduce(manifest):
