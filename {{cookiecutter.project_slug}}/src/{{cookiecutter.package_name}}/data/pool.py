@@ -62,8 +62,9 @@ def map_chunks(stream, run, workers: int):
             yield chunk, filter_chunk(run, chunk)
         return
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    with context.Pool(workers, initializer=_init_worker, initargs=(run,)) as pool:
-        pending: deque = deque()
+    pool = context.Pool(workers, initializer=_init_worker, initargs=(run,))
+    pending: deque = deque()
+    try:
         for chunk in stream:
             pending.append((chunk, pool.apply_async(_worker_chunk, (chunk,))))
             if len(pending) >= 2 * workers:
@@ -72,3 +73,12 @@ def map_chunks(stream, run, workers: int):
         while pending:
             done_chunk, result = pending.popleft()
             yield done_chunk, result.get()
+    finally:
+        # Never Pool.terminate() (what `with Pool` does on exit) while chunks are in flight:
+        # a worker blocked writing a large result holds the result queue's lock, and
+        # terminate() waits on that lock forever. When the caller stops early (a filter
+        # error), let the in-flight chunks (at most 2 x workers) finish, then join.
+        pool.close()
+        for _, result in pending:
+            result.wait()
+        pool.join()
