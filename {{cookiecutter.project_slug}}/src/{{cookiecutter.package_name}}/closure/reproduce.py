@@ -212,12 +212,36 @@ def _check_document(run_dir: Path, manifest: dict, record: dict) -> str:
 
 
 def _check_run_files(run_dir: Path, manifest: dict) -> None:
-    """The files in the run directory must still be the ones the manifest describes."""
+    """The files in the run directory must still be the ones the manifest describes.
+
+    A pulled release (`ft registry pull`, what the drill reproduces) is in its published
+    layout: the adapter's files at its root (publish/gate.py: release_name), and from MLflow
+    the MLmodel and pyfunc loader beside them, checked as the pull checks them (this
+    package's loader, byte for byte). Every manifest output is still compared by sha256.
+    """
     actual = output_files(run_dir)
+    expected = dict(manifest["outputs"])
+    from ..publish.gate import ADAPTER_DIR
+
+    adapter = ADAPTER_DIR.rstrip("/")
+    if any(n.startswith(ADAPTER_DIR) for n in expected) and not (run_dir / adapter).exists():
+        from ..publish.gate import _backend_files, release_name
+        from ..publish.registries import mlflow as backend
+
+        expected = {release_name(n): d for n, d in expected.items()}
+        added = {backend.MLMODEL, f"code/{backend.LOADER}.py"} & (actual.keys() - expected.keys())
+
+        def bad(name: str, problem: str) -> _Failed:
+            return _Failed(
+                f"{name} {problem}",
+                file=name,
+                fix="pull the release again (`ft registry pull VERSION DIR`)",
+            )
+
+        for name in _backend_files(run_dir, added, bad):
+            actual.pop(name)
     changed = sorted(
-        n
-        for n in manifest["outputs"].keys() | actual.keys()
-        if manifest["outputs"].get(n) != actual.get(n)
+        n for n in expected.keys() | actual.keys() if expected.get(n) != actual.get(n)
     )
     if changed:
         raise _Failed(

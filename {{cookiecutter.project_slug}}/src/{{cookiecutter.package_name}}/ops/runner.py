@@ -6,8 +6,8 @@ publish to `file://` vanishes with the VM). The commands that hand things on cal
 `require_shared` and refuse such a location with the repository variable to set.
 
 A job whose runs are throwaway by design (the PR smoke train in ci.yml) says so with
-`FT_RUNNER_SCRATCH=1`; `ft reproduce` sets it for its own re-run, whose output is compared and
-then discarded. Nothing else relaxes the rule.
+`FT_RUNNER_SCRATCH=1`; `ft reproduce` sets it for its own re-run, and `ft retrain` (the drill)
+for its new run, whose output is compared and then discarded. Nothing else relaxes the rule.
 """
 
 import os

@@ -13,6 +13,7 @@ metrics) before a migration needs the pipeline. Prints the gate table (and write
 --gates-out, for the drill's issue); exits 1 on a failing gate.
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -53,7 +54,10 @@ def main(release_dir: str, out: str = "runs/retrain", gates_out: str | None = No
     command += ["--config", release["command"]["config"]]
     for override in release["command"]["overrides"]:
         command += ["--set", override]
-    trained = subprocess.run([*command, "--out", out])
+    # The new run is checked against the release's gates, then discarded: like the re-run
+    # of `ft reproduce`, it may live on a CI runner's disk (ops/runner.py).
+    env = {**os.environ, "FT_RUNNER_SCRATCH": "1"}
+    trained = subprocess.run([*command, "--out", out], env=env)
     if trained.returncode != 0:
         print(
             f"the release's config no longer trains on this pipeline (exit {trained.returncode})",
