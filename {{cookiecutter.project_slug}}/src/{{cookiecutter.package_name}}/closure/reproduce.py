@@ -240,9 +240,7 @@ def _check_run_files(run_dir: Path, manifest: dict) -> None:
 
         for name in _backend_files(run_dir, added, bad):
             actual.pop(name)
-    changed = sorted(
-        n for n in expected.keys() | actual.keys() if expected.get(n) != actual.get(n)
-    )
+    changed = sorted(n for n in expected.keys() | actual.keys() if expected.get(n) != actual.get(n))
     if changed:
         raise _Failed(
             "the run directory no longer matches its manifest (edited after training): "
