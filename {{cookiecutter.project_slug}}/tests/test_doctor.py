@@ -74,7 +74,9 @@ def test_runner_refuses_a_file_registry(ft, env, argv, key):
     if argv == ["registry", "list"]:
         # The config's default registry on this disk, whatever registry the bake chose.
         recipe = Path("configs/recipe.yaml")
-        text, n = re.subn(r"(?m)^  registry: .*$", "  registry: file://./registry", recipe.read_text())
+        text, n = re.subn(
+            r"(?m)^  registry: .*$", "  registry: file://./registry", recipe.read_text()
+        )
         assert n == 1
         recipe.write_text(text)
     env(**GITHUB)
