@@ -607,8 +607,19 @@ def test_segment_replay_passes_agrees_with_full_replay_and_publishes(
     text = (run / "REPRODUCE.md").read_text()
     block = mod("closure.manifest").fenced_block(text, mod("closure.manifest").SEGMENT_FENCES[1])
     assert block == seg["segment_command"]["interval"] and '--segment "$FT_SEGMENT"' in block
-    # The publish gate takes it as it takes a full verification.
+    # The record names the last interval's reproduction by hash, as a full replay names
+    # reproduce/manifest.json; the gate recomputes from it and refuses one that moved.
+    fresh = run / "reproduce" / "segments" / "interval-0002" / "manifest.json"
+    assert seg["reproduction_manifest_sha256"] == mod("util.hashing").sha256_file(fresh)
     uri = f"file://{tmp_path / 'registry'}"
+    kept = fresh.read_bytes()
+    fresh.write_bytes(kept.replace(b"{", b"{ ", 1))
+    refused = ft(
+        project, "publish", "runs/segmented", "--version", "v0.1.0", "--registry", uri, check=False
+    )
+    assert refused.returncode == 2 and "is not the reproduction this record" in refused.stderr
+    fresh.write_bytes(kept)
+    # The publish gate takes it as it takes a full verification.
     published = ft(project, "publish", "runs/segmented", "--version", "v0.1.0", "--registry", uri)
     assert "published v0.1.0" in published.stdout
 

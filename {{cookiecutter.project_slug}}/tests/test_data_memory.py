@@ -34,7 +34,12 @@ def _generate(path: Path) -> str:
         for start in range(0, ROWS, 20_000):
             block = "".join(
                 json.dumps(
-                    {"prompt": f" Reverse the words:  w{i} x{i % 7} ", "response": f"x{i % 7} w{i}"}
+                    {
+                        "messages": [
+                            {"role": "user", "content": f" Reverse the words:  w{i} x{i % 7} "},
+                            {"role": "assistant", "content": f"x{i % 7} w{i}"},
+                        ]
+                    }
                 )
                 + "\n"
                 for i in range(start, start + 20_000)

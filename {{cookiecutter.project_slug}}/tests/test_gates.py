@@ -231,9 +231,11 @@ def test_retrain_passes_on_an_unchanged_pipeline_and_fails_on_a_planted_filter_c
     # A dependency-like change lands on main: a filter now behaves differently.
     filters = project / "src" / next(p.name for p in (project / "src").iterdir()) / "data"
     code = (filters / "filters.py").read_text()
-    (filters / "filters.py").write_text(
-        code.replace('return {k: _SPACES.sub(" ", v).strip()', 'return {k: _SPACES.sub("  ", v)')
+    planted = code.replace(
+        'return _SPACES.sub(" ", value).strip()', 'return _SPACES.sub("  ", value)'
     )
+    assert planted != code, "the planted change no longer matches filters.py"
+    (filters / "filters.py").write_text(planted)
     _ok(_run(project, "git", "commit", "-qam", "a filter change", "--author", "t <t@t>"))
     moved = _ft(project, "retrain", "runs/release", "--out", "runs/moved", "--gates-out", "g2.md")
     assert moved.returncode == 1

@@ -104,9 +104,10 @@ def test_train_to_s3_leaves_a_finished_run_in_the_bucket(project, s3_run, local_
     assert {name: sha256(found[name]) for name in manifest["outputs"]} == manifest["outputs"]
     assert found["adapter/adapter_model.safetensors"] == adapter_bytes(local_run)
     assert found["metrics.jsonl"] == (local_run / "metrics.jsonl").read_bytes()
-    # Checkpoints 4 and 8 (12 is the end), each with its marker listing what it commits.
+    # The initial state (step 0, kept for segment replay) and checkpoints 4 and 8 (12 is the
+    # end), each with its marker listing what it commits.
     steps = {name.split("/")[1] for name in found if name.startswith("checkpoints/")}
-    assert steps == {"step-00000004", "step-00000008"}
+    assert steps == {"step-00000000", "step-00000004", "step-00000008"}
     for step in steps:
         marker = json.loads(found[f"checkpoints/{step}/COMPLETE"])
         assert set(marker["files"]) == {"state.pt", "rng-rank0.pt"}
@@ -367,14 +368,15 @@ def test_outputs_go_up_manifest_last_and_fetch_back_from_file_url(tmp_path, monk
     outputs = {
         name: hashing.sha256_file(run / name) for name in ("adapter/weights.bin", "eval.json")
     }
-    (run / "manifest.json").write_text(json.dumps({"outputs": outputs}))
+    manifest = {"outputs": outputs, "config": {"reproduce": {"strategy": "full"}}}
+    (run / "manifest.json").write_text(json.dumps(manifest))
     (run / "REPRODUCE.md").write_text("# reproduce\n")
     (run / "run.json").write_text("{}\n")
     url = (tmp_path / "bucket" / "r").as_uri()
     location = store.RemoteRunLocation(url)
     recorder = _Recorder(location.remote, monkeypatch)
     location.push_outputs(run)
-    assert recorder.order[-2:] == ["manifest.json", "REPRODUCE.md"]
+    assert recorder.order[-2:] == ["REPRODUCE.md", "manifest.json"]  # manifest commits
     assert set(recorder.order[:-2]) == {*outputs, "run.json"}
 
     dest = store.fetch(url, tmp_path / "fetched")

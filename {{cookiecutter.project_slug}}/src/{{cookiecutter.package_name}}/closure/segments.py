@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..train.checkpoint import digest, step_dir
-from ..util.hashing import write_atomic
+from ..util.hashing import sha256_file, write_atomic
 
 SEGMENT_RECORD = "segment.json"  # written last by an inner interval's replay
 OUT_DIR = "reproduce/segments"  # under the run directory: one folder per interval
@@ -271,6 +271,11 @@ def verify(
             fresh = out / "manifest.json"
             entry["compared"] = compare(run_dir, out, manifest) if fresh.is_file() else []
             record["compared"] = entry["compared"]
+            if fresh.is_file():
+                # Binds the record to the last interval's outputs, as a full replay binds it
+                # to reproduce/: publish re-reads this manifest and recomputes the verdict.
+                record["reproduction_manifest_sha256"] = sha256_file(fresh)
+                record["reproduced_on"] = json.loads(fresh.read_text()).get("hardware")
             ok_end = bool(entry["compared"]) and all(c["equal"] for c in entry["compared"])
         else:
             end = step_dir(out, iv.stop)
@@ -302,6 +307,13 @@ def verify(
             )
         raise Failed(reason, detail="\n".join(inputs) or None)
     record["first_divergence"] = None
+
+
+def reproduction_dir(run_dir: Path, manifest: dict) -> Path:
+    """Where a complete segments verification left the outputs it compared: the last
+    interval's replay (derived from the manifest's chain, never read from the record)."""
+    found = intervals(manifest)
+    return Path(run_dir) / OUT_DIR / f"interval-{found[-1].index:04d}"
 
 
 def _start(run_dir: Path, manifest: dict, iv: Interval, starts: dict, out: Path) -> dict:

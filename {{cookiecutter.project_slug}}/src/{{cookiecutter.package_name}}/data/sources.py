@@ -201,6 +201,28 @@ class Source:
         """Rows in batches of BATCH_ROWS; the pin is checked after the last byte."""
         reader = {"jsonl": self._jsonl, "parquet": self._parquet, "arrow": self._arrow}
         digest = yield from reader[self.spec.kind]()
+        self._check_pin(digest)
+
+    def verify(self) -> None:
+        """Hash the source without parsing it and check the pin (a warm token store)."""
+        self._check_pin(self.digest())
+
+    def digest(self) -> str:
+        """The sha256 the pin covers, read without parsing (arrow: its file manifest)."""
+        if self.spec.kind == "arrow":
+            manifest = hashlib.sha256()
+            for rel in self._files():
+                with self._open(rel) as raw, self._storage("reading"):
+                    hashing = _Hashing(raw, self.on_bytes)
+                    hashing.drain()
+                manifest.update(f"{rel}\0{hashing.sha.hexdigest()}\n".encode())
+            return manifest.hexdigest()
+        with self._open() as raw, self._storage("reading"):
+            hashing = _Hashing(raw, self.on_bytes)
+            hashing.drain()
+        return hashing.sha.hexdigest()
+
+    def _check_pin(self, digest: str) -> None:
         if digest != self.spec.sha256:
             key = self._key("sha256")
             restore = (
@@ -474,19 +496,8 @@ def describe(path: str) -> dict:
     )
     source = Source(spec, 0, "ft data hash")
     # Hash without parsing: the same bytes the pin covers.
-    if source.spec.kind == "arrow":
-        manifest = hashlib.sha256()
-        for rel in source._files():
-            with source._open(rel) as raw:
-                hashing = _Hashing(raw)
-                hashing.drain()
-            manifest.update(f"{rel}\0{hashing.sha.hexdigest()}\n".encode())
-        digest, etag = manifest.hexdigest(), None
-    else:
-        with source._open() as raw, source._storage("reading"):
-            hashing = _Hashing(raw)
-            hashing.drain()
-        digest = hashing.sha.hexdigest()
+    digest, etag = source.digest(), None
+    if source.spec.kind != "arrow":
         with source._storage("reading metadata of"):
             info = source.fs.info(source.root)
         etag = str(info.get("ETag") or info.get("etag") or "").strip('"') or None

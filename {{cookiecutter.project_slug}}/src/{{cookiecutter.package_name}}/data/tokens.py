@@ -1,7 +1,7 @@
 """The token store: the training set tokenized once, memory-mapped by every later run.
 
     uv run ft train     # first run with these pins: streams the data, builds the store
-    uv run ft train     # later runs: map data/build/tokens/<key>/, no data pass, no tokenizing
+    uv run ft train     # later runs: hash the sources against their pins, map the store
 
 A store is keyed by everything its bytes depend on: the split hashes in data.lock, the
 tokenizer's content hash, the chat template's hash, max_seq_len, packing, the row format
@@ -219,6 +219,7 @@ def training_examples(cfg: Config, tokenizer, base_pins: dict):
         if (root / "meta.json").is_file():
             meta = _verify(root)
             if meta["key"] == key:
+                _verify_sources(cfg)  # the store stands for the pinned bytes: check they still are
                 return committed, *(TokenSplit(root, s) for s in SPLITS), _pins(root, meta)
     # Cold: one streaming pass checks every source against data.lock and fills the store.
     tmp = stores / f".building-{os.getpid()}"
@@ -233,6 +234,17 @@ def training_examples(cfg: Config, tokenizer, base_pins: dict):
     builder.finish(key, root)
     meta = _verify(root)
     return lock, *(TokenSplit(root, s) for s in SPLITS), _pins(root, meta)
+
+
+def _verify_sources(cfg: Config) -> None:
+    """Every path source hashed (not parsed) against its pin: a warm store skips the
+    streaming pass, not the check that the data under it is the data the config pins.
+    Hub sources are pinned by revision and read through `datasets` only on a cold build."""
+    from .sources import Source
+
+    for i, spec in enumerate(cfg.data.sources):
+        if spec.path is not None:
+            Source(spec, i, cfg._path).verify()
 
 
 def _pins(root: Path, meta: dict) -> dict:

@@ -410,7 +410,8 @@ def fetch(url: str, dest: str | os.PathLike, checkpoints: bool = False) -> Path:
     manifest_bytes = remote.read("manifest.json")
     try:
         manifest = loads(manifest_bytes)
-        if not isinstance(manifest["outputs"], dict):
+        reproduce = manifest["config"]["reproduce"]
+        if not isinstance(manifest["outputs"], dict) or not isinstance(reproduce, dict):
             raise TypeError
     except (ValueError, KeyError, TypeError):
         raise UserError(
@@ -430,7 +431,7 @@ def fetch(url: str, dest: str | os.PathLike, checkpoints: bool = False) -> Path:
             dest_file = inside(partial, name, source=f"{remote.url}/manifest.json", fix=RESTORE_FIX)
             remote.get(name, dest_file, digest, against="manifest.json")
         # A run whose config verifies by segments needs its chain wherever it is verified.
-        checkpoints = checkpoints or manifest["config"]["reproduce"].get("strategy") == "segments"
+        checkpoints = checkpoints or reproduce.get("strategy") == "segments"
         for link in manifest.get("checkpoints") or [] if checkpoints else []:
             for name, digest in sorted(link["files"].items()):
                 rel = f"{link['path']}/{name}"

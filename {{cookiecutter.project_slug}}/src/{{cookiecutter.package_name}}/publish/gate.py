@@ -251,7 +251,8 @@ def check_verdict(run_dir: Path, manifest: dict, record: dict) -> None:
     """Recompute the verdict from hashes; `passed`/`equal` in the record are never trusted.
 
     The record must belong to this run (its run id and manifest hash) and name the
-    reproduction it saw (RUN_DIR/reproduce/manifest.json by sha256). That reproduction's
+    reproduction it saw (RUN_DIR/reproduce/manifest.json by sha256; for a segments
+    verification, the last interval's manifest under reproduce/segments/). That reproduction's
     files must hash as its own manifest says, its pins must be this run's, and every
     output must compare equal again, here, from those hashes (or, in tolerance mode,
     from the files within the declared bounds).
@@ -267,7 +268,14 @@ def check_verdict(run_dir: Path, manifest: dict, record: dict) -> None:
             file=where,
             fix=again,
         )
+    # A full replay leaves its outputs in reproduce/; a segments verification (complete:
+    # check_record ran first) in its last interval's folder. The place follows from the
+    # strategy and the manifest's chain, never from a path in the record.
     repro_dir = run_dir / "reproduce"
+    if record.get("strategy") == "segments":
+        from ..closure.segments import reproduction_dir
+
+        repro_dir = reproduction_dir(run_dir, manifest)
     repro_manifest = repro_dir / "manifest.json"
     want = record.get("reproduction_manifest_sha256")
     if not isinstance(want, str) or not repro_manifest.is_file():
