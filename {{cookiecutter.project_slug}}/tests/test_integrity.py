@@ -79,7 +79,8 @@ def _remote_run(root: Path, outputs: dict[str, bytes], names: dict[str, str] | N
         target.write_bytes(data)
     for name in ("run.json", "REPRODUCE.md"):
         (root / name).write_text("{}\n")
-    (root / "manifest.json").write_text(json.dumps({"run_id": "x", "outputs": listed}))
+    manifest = {"run_id": "x", "outputs": listed, "config": {"reproduce": {"strategy": "full"}}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
 
 
 @pytest.mark.parametrize(
