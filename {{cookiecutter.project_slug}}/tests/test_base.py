@@ -52,6 +52,34 @@ def test_init_tiny_replaces_an_existing_directory(pkg, pins, tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["tiny-llama"]  # no staging dir left
 
 
+def test_init_tiny_leaves_a_directory_holding_the_same_bytes(pkg, pins, tmp_path):
+    out = tmp_path / "tiny-llama"
+    pkg.model.tiny.init_tiny(out)
+    before = {p.name: p.stat().st_ino for p in [out, *out.iterdir()]}
+    assert pkg.model.tiny.init_tiny(out) == pins["smoke.yaml"]
+    # Not replaced: a parallel segment replay may be loading it while another builds.
+    assert {p.name: p.stat().st_ino for p in [out, *out.iterdir()]} == before
+
+
+def test_init_tiny_racing_builders_all_succeed(pkg, pins, tmp_path):
+    """`ft reproduce --segments all --parallel N` starts N replays that each build an absent
+    base; every builder must return the pin, and one directory must be left."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    out = tmp_path / "base" / "tiny-llama"
+    start = Barrier(3)
+
+    def build(_: int) -> str:
+        start.wait()
+        return pkg.model.tiny.init_tiny(out)
+
+    with ThreadPoolExecutor(3) as pool:
+        assert list(pool.map(build, range(3))) == [pins["smoke.yaml"]] * 3
+    assert [p.name for p in out.parent.iterdir()] == ["tiny-llama"]
+    assert pkg.util.hashing.sha256_tree(out) == pins["smoke.yaml"]
+
+
 def test_tiny_base_files_are_readable_like_any_other_file(tiny_base):
     modes = {name: (tiny_base / name).stat().st_mode & 0o777 for name in FILES}
     assert set(modes.values()) == {modes["config.json"]}, modes  # safetensors alone wrote 0600

@@ -162,7 +162,12 @@ def _weights(config: dict = TINY_CONFIG) -> dict:
 
 def init_tiny(out: str | Path, variant: str = "tiny") -> str:
     """Build the tiny base model `variant` into `out` (replacing it atomically); return its
-    hash."""
+    hash.
+
+    Safe to race: parallel segment replays each build the base when it is absent. An `out`
+    that already holds these exact bytes is left alone (a reader may be loading it), and a
+    rename that loses to a concurrent builder of the same bytes is not an error.
+    """
     from safetensors.torch import save_file
 
     out = Path(out)
@@ -178,9 +183,18 @@ def init_tiny(out: str | Path, variant: str = "tiny") -> str:
         save_file(weights, str(staging / "model.safetensors"), metadata={"format": "pt"})
         default_mode(staging / "model.safetensors")  # safetensors writes 0600
         _build_tokenizer(staging, variant)
+        built = sha256_tree(staging)
         if out.exists():
+            if out.is_dir() and sha256_tree(out) == built:
+                return built  # already these bytes: keep it, a reader may hold it open
             shutil.rmtree(out)
-        staging.rename(out)
+        try:
+            staging.rename(out)
+        except OSError:
+            # A concurrent builder renamed first; deterministic, so its bytes are ours.
+            if out.is_dir() and sha256_tree(out) == built:
+                return built
+            raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return sha256_tree(out)
