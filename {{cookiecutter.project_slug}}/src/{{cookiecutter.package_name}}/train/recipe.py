@@ -32,7 +32,7 @@ from ..config import Config, dump_yaml, load_config
 from ..errors import UserError
 from ..ops import store
 from ..util.hashing import default_mode, write_atomic
-from . import checkpoint, determinism
+from . import checkpoint, compute, determinism
 
 RUN_FILE = "run.json"  # the invocation, written first: what --resume re-reads
 
@@ -111,6 +111,7 @@ def _pipeline(run_dir: Path, invocation: dict, location, resume: bool, replay) -
     from accelerate import Accelerator
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    compute.check(cfg, cuda=torch.cuda.is_available())  # an option this machine cannot run
     rank, world = accelerator.process_index, accelerator.num_processes
     if cfg.train.batch_size % world:
         raise UserError(
@@ -143,9 +144,15 @@ def _pipeline(run_dir: Path, invocation: dict, location, resume: bool, replay) -
         )
     if tokens is not None:
         data_lock = data_lock | {"token_store": tokens}
-    # The adapter is initialised from a seed of its own.
+    if cfg.data.packing:  # consecutive examples share rows; the sampler orders the rows
+        from ..data.packing import Packed
+
+        train_examples = Packed(train_examples, cfg.data.max_seq_len)
+    # The adapter (float32 on any base dtype) is initialised from a seed of its own.
+    compute.prepare_base(cfg, base)  # gradient checkpointing
     torch.manual_seed(determinism.derive(cfg.seed, "adapter-init"))
     model = add_lora(cfg, base)
+    compute.check_adapter(cfg, model)
     optimizer, scheduler = _optimizer(cfg, model)
     model, optimizer = accelerator.prepare(model, optimizer)
     torch.manual_seed(determinism.derive(cfg.seed, f"dropout-rank{rank}"))
@@ -341,10 +348,12 @@ def _optimizer(cfg: Config, model):
     t = cfg.train
     if t.optimizer == "adamw_torch":
         optimizer = torch.optim.AdamW(
-            params, lr=t.lr, weight_decay=t.weight_decay, foreach=False, fused=False
+            params, lr=t.lr, weight_decay=t.weight_decay, **compute.optimizer_kwargs(cfg)
         )
     else:
-        optimizer = torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay, foreach=False)
+        optimizer = torch.optim.SGD(
+            params, lr=t.lr, weight_decay=t.weight_decay, **compute.optimizer_kwargs(cfg)
+        )
 
     def factor(step: int) -> float:
         if step < t.warmup_steps:
