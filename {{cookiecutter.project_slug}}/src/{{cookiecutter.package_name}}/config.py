@@ -145,6 +145,10 @@ class ModelSpec(Section):
     """The LoRA adapter trained on top of the frozen base."""
     dtype: Literal["float32", "bfloat16"] = "float32"
     """float32 (CPU, exact) or bfloat16 (GPU: half the memory, faster)."""
+    quantization: Literal["nf4"] | None = None
+    """null, or nf4: QLoRA, the frozen base in 4-bit NF4 through bitsandbytes (`uv sync --frozen
+    --group qlora`): about a quarter of the base's memory; each step dequantizes, so slower.
+    """
 
 
 class SourceSpec(Section):
