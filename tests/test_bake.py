@@ -79,6 +79,7 @@ FILES = [
     "docs/decisions/0011-detached-training-observed-by-a-scheduled-poll.md",
     "docs/decisions/0012-template-updates-stay-on-cruft.md",
     "docs/decisions/0020-package-grouped-by-stage.md",
+    "docs/decisions/0021-reports-rendered-from-jinja-templates.md",
     "docs/decisions/0030-eval-suites-and-gates.md",
     "docs/decisions/0031-base-migration-measures-drift-before-training.md",
     "docs/decisions/0045-stream-data-and-map-tokens.md",
