@@ -167,6 +167,7 @@ FILES = [
     "src/{package}/review/report/load.py",
     "src/{package}/review/report/markdown.py",
     "src/{package}/review/report/templates/history.html.j2",
+    "src/{package}/review/report/templates/migration.md.j2",
     "src/{package}/review/report/templates/report.md.j2",
     "src/{package}/review/report/templating.py",
     "src/{package}/train/__init__.py",
@@ -250,10 +251,11 @@ BRACES_SHIPPED = {
 
 
 GENERATED = Path(__file__).resolve().parents[1] / "{{cookiecutter.project_slug}}"
-# The package's own Jinja templates (report.md, the history page): `_copy_without_render` lists
+# The package's own Jinja templates (report.md, the history page, migration.md): `_copy_without_render` lists
 # `src/*.j2`, so they reach the bake as they are in the template; checked byte for byte instead.
 PACKAGE_TEMPLATES = {
     "src/{package}/review/report/templates/history.html.j2",
+    "src/{package}/review/report/templates/migration.md.j2",
     "src/{package}/review/report/templates/report.md.j2",
 }
 
