@@ -144,6 +144,12 @@ COMMANDS: dict[str, Command] = {
                 help="continue the run in --out from its last complete checkpoint",
             ),
             arg(
+                "--break-lock",
+                action="store_true",
+                help="with an --out URL: take the run's lock even though its holder looks "
+                "alive (only when you know that process is dead; docs/artifact-store.md)",
+            ),
+            arg(
                 "--segment",
                 type=int,
                 metavar="I",

@@ -105,7 +105,15 @@ def train(args) -> int:
     from .train.recipe import main
 
     require_shared_store(args.out or "runs", key="--out")
-    main(args.config, args.overrides, args.out, args.resume, args.segment, args.chain)
+    main(
+        args.config,
+        args.overrides,
+        args.out,
+        args.resume,
+        args.segment,
+        args.chain,
+        break_lock=args.break_lock,
+    )
     return 0
 
 
