@@ -102,8 +102,9 @@ def test_live_leases_are_refused_stale_ones_taken_over(on_env, capfd):
     assert "took over the stale lock" in capfd.readouterr().err
     lease.release()
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
-                          capture_output=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], text=True, capture_output=True
+    ).stdout.strip()
     _plant(url, host=socket.gethostname(), pid=int(dead))  # this host, process gone: stale now
     lease = _lease(url)
     lease.acquire()
@@ -148,7 +149,9 @@ def test_a_holder_that_lost_its_lease_commits_nothing(on_env, tmp_path, monkeypa
         first.push_checkpoint(step)
     assert first.remote.names() == set()  # not one object of the checkpoint went up
     first.release()  # does not remove the new holder's lease
-    assert json.loads(first.remote.read(mod("ops.runlock").LEASE))["owner"] == second.record["owner"]
+    assert (
+        json.loads(first.remote.read(mod("ops.runlock").LEASE))["owner"] == second.record["owner"]
+    )
     second.release()
 
 
