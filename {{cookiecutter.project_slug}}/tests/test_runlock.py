@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -125,6 +126,23 @@ def test_live_leases_are_refused_stale_ones_taken_over(on_env, capfd):
     assert mod("ops.runlock").LEASE not in {
         p.rsplit("/", 1)[-1] for p in lease.remote.fs.find(lease.remote.root)
     }
+
+
+def test_a_lapsing_lease_is_waited_out_and_a_renewed_one_refused(on_env, capfd):
+    runlock, errors = mod("ops.runlock"), mod("errors")
+    _plant(on_env, renewed_at=time.time() - 118)  # missed its renewals; expires in ~2 s
+    lease = _lease(on_env)
+    lease.acquire()
+    assert "waiting up to 3 s for the lock" in capfd.readouterr().err
+    lease.release()
+
+    _plant(on_env, renewed_at=time.time() - 110)
+    renewer = threading.Timer(1.0, _plant, (on_env,))  # its holder was alive after all
+    renewer.start()
+    with pytest.raises(errors.UserError, match="lock held by host other-host"):
+        _lease(on_env).acquire()
+    renewer.join()
+    assert json.loads(mod("ops.store").RemoteDir(on_env).read(runlock.LEASE))["pid"] == 4242
 
 
 def test_a_holder_that_lost_its_lease_commits_nothing(on_env, tmp_path, monkeypatch):

@@ -10,7 +10,9 @@ checkpoints. The lease is the object `<URL>/.ft-lock` (docs/decisions/0016):
   the run directory. A lease that exists is taken over only when it is stale (its holder
   ran on this host and is dead, or it was not renewed for its `ttl_s`) or on `--break-lock`,
   by a replace conditional on the stale lease's ETag (`If-Match`), so of two contenders
-  exactly one wins.
+  exactly one wins. A lease that missed two renewals (older than ttl/2) is watched until it
+  expires (a preempted VM's replacement resumes without an error); a renewal meanwhile
+  means its holder lives, and the contender is refused.
 - **renew**: a daemon thread rewrites it every ttl/4, again conditional on the ETag it
   last wrote, and so does every commit (a checkpoint's marker, the outputs, the
   manifest) just before it writes; a renewal that finds another holder marks the lease
@@ -39,6 +41,8 @@ LEASE = ".ft-lock"
 TTL_S = 120.0  # a lease not renewed for this long is stale (the holder renews every ttl/4)
 SETTLE_S = 1.0  # stores without conditional writes: wait this long, then read the lease back
 RETRIES = 3  # a lease that changes while we decide: look again, then give up
+LAPSING = 0.5  # a lease older than this part of its ttl missed two renewals: wait for it to lapse
+POLL_S = 2.0
 
 
 def _pid_start(pid: int) -> str | None:
@@ -258,6 +262,28 @@ class Lease:
         same_host = held["host"] == self.record["host"]
         return same_host and not _alive(held["pid"], held.get("pid_start"))
 
+    def _lapsing(self, held: dict) -> bool:
+        """Not stale yet, but not renewed for two heartbeats: its holder is most likely gone
+        (a preempted VM whose replacement resumes at once). Worth waiting out."""
+        age = time.time() - held["renewed_at"]
+        return not self._stale(held) and age > held["ttl_s"] * LAPSING
+
+    def _wait_out(self, held: dict, token: str) -> tuple[bytes, str] | None:
+        """Watch a lapsing lease until it expires; return it as last read (None: removed).
+        A renewal (another token) ends the wait at once: its holder is alive."""
+        deadline = held["renewed_at"] + held["ttl_s"] + 1
+        print(
+            f"waiting up to {deadline - time.time():.0f} s for the lock {self.where} "
+            f"({_describe(held)}) to expire",
+            file=sys.stderr,
+            flush=True,
+        )
+        while True:
+            time.sleep(max(0.0, min(POLL_S, deadline - time.time())))
+            found = self.objects.read()
+            if found is None or found[1] != token or time.time() >= deadline:
+                return found
+
     def acquire(self, break_lock: bool = False) -> None:
         """Hold the lease, or raise a UserError naming who holds it."""
         with self.remote.errors("taking the run's lock"):
@@ -270,6 +296,11 @@ class Lease:
                     continue  # released between our create and our read
                 data, token = found
                 held = _parse(data)
+                if held is not None and not break_lock and self._lapsing(held):
+                    if (found := self._wait_out(held, token)) is None:
+                        continue
+                    data, token = found
+                    held = _parse(data)
                 if held is not None and not break_lock and not self._stale(held):
                     raise UserError(
                         f"another `ft train` is writing this run (lock held by host "
