@@ -178,3 +178,27 @@ def test_break_lock_is_refused_for_a_local_run_directory(workdir, ft):
         "--break-lock", "kernel"
     )
     assert not (workdir / "runs").exists()
+
+
+def test_stores_without_conditional_writes_write_then_read_back(monkeypatch, capfd):
+    """gs://, az://, ...: no conditional PUT through fsspec; fsspec's in-memory store stands
+    in for them (one process: the read-back is what is checked, not a race)."""
+    runlock, errors = mod("ops.runlock"), mod("errors")
+    monkeypatch.setattr(runlock, "SETTLE_S", 0.05)
+    url = f"memory://locks/{time.time_ns()}/run"
+    first = _lease(url)
+    assert type(first.objects).__name__ == "_PlainObjects"
+    first.acquire()
+    with pytest.raises(errors.UserError, match=f"pid {os.getpid()}"):
+        _lease(url).acquire()
+    first.release()
+    second = _lease(url)
+    second.acquire()
+    stolen = _lease(url)
+    stolen.acquire(break_lock=True)
+    with pytest.raises(errors.UserError, match="lost the run's lock"):
+        second.check()
+    second.release()  # lost: leaves the new holder's lease alone
+    assert json.loads(second.remote.read(runlock.LEASE))["owner"] == stolen.record["owner"]
+    stolen.release()
+    assert not second.remote.fs.exists(f"{second.remote.root}/{runlock.LEASE}")
