@@ -44,15 +44,19 @@ def main(
     resume: bool = False,
     segment: int | None = None,
     chain: str | None = None,
+    break_lock: bool = False,
 ) -> Path:
     # 1. Config: validated once; a resume re-reads the invocation the run started with.
     # An --out URL (s3://...) trains in a local staging directory mirrored to it (ops/store.py).
     # A segment replay trains one interval of the finished run `chain` (closure/segments.py).
     replay = segments.Replay.open(chain, segment, out, resume)
+    # An --out URL holds the run's lease from open() until this function returns.
+    location = store.RunLocation(None)
     try:
-        location = store.RunLocation.open(out, resume)
+        location = store.RunLocation.open(out, resume, break_lock)
         run_dir, invocation = _run_dir(config_path, overrides, location.local_dir, resume)
     except store.RunComplete as done:
+        location.release()
         # Retry wrappers and SkyPilot restarts re-issue `--resume` blindly: a finished run
         # is success, not an error.
         print(
@@ -61,6 +65,9 @@ def main(
             flush=True,
         )
         return Path(done.where)
+    except BaseException:
+        location.release()
+        raise
     if int(os.environ.get("RANK", "0")) == 0:
         _warn_if_dirty()
     # A fresh run that fails on a user error (a bad pin, a diverging loss) leaves nothing,
@@ -74,6 +81,7 @@ def main(
         raise
     finally:
         store.unlock_run_dir(run_dir)
+        location.release()
 
 
 def _pipeline(run_dir: Path, invocation: dict, location, resume: bool, replay) -> Path:
