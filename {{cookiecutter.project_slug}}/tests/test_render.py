@@ -1,10 +1,12 @@
-"""The report and history templates: shipped in the wheel, strict, escaped where HTML.
+"""The review templates (report.md, the history page, migration.md): shipped in the wheel,
+strict, escaped where HTML.
 
     uv run pytest tests/test_render.py -q
 
-report.md and the history page are rendered from Jinja templates that are package data
-(src/<package>/review/report/templates/); these tests build the real wheel and render from it,
-so an install that is not this checkout (the training image, `uv tool install`) finds them.
+report.md, the history page and migration.md are rendered from Jinja templates that are
+package data (src/<package>/review/report/templates/); these tests build the real wheel and
+render from it, so an install that is not this checkout (the training image, `uv tool
+install`) finds them.
 """
 
 import importlib
@@ -36,7 +38,7 @@ def render():
 
 def test_templates_ship_in_the_wheel_and_load_from_it(tmp_path):
     source = sorted(p.name for p in (ROOT / "src" / TEMPLATES).iterdir())
-    assert source == ["history.html.j2", "report.md.j2"]
+    assert source == ["history.html.j2", "migration.md.j2", "report.md.j2"]
     uv = Path(sys.executable).parent / "uv"
     dist = tmp_path / "dist"
     # uv builds with its built-in uv_build: no download, so this runs offline.
@@ -87,3 +89,35 @@ def test_html_is_escaped_and_markdown_is_not(render):
     assert env.from_string("{{ 1234567|fmt }} {{ 'a|b'|cell }} {{ none|code }}").render() == (
         "1,234,567 a\\|b -"
     )
+
+
+def test_migration_names_each_changed_model_field_once():
+    """migration.md's layout on a drift measured by hand: no row crosses the window and the
+    model class changed (it was once listed twice)."""
+    migrate = importlib.import_module(f"{PKG_NAME}.review.migrate")
+    counts = {"rows": 1, "max_seq_len": 64, "over_before": 0, "over_after": 0, "now_over": []}
+    counts |= {"now_fit": [], "lost_before": 0, "lost_after": 0, "counts": {0: [5, 6]}}
+    counts |= {"change_quantiles": {"p0": 1, "p50": 1, "p100": 1500}, "change_mean": 1.0}
+    facts = {"vocab_size": 512, "special_tokens": {"eos_token": ["</s>", 2]}, "chat_template": None}
+    arch = {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "parameters": 139584}
+    measured = {
+        "result": {
+            "_rows": {"split train": [{"prompt": "p", "response": "r"}]},
+            "split train": counts,
+        },
+        "facts": {"old": facts, "new": facts | {"vocab_size": 300}},
+        "arch": {"old": arch, "new": arch | {"architectures": ["Other"], "parameters": 100}},
+    }
+    old, new = {"path": "base/a", "sha256": "a" * 64}, {"path": "base/b", "sha256": "b" * 64}
+    text = migrate.render("configs/x.yaml", old, new, measured)
+    assert text.startswith("# Base-model migration\n") and text.endswith("(docs/evaluation.md).\n")
+    assert "| split train | 1 | 0 → 0 | 0 | 0 | 0 → 0 | +1 / +1 / +1500 (+1.0) |" in text
+    assert "\n\nNo row crosses the context window either way.\n\n## Tokenizer\n" in text
+    assert "| vocabulary | 512 | 300 | changed |" in text
+    model = "Parameters: 139,584 → 100 (-139,484). Changed: architectures "
+    model += "['LlamaForCausalLM'] → ['Other']."
+    assert f"\n\n## Model\n\n{model}\n\n## Next\n" in text
+    # `ft plan` shows the same body under its own heading level, as lines.
+    lines = migrate.body(old, new, measured, "####")
+    assert lines[0] == "- from: `base/a` sha256 `" + "a" * 64 + "`"
+    assert lines[-3:] == ["#### Model", "", model]

@@ -1,4 +1,5 @@
-"""The one Jinja environment that renders what a reviewer reads: report.md and the history page.
+"""The one Jinja environment that renders what a reviewer reads: report.md, the history page
+and migration.md.
 
 Templates are package data (review/report/templates/*.j2), found through the installed package
 (PackageLoader), so a wheel renders the same as a checkout. Undefined names are errors
@@ -11,7 +12,7 @@ from functools import cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from .format import cell, code, delta, fmt, short, sparkline
+from .format import cell, code, delta, fmt, short, signed, sparkline
 
 
 @cache
@@ -24,7 +25,9 @@ def environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(fmt=fmt, short=short, cell=cell, code=code, delta=delta, sparkline=sparkline)
+    env.filters.update(
+        fmt=fmt, short=short, cell=cell, code=code, delta=delta, sparkline=sparkline, signed=signed
+    )
     return env
 
 
