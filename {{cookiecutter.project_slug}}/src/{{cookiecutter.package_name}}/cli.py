@@ -101,6 +101,11 @@ COMMANDS: dict[str, Command] = {
             ),
         ),
     ),
+    "base init-small": Command(
+        commands.base_init_small,
+        "Build the embedded small base model (~38M parameters) deterministically (offline)",
+        (arg("--out", default="base/small-llama", help="directory (default: %(default)s)"),),
+    ),
     "base hash": Command(
         commands.base_hash,
         "Print the content hash of a model directory",
@@ -382,7 +387,7 @@ COMMANDS: dict[str, Command] = {
             arg("--sha256", metavar="HASH", help="its content hash (`ft base hash DIR`)"),
             arg(
                 "--build",
-                choices=["tiny", "tiny-v2"],
+                choices=["tiny", "tiny-v2", "small"],
                 help="a local embedded base `ft train` rebuilds when the directory is absent",
             ),
             arg("--out", default="migration.md", help="the report (default: %(default)s)"),

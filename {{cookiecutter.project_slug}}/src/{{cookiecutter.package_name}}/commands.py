@@ -47,6 +47,14 @@ def base_init_tiny(args) -> int:
     return 0
 
 
+def base_init_small(args) -> int:
+    from .model.tiny import init_tiny
+
+    digest = init_tiny(args.out, "small")
+    print(f"built {args.out}  sha256 {digest}")
+    return 0
+
+
 def base_hash(args) -> int:
     from pathlib import Path
 

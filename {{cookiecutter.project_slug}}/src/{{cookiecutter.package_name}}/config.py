@@ -64,9 +64,9 @@ class BaseModelSpec(Section):
     """Content hash of `path` (`ft base hash PATH`); a mismatch stops the run before anything
     loads.
     """
-    build: Literal["tiny", "tiny-v2"] | None = None
-    """`tiny` or `tiny-v2`: rebuild that embedded tiny model byte for byte at `path` when it
-    is absent (`ft base init-tiny`).
+    build: Literal["tiny", "tiny-v2", "small"] | None = None
+    """`tiny`, `tiny-v2` or `small`: rebuild that embedded model byte for byte at `path` when
+    it is absent (`ft base init-tiny`, `ft base init-small`).
     """
     hub_id: str | None = None
     """Hub repo of the base model, e.g. `org/model`; needs `revision`."""
