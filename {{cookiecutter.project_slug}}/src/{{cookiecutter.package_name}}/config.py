@@ -64,9 +64,9 @@ class BaseModelSpec(Section):
     """Content hash of `path` (`ft base hash PATH`); a mismatch stops the run before anything
     loads.
     """
-    build: Literal["tiny", "tiny-v2"] | None = None
-    """`tiny` or `tiny-v2`: rebuild that embedded tiny model byte for byte at `path` when it
-    is absent (`ft base init-tiny`).
+    build: Literal["tiny", "tiny-v2", "small"] | None = None
+    """`tiny`, `tiny-v2` or `small`: rebuild that embedded model byte for byte at `path` when
+    it is absent (`ft base init-tiny`, `ft base init-small`).
     """
     hub_id: str | None = None
     """Hub repo of the base model, e.g. `org/model`; needs `revision`."""
@@ -134,8 +134,21 @@ class LoraSpec(Section):
     """LoRA scaling numerator (the update is scaled by alpha / r); keep about 2x `r`."""
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     """Dropout on the adapter input; its stream derives from `seed`."""
-    target_modules: list[str] = ["q_proj", "v_proj"]
-    """Names of the linear layers that get adapters: more layers, more capacity and memory."""
+    target_modules: list[str] | Literal["all-linear"] = ["q_proj", "v_proj"]
+    """Names of the linear layers that get adapters, or `all-linear` (every linear layer but
+    the output head): more layers, more capacity, adapter memory and optimizer state.
+    """
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _names_or_all_linear(cls, value):
+        # One message instead of pydantic's two (one per arm of the union).
+        if isinstance(value, str) and value != "all-linear":
+            raise ValueError(
+                f"must be a list of layer names (e.g. [q_proj, v_proj]) or all-linear, "
+                f"got {value!r}"
+            )
+        return value
 
 
 class ModelSpec(Section):
@@ -144,7 +157,19 @@ class ModelSpec(Section):
     lora: LoraSpec = LoraSpec()
     """The LoRA adapter trained on top of the frozen base."""
     dtype: Literal["float32", "bfloat16"] = "float32"
-    """float32 (CPU, exact) or bfloat16 (GPU: half the memory, faster)."""
+    """Dtype of the frozen base weights: bfloat16 halves their memory and speeds GPU matmuls
+    (CPU too runs it, slower); the adapter weights, their matmuls and the optimizer state
+    stay float32 either way (train/compute.py). Both are byte-identical on re-runs.
+    """
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    """Attention kernel: sdpa (torch's fused attention), eager (plain matmuls: more memory),
+    or flash_attention_2 (GPU only, needs the flash-attn package; least memory at long
+    sequences, run in its deterministic mode at some speed cost).
+    """
+    quantization: Literal["nf4"] | None = None
+    """null, or nf4: QLoRA, the frozen base in 4-bit NF4 through bitsandbytes (`uv sync --frozen
+    --group qlora`): about a quarter of the base's memory; each step dequantizes, so slower.
+    """
 
 
 class SourceSpec(Section):
@@ -241,6 +266,12 @@ class DataSpec(Section):
     """Tokens per example; longer rows are truncated. Memory grows with it."""
     workers: int = Field(1, ge=1)
     """Processes for runs of consecutive row filters; the output is identical for any value."""
+    packing: bool = False
+    """Pack consecutive training examples into rows of up to max_seq_len tokens (attention
+    stays within each example): fewer padding tokens, so fewer steps per epoch at the same
+    batch_size (batch_size then counts packed rows). The sampler orders packed rows by seed
+    and step; eval is never packed.
+    """
     token_store: bool = True
     """Tokenize the training set once into a memory-mapped store under out_dir/tokens/ and map
     it on later runs (false: tokenize into memory on every run; same bytes either way).
@@ -268,11 +299,24 @@ class TrainSpec(Section):
     """Gradient clipping norm."""
     num_workers: int = Field(0, ge=0)
     """Dataloader worker processes; the data order does not depend on it."""
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    """How several processes share the model (train/distributed.py). ddp: a whole copy each.
+    fsdp: FSDP2 shards base and adapter over them, for a base bigger than one device; each
+    layer is gathered per step (more communication). One process: both train alike.
+    """
     checkpoint_every: int = Field(50, ge=1)
     """Steps between checkpoints (`ft train --resume` continues from the last); also the
     verification grain: `ft reproduce --segments` replays one interval per checkpoint."""
     log_every: int = Field(10, ge=1)
     """Steps between log lines and metrics.jsonl records."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass: activation memory drops to
+    about one layer's, at about a third more compute per step. Same bytes as without.
+    """
+    fused_optimizer: bool = False
+    """One fused kernel for the AdamW/SGD update (CPU and CUDA): faster steps on many
+    parameters; deterministic, but not the same bytes as the unfused update.
+    """
 
 
 class SegmentSpec(Section):
@@ -501,6 +545,15 @@ class Config(Section):
     """Where training runs."""
     track: TrackSpec = TrackSpec()
     """Optional experiment trackers."""
+
+    @model_validator(mode="after")
+    def _strategy_fits_the_model(self):
+        if self.train.strategy == "fsdp" and self.model.quantization is not None:
+            raise ValueError(
+                "train.strategy fsdp does not shard a 4-bit base (model.quantization): use "
+                "train.strategy ddp with QLoRA, or drop the quantization"
+            )
+        return self
 
     def resolved(self) -> dict:
         """Every key with its value, defaults included: what a run records."""
