@@ -228,7 +228,7 @@ def _pipeline(run_dir: Path, invocation: dict, location, resume: bool, replay) -
         distributed.adapter_state(model, accelerator) if distributed.is_sharded(model) else None
     )
     if accelerator.is_main_process:
-        from ..closure.manifest import write_manifest
+        from ..closure.manifest import build_manifest, write_manifest
 
         _write_adapter(unwrapped, run_dir, adapter)
         evaluation = scores | ({"suites": suite_scores} if suite_scores else {})
@@ -243,18 +243,19 @@ def _pipeline(run_dir: Path, invocation: dict, location, resume: bool, replay) -
                 fix="leave the checkout alone while training (use a separate worktree), "
                 "then train again",
             )
-        write_manifest(
+        manifest = build_manifest(
             run_dir,
             cfg,
-            invocation,
-            data_lock,
-            base_pins,
-            summary,
-            timing,
-            accelerator,
-            git=git_at_start,
+            invocation=invocation,
+            data_lock=data_lock,
+            base_pins=base_pins,
+            metrics=summary,
+            timing=timing,
+            accelerator=accelerator,
             eval_suites=suite_scores,
+            git_at=git_at_start,
         )
+        write_manifest(run_dir, manifest)
         location.push_outputs(run_dir)
         hint = (
             ""
