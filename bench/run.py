@@ -457,12 +457,15 @@ def render(results: dict) -> str:
 
 
 def _kept_sections() -> str:
-    """Sections other harnesses own (bench/segments.py), carried over from the current page."""
+    """Sections other harnesses own (bench/segments.py, bench/trl_small.py), carried over
+    from the current page."""
     doc = DOC.read_text() if DOC.is_file() else ""
-    begin, end = "<!-- segments:begin -->", "<!-- segments:end -->"
-    if begin not in doc or end not in doc:
-        return ""
-    return "\n" + begin + doc.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+    kept = ""
+    for name in ("segments", "trl-small"):
+        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        if begin in doc and end in doc:
+            kept += "\n" + begin + doc.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+    return kept
 
 
 def headline(figure: str, data: dict) -> dict:
