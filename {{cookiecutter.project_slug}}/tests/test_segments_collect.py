@@ -121,3 +121,23 @@ def test_a_missing_interval_result_is_an_error_naming_it(project, s3, sky_run):
     assert (
         json.loads((project / "runs" / "sky" / "verification.json").read_text())["passed"] is False
     )
+
+
+def test_collecting_into_another_run_is_refused_and_writes_nothing(project, s3, sky_run):
+    run = project / "runs" / "sky"
+    before = (run / "verification.json").read_bytes()
+    other = f"{BUCKET}/runs/other/manifest.json"  # a run whose manifest is not RUN_DIR's
+    _bucket_fs(s3).pipe_file(other, (run / "manifest.json").read_bytes() + b"\n")
+    done = ft(
+        project,
+        "reproduce",
+        "runs/sky",
+        "--collect",
+        f"s3://{BUCKET}/runs/other",
+        check=False,
+        **s3,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"is not the manifest of the run at s3://{BUCKET}/runs/other" in done.stderr
+    assert "--collect" in done.stderr
+    assert (run / "verification.json").read_bytes() == before
