@@ -83,14 +83,25 @@ def generate(path: Path, n: int) -> str:
     return h.hexdigest()
 
 
-def ft_build(project: Path, source: str, sha: str, work: Path, env: dict) -> dict:
-    sets = [f"data.sources.0.path={source}", f"data.sources.0.sha256={sha}",
-            f"data.lock={work / 'data.lock'}", f"data.out_dir={work / 'build'}"]
+def row_sets(work: Path) -> list[str]:
+    """The rows are prompt/response (the figures since the first run are over that format,
+    while the recipe now ships chat rows): set the format, and an eval source in it."""
+    ev = work / "eval-rows.jsonl"
+    sha = generate(ev, 100)
+    return ["data.row_format=prompt_response", f"data.sources.1.path={ev}",
+            f"data.sources.1.sha256={sha}"]
+
+
+def ft_build(project: Path, source: str, sha: str, work: Path, env: dict,
+             extra: tuple[str, ...] = ()) -> dict:
+    sets = [*row_sets(work.parent), f"data.sources.0.path={source}", f"data.sources.0.sha256={sha}",
+            f"data.lock={work / 'data.lock'}", f"data.out_dir={work / 'build'}", *extra]
     cmd = [str(project / ".venv/bin/ft"), "data", "build"] + [a for s in sets for a in ("--set", s)]
     return run_timed(cmd, cwd=project, env=env)
 
 
-def figure_build(project: Path, sizes: list[int], work: Path, env: dict) -> list[dict]:
+def figure_build(project: Path, sizes: list[int], work: Path, env: dict,
+                 datasets_max: int = 1_000_000, no_filters: bool = False) -> list[dict]:
     rows = []
     for n in sizes:
         src = work / f"rows-{n}.jsonl"
@@ -103,7 +114,14 @@ def figure_build(project: Path, sizes: list[int], work: Path, env: dict) -> list
         entry = {"rows": n, "bytes": src.stat().st_size, "generate_s": round(gen_s, 1),
                  "ft": {"wall_s": round(ft["wall_s"], 2), "rows_per_s": round(n / ft["wall_s"]),
                         "maxrss_mb": round(ft["maxrss_mb"], 1), "kept": kept}}
-        if n <= 1_000_000:  # datasets at 10M: its Arrow cache alone is several GB of disk
+        if no_filters:  # the flat part: the same rows with no filters (no dedupe set)
+            bare = ft_build(project, str(src), sha, work / f"ft-nofilters-{n}", env,
+                            ("data.filters=[]",))
+            entry["ft_no_filters"] = {"wall_s": round(bare["wall_s"], 2),
+                                      "rows_per_s": round(n / bare["wall_s"]),
+                                      "maxrss_mb": round(bare["maxrss_mb"], 1)}
+            shutil.rmtree(work / f"ft-nofilters-{n}" / "build", ignore_errors=True)
+        if n <= datasets_max:  # datasets at 10M: its Arrow cache alone is several GB of disk
             cache = work / f"hf-cache-{n}"
             ds = run_timed([str(project / ".venv/bin/python"), "-c", DATASETS_ARM, str(src),
                             str(work / f"ds-{n}.jsonl"), str(cache)], cwd=work, env=env)
@@ -113,6 +131,8 @@ def figure_build(project: Path, sizes: list[int], work: Path, env: dict) -> list
                                  "kept": int(ds["stdout"].split()[-1])}
             shutil.rmtree(cache, ignore_errors=True)
             (work / f"ds-{n}.jsonl").unlink(missing_ok=True)
+        entry["measured_utc"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+        entry["load"] = round(os.getloadavg()[0], 1)
         print(json.dumps(entry), flush=True)
         rows.append(entry)
         if n > 1_000_000:
@@ -128,7 +148,7 @@ def figure_startup(project: Path, work: Path, env: dict, n: int) -> dict:
         src = work / f"rows-{rows}.jsonl"
         sha = generate(src, rows)
         lock = work / f"start-{rows}.lock"
-        sets = [f"data.sources.0.path={src}", f"data.sources.0.sha256={sha}",
+        sets = [*row_sets(work), f"data.sources.0.path={src}", f"data.sources.0.sha256={sha}",
                 f"data.lock={lock}", f"data.out_dir={work / f'start-{rows}'}"]
         args = [a for s in sets for a in ("--set", s)]
         run_timed([str(project / ".venv/bin/ft"), "data", "build", "--config",
@@ -178,27 +198,33 @@ def figure_s3(project: Path, work: Path, env: dict, n: int) -> dict:
 
 def render(res: dict) -> str:
     lines = [MARK, "", "## Data at scale (bench/data_scale.py)", "",
-             f"- **Date**: {res['date']}; **command**: `{res['command']}`",
+             f"- **Date**: {res['date']}; **commands**: "
+             + "; ".join(f"`{c}`" for c in res.get("commands", [res["command"]])),
              f"- **Machine**: {res['machine']}. **Load**: other work shared these 2 cores "
-             f"throughout (load average {res['load'][0]:.1f} before, {res['load'][1]:.1f} "
-             "after): absolute rows/s are low and noisy; ratios within one size are the "
-             "figures to read, and one repetition each was all the time allowed.",
+             f"throughout (last command: load average {res['load'][0]:.1f} before, "
+             f"{res['load'][1]:.1f} after; per row below): absolute rows/s are low and noisy; "
+             "ratios within one size are the figures to read, and one repetition each was all "
+             "the time allowed.",
              "- Rows: synthetic prompt/response rows (chat-shaped, ~60 bytes of text), the "
              "shipped 5-filter chain; datasets arm: same functions as `map`/`filter`.", ""]
     if "build" in res:
-        lines += ["| rows | source MB | ft rows/s | ft peak RSS MB | datasets rows/s | "
-                  "datasets peak RSS MB | ft/datasets throughput |", "| --- " * 7 + "|"]
+        lines += ["| rows | measured (UTC), load | source MB | ft rows/s | ft peak RSS MB | "
+                  "ft, no filters: rows/s, peak RSS MB | datasets rows/s | "
+                  "datasets peak RSS MB | ft/datasets throughput |", "| --- " * 9 + "|"]
         for e in res["build"]:
-            ds = e.get("datasets")
+            ds, bare = e.get("datasets"), e.get("ft_no_filters")
+            when = (f"{e['measured_utc'][11:]}, {e['load']}" if "measured_utc" in e
+                    else "first run")
+            same_run = ds and not ds.get("earlier")  # a ratio only of arms run side by side
             lines.append(
-                f"| {e['rows']:,} | {e['bytes'] / 1e6:,.0f} | {e['ft']['rows_per_s']:,} | "
-                f"{e['ft']['maxrss_mb']:,.0f} | "
-                + (f"{ds['rows_per_s']:,} | {ds['maxrss_mb']:,.0f} | "
-                   f"{e['ft']['rows_per_s'] / ds['rows_per_s']:.2f}× |" if ds else
-                   "not run | not run | — |"))
-        lines += ["", "Peak RSS includes the dedupe digest set (~100 bytes per distinct row); "
-                  "datasets was not run at 10M rows (its Arrow cache needs several GB of disk "
-                  "on a shared machine).", ""]
+                f"| {e['rows']:,} | {when} | {e['bytes'] / 1e6:,.0f} | "
+                f"{e['ft']['rows_per_s']:,} | {e['ft']['maxrss_mb']:,.0f} | "
+                + (f"{bare['rows_per_s']:,}, {bare['maxrss_mb']:,.0f} | " if bare else "— | ")
+                + (f"{ds['rows_per_s']:,} | {ds['maxrss_mb']:,.0f} | " if ds else
+                   "not run | not run | ")
+                + (f"{e['ft']['rows_per_s'] / ds['rows_per_s']:.2f}× |" if same_run else "— |"))
+        lines += ["", "Peak RSS of the ft column includes the dedupe digest set (~100 bytes per "
+                  "distinct row); the no-filters column is the same build without it.", ""]
     if "startup" in res:
         s = res["startup"]
         lines += ["`ft train` with `train.max_steps=1` (process start to exit: imports, data, "
@@ -223,9 +249,11 @@ def render(res: dict) -> str:
 
 
 def write_doc(res: dict) -> None:
+    """Replace this script's section: from MARK to the next section's marker (or the end)."""
     text = DOC.read_text()
-    head = text.split(MARK)[0].rstrip("\n")
-    DOC.write_text(head + "\n\n" + render(res))
+    head, _, rest = text.partition(MARK)
+    tail = rest[rest.index("\n<!-- ") + 1 :] if "\n<!-- " in rest else ""
+    DOC.write_text(head.rstrip("\n") + "\n\n" + render(res) + ("\n" + tail if tail else ""))
 
 
 def main() -> int:
@@ -233,6 +261,10 @@ def main() -> int:
     p.add_argument("--project", type=Path, help="a baked repo with its .venv (required to measure)")
     p.add_argument("--sizes", default="10000,100000,1000000")
     p.add_argument("--only", default="build,startup,s3")
+    p.add_argument("--datasets-max", type=int, default=1_000_000,
+                   help="largest size the datasets arm runs at (its Arrow cache costs disk)")
+    p.add_argument("--no-filters", action="store_true",
+                   help="also build each size with data.filters=[] (RSS without the dedupe set)")
     p.add_argument("--startup-rows", type=int, default=1_000_000)
     p.add_argument("--work", type=Path, default=Path("/tmp/ft-data-scale"))
     p.add_argument("--render", type=Path, help="re-render the docs section from a result file")
@@ -250,14 +282,22 @@ def main() -> int:
     path = ROOT / "bench" / "results" / f"{date}-data-scale.json"
     res = json.loads(path.read_text()) if path.is_file() else {}
     uname = os.uname()
-    res |= {"date": date, "command": " ".join(["python", *sys.argv]).replace(str(ROOT) + "/", ""),
+    command = " ".join(["python", *sys.argv]).replace(str(ROOT) + "/", "")
+    res["commands"] = [*res.get("commands", [])[-3:], command]
+    res |= {"date": date, "command": command,
             "machine": f"{os.cpu_count()} CPUs, {uname.sysname} {uname.release}, "
                        f"Python {sys.version.split()[0]}"}
     load = os.getloadavg()[0]
     only = args.only.split(",")
     if "build" in only:
-        res["build"] = figure_build(args.project, [int(x) for x in args.sizes.split(",")],
-                                    work, env)
+        fresh = figure_build(args.project, [int(x) for x in args.sizes.split(",")], work, env,
+                             args.datasets_max, args.no_filters)
+        old = {e["rows"]: e for e in res.get("build", [])}
+        for e in fresh:  # an arm not measured now keeps its earlier figure, marked as such
+            if "datasets" not in e and "datasets" in old.get(e["rows"], {}):
+                e["datasets"] = old[e["rows"]]["datasets"] | {"earlier": True}
+            old[e["rows"]] = e
+        res["build"] = [old[n] for n in sorted(old)]
     if "startup" in only:
         res["startup"] = figure_startup(args.project, work, env, args.startup_rows)
     if "s3" in only:

@@ -127,3 +127,54 @@ def test_tiny_weights_follow_the_documented_init(tiny_base, pkg):
         else:
             assert float(tensor.abs().max()) <= bound, name
             assert float(tensor.std()) > bound / 3, name  # uniform(-a, a) has std a / sqrt(3)
+
+
+# --- the embedded small base (configs/small.yaml) ------------------------------------------
+# 12 layers of width 512 on the tiny vocabulary: embeddings and head 2 x 512 x 512; per layer
+# q/o 512x512, k/v 512x256, MLP 3 x 512x1536, 2 norms; the final norm.
+SMALL_PARAMETERS = 2 * 512 * 512 + 12 * (
+    2 * 512 * 512 + 2 * 512 * 256 + 3 * 512 * 1536 + 2 * 512
+) + 512  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def small_base(pkg, tmp_path_factory):
+    """`ft base init-small`'s handler, once for the module (~150 MB of float32 weights)."""
+    import argparse
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("small") / "small-llama"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert pkg.cli.COMMANDS["base init-small"].run(argparse.Namespace(out=out)) == 0
+    return out, printed.getvalue()
+
+
+@pytest.mark.slow
+def test_init_small_matches_the_pin_of_configs_small_yaml(pkg, small_base, tmp_path, tiny_base):
+    out, printed = small_base
+    pin = pkg.config.load_config(ROOT / "configs" / "small.yaml").model.base
+    assert (pin.build, pin.path) == ("small", "base/small-llama")
+    assert printed == f"built {out}  sha256 {pin.sha256}\n"
+    assert sorted(p.name for p in out.iterdir()) == FILES
+    # Built again, byte for byte; the tokenizer is the tiny one with a longer context.
+    again = pkg.model.tiny.init_tiny(tmp_path / "again", "small")
+    assert again == pin.sha256
+    assert (out / "tokenizer.json").read_bytes() == (tiny_base / "tokenizer.json").read_bytes()
+
+
+@pytest.mark.slow
+def test_small_base_is_a_38m_llama_that_runs_512_tokens(small_base):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out, _ = small_base
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert sum(p.numel() for p in model.parameters()) == SMALL_PARAMETERS
+    assert 30e6 < SMALL_PARAMETERS < 60e6
+    assert tokenizer.model_max_length == model.config.max_position_embeddings == 1024
+    with torch.no_grad():
+        logits = model(torch.arange(512).unsqueeze(0) % 512).logits
+    assert logits.shape == (1, 512, 512) and torch.isfinite(logits).all()

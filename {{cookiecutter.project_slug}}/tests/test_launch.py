@@ -99,7 +99,7 @@ def test_task_yaml_loads_with_skypilot(sky):
     assert not task.secrets  # no value in the file
     assert task.storage_mounts["/artifacts"].source == task.envs["ARTIFACT_BUCKET"]
     assert task.envs["ARTIFACTS"] == "/artifacts"
-    assert task.setup.strip().endswith("uv sync --frozen --no-dev")
+    assert task.setup.strip().endswith("uv sync --frozen --no-dev --group qlora")
 
 
 def test_task_yaml_reads_top_to_bottom_and_matches_the_recipe():

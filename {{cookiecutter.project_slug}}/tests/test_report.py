@@ -9,6 +9,7 @@ go through the real `ft` entry point; the figures are read back as images.
 """
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,31 @@ import report_runs
 pytestmark = pytest.mark.slow
 
 PNG = b"\x89PNG\r\n\x1a\n"
+SECTIONS = ["Metrics", "Eval suites", "Gates", "Data", "Config", "Pins", "Reproduce"]
+# The metrics table's rows, in the order the report lists them (eval first, then training).
+METRICS = [
+    "eval_loss",
+    "eval_perplexity",
+    "train_loss_last",
+    "train_loss_first",
+    "train_loss_min",
+    "steps",
+    "eval_tokens",
+    "train_rows",
+    "tokens_per_s",
+]
+PINS = [
+    "git commit",
+    "base model",
+    "tokenizer sha256",
+    "data train sha256",
+    "data eval sha256",
+    "config sha256",
+    "seed",
+    "image digest",
+    "uv.lock sha256",
+    "hardware",
+]
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +92,52 @@ def steps(run: Path, split: str) -> dict[str, tuple[int, int]]:
     return {s["filter"]: (s["rows_in"], s["rows_out"]) for s in info["steps"]}
 
 
+def sections(md: str) -> dict[str, str]:
+    """The report's `### ` sections by title, in order; "" holds what comes before them."""
+    parts = re.split(r"^### (.+)$", md, flags=re.M)
+    return {"": parts[0], **dict(zip(parts[1::2], parts[2::2], strict=True))}
+
+
+def tables(text: str) -> list[list[list[str]]]:
+    """Every Markdown table in `text`, as rows of stripped cells: the header row first, the
+    alignment row checked and dropped. A `\\|` inside a cell is text, not a border."""
+    found, lines = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            assert line.endswith("|"), line
+            lines.append(line)
+            continue
+        if lines:
+            rows = [
+                [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", row)[1:-1]]
+                for row in lines
+            ]
+            assert len(rows) >= 2 and all(re.fullmatch(r"-{3}:?", c) for c in rows[1]), lines
+            assert {len(row) for row in rows} == {len(rows[0])}, f"ragged table: {lines}"
+            found.append([rows[0], *rows[2:]])
+        lines = []
+    return found
+
+
+def data_table(runs: list[Path]) -> list[list[str]]:
+    """The Data section's rows expected of these runs (one: rows in -> out; two: old, new)."""
+    rows = []
+    splits = sorted(manifest(runs[0])["data"]["splits"], key=lambda s: (s != "train", s))
+    for split in splits:
+        counts = [steps(run, split) for run in runs]
+        for name in counts[0]:
+            cells = [f"{c[name][0]} -> {c[name][1]}" for c in counts]
+            if len(runs) == 2 and counts[0][name] != counts[1][name]:
+                cells[1] += " **changed**"
+            rows.append([split, f"`{name}`", *cells])
+        finals = [manifest(run)["data"]["splits"][split] for run in runs]
+        cells = [f"{f['rows']} rows `{f['sha256'][:12]}`" for f in finals]
+        if len(runs) == 2 and finals[0]["sha256"] != finals[1]["sha256"]:
+            cells[1] += " **changed**"
+        rows.append([split, "**final**", *cells])
+    return rows
+
+
 # --- a run on its own ---------------------------------------------------------------------
 
 
@@ -94,6 +166,36 @@ def test_report_of_a_run_alone(runs, solo):
         [r["loss"] for r in curve(runs["base"])]
     )
     assert f"| this run | `{spark}` |" in md and len(spark) == len(curve(runs["base"]))
+    # The structure: the sections in order, each table cell by cell.
+    parts = sections(md)
+    assert list(parts)[1:] == SECTIONS
+    head = parts[""].splitlines()[4].split(" · ")
+    assert head == [
+        f"**eval_loss {fmt(m['metrics']['eval_loss'])}**",
+        f"train rows {fmt(train['rows'])}",
+        "not reproduced yet",
+    ]
+    (curves,) = tables(parts[""])
+    assert [row[:2] for row in curves] == [
+        ["train loss", "by step (shared scale)"],
+        ["this run", f"`{spark}`"],
+    ]
+    (metrics,) = tables(parts["Metrics"])
+    assert metrics[0] == ["metric", "this run"]
+    values = {name: cells for name, *cells in metrics[1:]}
+    assert list(values) == METRICS and set(m["metrics"]) < set(METRICS)
+    assert all(values[k] == [fmt(v)] for k, v in m["metrics"].items())
+    assert values["train_rows"] == [fmt(train["rows"])]
+    (data,) = tables(parts["Data"])
+    assert data == [["split", "filter", "rows in -> out"], *data_table([runs["base"]])]
+    assert parts["Config"].strip() == (
+        f"Config sha256 `{m['config_sha256'][:12]}` (`configs/smoke.yaml`); "
+        "no baseline to compare with."
+    )
+    (pins,) = tables(parts["Pins"])
+    assert pins[0] == ["pin", "this run"] and [row[0] for row in pins[1:]] == PINS
+    assert dict(pins[1:])["seed"] == f"`{m['seed']}`"
+    assert parts["Reproduce"].strip().splitlines()[0].startswith("- this run: not reproduced")
 
 
 def test_report_inside_the_run_leaves_its_closure_intact(runs, solo):
@@ -151,6 +253,49 @@ def test_report_against_a_baseline_shows_the_data_and_config_change(runs, compar
     assert "base/tiny-llama sha256" in base_row and "**changed**" not in base_row
     # Both curves, on one scale.
     assert "| this run | `" in md and "| baseline `runs/base` | `" in md
+    # The structure: the sections in order, each table cell by cell.
+    parts = sections(md)
+    assert list(parts)[1:] == SECTIONS
+    (curves,) = tables(parts[""])
+    assert [row[0] for row in curves[1:]] == ["this run", "baseline `runs/base`"]
+    for row, run in zip(curves[1:], (variant, base), strict=True):
+        assert len(row[1].strip("`")) == len(curve(run))
+    (metrics,) = tables(parts["Metrics"])
+    assert metrics[0] == ["metric", "this run", "baseline (`runs/base`)", "Δ", ""]
+    values = {name.strip("*"): cells for name, *cells in metrics[1:]}
+    assert list(values) == METRICS
+    for key, old in ma.items():
+        assert values[key] == [
+            report.fmt(mb[key]),
+            report.fmt(old),
+            *report.delta(mb[key], old, key),
+        ]
+    (data,) = tables(parts["Data"])
+    assert data[0] == ["split", "filter", "baseline rows in -> out", "this run"]
+    assert data[1:] == data_table([base, variant])
+    (config,) = tables(parts["Config"])
+    experiment = [manifest(r)["config"]["track"]["experiment"] for r in (base, variant)]
+    assert config == [
+        ["key", "baseline", "this run"],
+        ["`data.filters.2.params.limit`", "`256`", "`64`"],
+        ["`data.lock`", "`data.lock`", "`data-variant.lock`"],
+        ["`track.experiment`", *(f"`{e}`" for e in experiment)],
+        ["`track.report_to`", "`[]`", '`["mlflow"]`'],
+    ]
+    head = parts[""].splitlines()[4].split(" · ")
+    assert head[1:] == [
+        f"train rows {rows_a:,} -> {rows_b:,}",
+        f"{len(config) - 1} config key(s) changed",
+        "not reproduced yet",
+    ]
+    (pins,) = tables(parts["Pins"])
+    assert pins[0] == ["pin", "baseline", "this run"] and [row[0] for row in pins[1:]] == PINS
+    changed = {row[0] for row in pins[1:] if row[2].endswith(" **changed**")}
+    assert changed == {"git commit", "data train sha256", "data eval sha256", "config sha256"}
+    assert parts["Reproduce"].strip().splitlines()[:2] == [
+        "- this run: not reproduced yet: run `uv run ft reproduce runs/variant`",
+        "- baseline: not reproduced yet",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -148,11 +148,55 @@ def test_killed_run_resumes_from_the_bucket_with_the_same_bytes(project, local_r
 
     resumed = ft(project, "train", "--out", url, "--resume", **s3)
     assert "resuming from checkpoints/step-00000004 (step 4)" in resumed.stderr
+    assert "took over the stale lock" in resumed.stderr  # its holder died on this host
     assert adapter_bytes(staged) == adapter_bytes(local_run)
     assert (staged / "metrics.jsonl").read_bytes() == (local_run / "metrics.jsonl").read_bytes()
     found = objects(s3, "runs/killed")
     assert found["adapter/adapter_model.safetensors"] == adapter_bytes(local_run)
     assert "manifest.json" in found
+
+
+@pytest.mark.parametrize("where", ["s3", "file"])
+def test_a_second_writer_of_one_url_is_refused(project, local_run, where, request, tmp_path):
+    """Two `ft train` on one run URL: the second exits with one line naming the holder, and
+    the first finishes with the bytes of an uninterrupted run."""
+    env = request.getfixturevalue("s3") if where == "s3" else {}
+    url = (
+        f"s3://{BUCKET}/runs/two-writers"
+        if where == "s3"
+        else (tmp_path / "bucket" / "two-writers").as_uri()
+    )
+    first = subprocess.Popen(
+        [str(project / ".venv" / "bin" / "ft"), "train", *SMOKE, "--out", url],
+        cwd=project,
+        env=_env(**env),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in first.stderr:
+        if line.startswith("step 6/"):  # checkpoint 4 is committed
+            first.send_signal(signal.SIGSTOP)  # alive, holding the lease, writing nothing
+            break
+    try:
+        second = ft(project, "train", "--out", url, "--resume", check=False, **env)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    rest = first.stderr.read()
+    assert first.wait() == 0, rest[-3000:]
+    assert second.returncode == 2
+    [line] = second.stderr.strip().splitlines()
+    assert line.startswith(f"error: {url}: --out: another `ft train` is writing this run")
+    assert f"pid {first.pid}" in line and "--break-lock" in line
+    staged = project / mod("ops.store").staging_dir(url)
+    assert adapter_bytes(staged) == adapter_bytes(local_run)
+    assert (staged / "metrics.jsonl").read_bytes() == (local_run / "metrics.jsonl").read_bytes()
+    remote = mod("ops.store").RemoteDir(url)
+    if where == "file":
+        assert "manifest.json" in remote.names()
+        assert not (tmp_path / "bucket" / "two-writers" / ".ft-lock").exists()  # released
+    else:
+        assert "manifest.json" in objects(env, "runs/two-writers")
+        assert ".ft-lock" not in objects(env, "runs/two-writers")
 
 
 def test_fetch_round_trip_is_byte_identical(project, s3_run, fetched, local_run):

@@ -9,6 +9,9 @@ one; a changed store file is refused.
 """
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +117,30 @@ def test_a_data_change_without_its_lock_builds_nothing(pkg, workdir, tokenizer, 
     with pytest.raises(pkg.errors.UserError, match="data.lock is out of date"):
         examples(pkg, cfg, tokenizer, base_pins)
     assert not list(Path("data").glob("build/tokens/*"))
+
+
+def test_gc_keeps_the_most_recently_used_stores(pkg, ft, workdir, tokenizer, base_pins):
+    cfgs = [pkg.config.load_config(RECIPE, [f"data.max_seq_len={n}"]) for n in (192, 64, 96)]
+    first, middle, last = (examples(pkg, c, tokenizer, base_pins)[-1] for c in cfgs)
+    examples(pkg, cfgs[0], tokenizer, base_pins)  # the first store used again: the newest
+    stores = Path(first["path"]).parent
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    (stores / f".building-{dead}").mkdir()  # a build whose process was killed
+    (stores / f".building-{os.getpid()}").mkdir()  # one in progress
+
+    dry = ft("data", "gc", "--keep", "2", "--dry-run")
+    assert dry.code == 0 and f"would remove {middle['path']}" in dry.out
+    assert Path(middle["path"]).is_dir()
+    done = ft("data", "gc", "--keep", "2")
+    assert done.code == 0 and "removed 2 token store(s)" in done.out
+    assert sorted(p.name for p in stores.iterdir()) == sorted(
+        [Path(first["path"]).name, Path(last["path"]).name, f".building-{os.getpid()}"]
+    )
+    assert ft("data", "gc", "--keep", "0").code == 0
+    assert [p.name for p in stores.iterdir()] == [f".building-{os.getpid()}"]
+    # Nothing is lost but disk: the next run rebuilds a removed store with the same bytes.
+    again = examples(pkg, cfgs[1], tokenizer, base_pins)[-1]
+    assert again == middle
+    ft("data", "gc", "--keep", "-1").user_error("--keep", "0 or more")

@@ -101,6 +101,11 @@ COMMANDS: dict[str, Command] = {
             ),
         ),
     ),
+    "base init-small": Command(
+        commands.base_init_small,
+        "Build the embedded small base model (~38M parameters) deterministically (offline)",
+        (arg("--out", default="base/small-llama", help="directory (default: %(default)s)"),),
+    ),
     "base hash": Command(
         commands.base_hash,
         "Print the content hash of a model directory",
@@ -123,6 +128,20 @@ COMMANDS: dict[str, Command] = {
         "Fail if data or filters changed but data.lock did not",
         (*CONFIG,),
     ),
+    "data gc": Command(
+        commands.data_gc,
+        "Remove token stores of old pins: all but the --keep most recently used",
+        (
+            *CONFIG,
+            arg(
+                "--keep",
+                type=int,
+                default=2,
+                help="stores to keep, most recently used first (default: %(default)s)",
+            ),
+            arg("--dry-run", action="store_true", help="list what would be removed"),
+        ),
+    ),
     "data hash": Command(
         commands.data_hash,
         "Print the pins (sha256, size, ETag) of a data file, directory or bucket object",
@@ -142,6 +161,12 @@ COMMANDS: dict[str, Command] = {
                 "--resume",
                 action="store_true",
                 help="continue the run in --out from its last complete checkpoint",
+            ),
+            arg(
+                "--break-lock",
+                action="store_true",
+                help="with an --out URL: take the run's lock even though its holder looks "
+                "alive (only when you know that process is dead; docs/artifact-store.md)",
             ),
             arg(
                 "--segment",
@@ -362,7 +387,7 @@ COMMANDS: dict[str, Command] = {
             arg("--sha256", metavar="HASH", help="its content hash (`ft base hash DIR`)"),
             arg(
                 "--build",
-                choices=["tiny", "tiny-v2"],
+                choices=["tiny", "tiny-v2", "small"],
                 help="a local embedded base `ft train` rebuilds when the directory is absent",
             ),
             arg("--out", default="migration.md", help="the report (default: %(default)s)"),

@@ -47,6 +47,14 @@ def base_init_tiny(args) -> int:
     return 0
 
 
+def base_init_small(args) -> int:
+    from .model.tiny import init_tiny
+
+    digest = init_tiny(args.out, "small")
+    print(f"built {args.out}  sha256 {digest}")
+    return 0
+
+
 def base_hash(args) -> int:
     from pathlib import Path
 
@@ -93,6 +101,22 @@ def data_check(args) -> int:
     return 0
 
 
+def data_gc(args) -> int:
+    from pathlib import Path
+
+    from .data.tokens import gc
+
+    cfg = _load(args)
+    stores = Path(cfg.data.out_dir) / "tokens"
+    removed = gc(stores, args.keep, args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for path, size in removed:
+        print(f"{verb} {path} ({size / 1e6:,.1f} MB)")
+    total = sum(size for _, size in removed)
+    print(f"{verb} {len(removed)} token store(s), {total / 1e6:,.1f} MB, under {stores}")
+    return 0
+
+
 def data_hash(args) -> int:
     from .data.sources import describe
 
@@ -105,7 +129,15 @@ def train(args) -> int:
     from .train.recipe import main
 
     require_shared_store(args.out or "runs", key="--out")
-    main(args.config, args.overrides, args.out, args.resume, args.segment, args.chain)
+    main(
+        args.config,
+        args.overrides,
+        args.out,
+        args.resume,
+        args.segment,
+        args.chain,
+        break_lock=args.break_lock,
+    )
     return 0
 
 

@@ -64,9 +64,9 @@ class BaseModelSpec(Section):
     """Content hash of `path` (`ft base hash PATH`); a mismatch stops the run before anything
     loads.
     """
-    build: Literal["tiny", "tiny-v2"] | None = None
-    """`tiny` or `tiny-v2`: rebuild that embedded tiny model byte for byte at `path` when it
-    is absent (`ft base init-tiny`).
+    build: Literal["tiny", "tiny-v2", "small"] | None = None
+    """`tiny`, `tiny-v2` or `small`: rebuild that embedded model byte for byte at `path` when
+    it is absent (`ft base init-tiny`, `ft base init-small`).
     """
     hub_id: str | None = None
     """Hub repo of the base model, e.g. `org/model`; needs `revision`."""
@@ -145,6 +145,10 @@ class ModelSpec(Section):
     """The LoRA adapter trained on top of the frozen base."""
     dtype: Literal["float32", "bfloat16"] = "float32"
     """float32 (CPU, exact) or bfloat16 (GPU: half the memory, faster)."""
+    quantization: Literal["nf4"] | None = None
+    """null, or nf4: QLoRA, the frozen base in 4-bit NF4 through bitsandbytes (`uv sync --frozen
+    --group qlora`): about a quarter of the base's memory; each step dequantizes, so slower.
+    """
 
 
 class SourceSpec(Section):
@@ -268,6 +272,11 @@ class TrainSpec(Section):
     """Gradient clipping norm."""
     num_workers: int = Field(0, ge=0)
     """Dataloader worker processes; the data order does not depend on it."""
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    """How several processes share the model (train/distributed.py). ddp: a whole copy each.
+    fsdp: FSDP2 shards base and adapter over them, for a base bigger than one device; each
+    layer is gathered per step (more communication). One process: both train alike.
+    """
     checkpoint_every: int = Field(50, ge=1)
     """Steps between checkpoints (`ft train --resume` continues from the last); also the
     verification grain: `ft reproduce --segments` replays one interval per checkpoint."""
@@ -501,6 +510,15 @@ class Config(Section):
     """Where training runs."""
     track: TrackSpec = TrackSpec()
     """Optional experiment trackers."""
+
+    @model_validator(mode="after")
+    def _strategy_fits_the_model(self):
+        if self.train.strategy == "fsdp" and self.model.quantization is not None:
+            raise ValueError(
+                "train.strategy fsdp does not shard a 4-bit base (model.quantization): use "
+                "train.strategy ddp with QLoRA, or drop the quantization"
+            )
+        return self
 
     def resolved(self) -> dict:
         """Every key with its value, defaults included: what a run records."""

@@ -288,7 +288,18 @@ def reproduce_command(manifest: dict) -> str:
             + ' --fetch "${FT_OUT:-runs/reproduced}"\n'
         )
     train = _train_command(manifest)
-    return "uv sync --frozen\n" + shlex.join(train) + ' --out "${FT_OUT:-runs/reproduced}"\n'
+    return _sync_line(manifest) + shlex.join(train) + ' --out "${FT_OUT:-runs/reproduced}"\n'
+
+
+def _groups(manifest: dict) -> list[str]:
+    """`--group G` for each optional dependency group the run needs (QLoRA: qlora)."""
+    from ..model.quant import groups
+
+    return [arg for group in groups(manifest["config"]) for arg in ("--group", group)]
+
+
+def _sync_line(manifest: dict) -> str:
+    return shlex.join(["uv", "sync", "--frozen", *_groups(manifest)]) + "\n"
 
 
 def _train_command(manifest: dict) -> list[str]:
@@ -299,7 +310,8 @@ def _train_command(manifest: dict) -> list[str]:
         if world > 1
         else []
     )
-    train = ["uv", "run", "--frozen", *launcher, "ft", "train", "--config", cmd["config"]]
+    train = ["uv", "run", "--frozen", *_groups(manifest), *launcher, "ft", "train"]
+    train += ["--config", cmd["config"]]
     for override in cmd["overrides"]:
         train += ["--set", override]
     return train
@@ -316,7 +328,7 @@ def segment_commands(manifest: dict) -> tuple[str, str] | None:
     interval = shlex.join(_train_command(manifest)) + (
         ' --segment "$FT_SEGMENT" --chain "$FT_CHAIN" --out "$FT_OUT"\n'
     )
-    return "uv sync --frozen\n", interval
+    return _sync_line(manifest), interval
 
 
 def _segment_section(m: dict) -> list[str]:

@@ -220,6 +220,7 @@ def training_examples(cfg: Config, tokenizer, base_pins: dict):
             meta = _verify(root)
             if meta["key"] == key:
                 _verify_sources(cfg)  # the store stands for the pinned bytes: check they still are
+                _used(root)
                 return committed, *(TokenSplit(root, s) for s in SPLITS), _pins(root, meta)
     # Cold: one streaming pass checks every source against data.lock and fills the store.
     tmp = stores / f".building-{os.getpid()}"
@@ -232,6 +233,7 @@ def training_examples(cfg: Config, tokenizer, base_pins: dict):
     key = store_key(cfg, lock, tokenizer, base_pins)
     root = stores / sha256_json(key)[:24]
     builder.finish(key, root)
+    _used(root)
     meta = _verify(root)
     return lock, *(TokenSplit(root, s) for s in SPLITS), _pins(root, meta)
 
@@ -249,3 +251,51 @@ def _verify_sources(cfg: Config) -> None:
 
 def _pins(root: Path, meta: dict) -> dict:
     return {"path": root.as_posix(), "sha256": meta["sha256"], "key": meta["key"]}
+
+
+def _used(root: Path) -> None:
+    """Mark a store as used now (its directory's mtime; no byte of it changes): `ft data gc`
+    keeps the most recently used ones."""
+    os.utime(root)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def gc(stores: Path, keep: int, dry_run: bool = False) -> list[tuple[Path, int]]:
+    """`ft data gc`: remove all but the `keep` most recently used stores under `stores`, and
+    the temp directories of builds whose process is gone. Returns (path, bytes) removed.
+
+    Never needed for correctness (a store's key names its inputs; a removed one is rebuilt
+    by the next run that needs it); stores of old pins only take disk. A store that a
+    running `ft train` maps stays readable to it after removal (unlinked files stay mapped).
+    """
+    if keep < 0:
+        raise UserError(
+            "must be 0 or more", key="--keep", fix="pass how many recent stores to keep, e.g. 2"
+        )
+    if not stores.is_dir():
+        return []
+    built, orphans = [], []
+    for p in stores.iterdir():
+        if p.name.startswith(".building-"):
+            pid = p.name.removeprefix(".building-")
+            if not (pid.isdigit() and _alive(int(pid))):
+                orphans.append(p)
+        elif p.is_dir() and (p / "meta.json").is_file():
+            built.append(p)
+    built.sort(key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
+    removed = []
+    for p in sorted(orphans) + built[keep:]:
+        size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        if not dry_run:
+            shutil.rmtree(p)
+        removed.append((p, size))
+    return removed

@@ -68,7 +68,10 @@ def load_base(cfg: Config):
     import torch
     from transformers.utils import logging as hf_logging
 
+    from . import quant
+
     hf_logging.disable_progress_bar()
+    quant.check_installed(cfg)
     base = cfg.model.base
     dtype = getattr(torch, cfg.model.dtype)
     if base.path is not None:
@@ -99,25 +102,29 @@ def load_base(cfg: Config):
     from ..data.chat import template_sha256
 
     pins["chat_template_sha256"] = template_sha256(tokenizer)
-    return model, tokenizer, pins
+    return quant.prepare(cfg, model), tokenizer, pins | quant.pins(cfg)
 
 
 def _from_pretrained(cfg, source, revision, tok_revision, dtype, local_only: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from . import quant
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             source, revision=tok_revision, local_files_only=local_only
         )
-        model = AutoModelForCausalLM.from_pretrained(
-            source,
-            revision=revision,
-            dtype=dtype,
-            local_files_only=local_only,
-            # transformers looks for an adapter_config.json on the hub without passing
-            # local_files_only on (minutes of retries when the hub is unreachable).
-            adapter_kwargs={"local_files_only": local_only},
-        )
+        with quant.quantizing(cfg):
+            model = AutoModelForCausalLM.from_pretrained(
+                source,
+                revision=revision,
+                dtype=dtype,
+                local_files_only=local_only,
+                # transformers looks for an adapter_config.json on the hub without passing
+                # local_files_only on (minutes of retries when the hub is unreachable).
+                adapter_kwargs={"local_files_only": local_only},
+                **quant.load_kwargs(cfg),  # QLoRA: 4-bit NF4 base (model/quant.py)
+            )
     except OSError as e:
         raise UserError(
             f"could not load base model {source!r}: {e}",

@@ -2,6 +2,7 @@
 
     uv run ft base init-tiny --out base/tiny-llama   # prints the content hash
     uv run ft base init-tiny --variant tiny-v2 --out base/tiny-llama-v2
+    uv run ft base init-small --out base/small-llama  # ~38M parameters, for configs/small.yaml
     uv run ft base hash base/tiny-llama
 
 No hub is needed: a byte-level BPE tokenizer is trained with `tokenizers` on a
@@ -14,6 +15,10 @@ the directory hashes the same on every machine; configs pin that hash.
 (`ft migrate`, docs/migration.md): the same architecture with a smaller vocabulary
 trained on a different corpus, so its tokenizer splits rows differently (different
 merges, more tokens per row) and its embedding matrices change the parameter count.
+
+`small` is the same recipe at a size where kernels, not Python, dominate a step: the default
+tokenizer (its context raised to 1024) and a 12-layer, 512-wide body, about 38M parameters
+(150 MB of float32), for configs/small.yaml and the benchmarks.
 """
 
 import json
@@ -81,7 +86,18 @@ def _corpus() -> list[str]:
 
 
 # variant -> (vocabulary size, corpus). "tiny" is the default and must never change.
-VARIANTS = {"tiny": (512, "full"), "tiny-v2": (300, "tasks")}
+VARIANTS = {"tiny": (512, "full"), "tiny-v2": (300, "tasks"), "small": (512, "full")}
+# The body of `small`: 12 layers of width 512 (8 query heads of 64, 4 key/value heads),
+# MLP 1536: 12 x (2 x 512^2 + 2 x 512 x 256 + 3 x 512 x 1536) + 2 x 512^2 ~ 38.3M parameters.
+SMALL_SHAPE = {
+    "hidden_size": 512,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "head_dim": 64,
+    "max_position_embeddings": 1024,
+}
 # The embedded data set's task vocabulary (which the default tokenizer never saw).
 _TASK_WORDS = (  # noqa: SIM905
     "apple river stone cloud tiger lemon piano rocket garden window silver orange "
@@ -91,7 +107,8 @@ _TASK_WORDS = (  # noqa: SIM905
 
 
 def _variant_config(variant: str) -> dict:
-    return TINY_CONFIG | {"vocab_size": VARIANTS[variant][0]}
+    shape = SMALL_SHAPE if variant == "small" else {}
+    return TINY_CONFIG | shape | {"vocab_size": VARIANTS[variant][0]}
 
 
 def _variant_corpus(variant: str) -> list[str]:
@@ -125,7 +142,7 @@ def _build_tokenizer(out: Path, variant: str = "tiny") -> None:
         "bos_token": SPECIAL_TOKENS[0],
         "eos_token": SPECIAL_TOKENS[1],
         "pad_token": SPECIAL_TOKENS[2],
-        "model_max_length": TINY_CONFIG["max_position_embeddings"],
+        "model_max_length": _variant_config(variant)["max_position_embeddings"],
         "clean_up_tokenization_spaces": False,
         "chat_template": CHAT_TEMPLATE,
     }

@@ -18,6 +18,9 @@ Object stores have no atomic rename, so commits are marker objects written last
 - a run's outputs are uploaded first, then manifest.json, then REPRODUCE.md: as on
   disk, the manifest's existence means the run finished.
 
+One process writes a run URL at a time: it holds the lease `<URL>/.ft-lock`
+(ops/runlock.py, docs/decisions/0016), taken before anything is pulled or pushed.
+
 Credentials are never passed, logged or written here: fsspec's backends read them
 from the environment (s3fs/botocore: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY or AWS_PROFILE; gcsfs: the gcloud login).
@@ -40,6 +43,7 @@ from ..train.checkpoint import STEP_DIR
 from ..util.hashing import open_atomic, sha256_file, tree_files, write_atomic
 from ..util.paths import inside, safe_name
 from ..util.records import loads
+from .runlock import LEASE, Lease
 
 MARKER = "COMPLETE"
 STAGING = Path("runs") / ".staging"
@@ -176,10 +180,10 @@ class RemoteDir:
             self.fs.invalidate_cache()
             if not self.fs.exists(self.root):
                 return set()
-            return {
+            return {  # the writer's lease is not part of the run
                 p[len(self.root) + 1 :]
                 for p in self.fs.find(self.root)
-                if p.startswith(self.root + "/")
+                if p.startswith(self.root + "/") and p != f"{self.root}/{LEASE}"
             }
 
     def read(self, rel: str) -> bytes:
@@ -232,12 +236,20 @@ class RunLocation:
         self.local_dir = out  # what training writes (None: train picks runs/<config>-<time>)
 
     @staticmethod
-    def open(out: str | None, resume: bool = False) -> "RunLocation":
+    def open(out: str | None, resume: bool = False, break_lock: bool = False) -> "RunLocation":
         """A local path as it is; a URL gets a staging directory, pulled from it on resume."""
         if not is_url(out):
+            if break_lock:
+                raise UserError(
+                    "--break-lock is for an --out URL: a run directory's lock is released "
+                    "by the kernel when the process holding it dies",
+                    key="--break-lock",
+                    fix="drop --break-lock; if `ft train` says the directory is in use, "
+                    "another process on this machine is writing it",
+                )
             return RunLocation(out)
         location = RemoteRunLocation(out)
-        location.prepare(resume)
+        location.prepare(resume, break_lock)
         return location
 
     def begin(self, run_dir: Path) -> None:
@@ -252,6 +264,9 @@ class RunLocation:
     def abandon(self) -> None:
         """A fresh run failed on a user error: remove what it mirrored (nothing here)."""
 
+    def release(self) -> None:
+        """This process is done with the run, however it ended (a URL: drop the lease)."""
+
 
 class RemoteRunLocation(RunLocation):
     """A run under a URL, trained in a local staging directory mirrored to it."""
@@ -260,8 +275,9 @@ class RemoteRunLocation(RunLocation):
         super().__init__(str(staging_dir(url)))
         self.remote = RemoteDir(url)
         self.url = self.remote.url
+        self.lease: Lease | None = None
 
-    def prepare(self, resume: bool) -> None:
+    def prepare(self, resume: bool, break_lock: bool = False) -> None:
         """Check the URL's state; on resume rebuild staging from it (the bucket is the truth)."""
         world = os.environ.get("WORLD_SIZE", "1")
         if os.environ.get("LOCAL_WORLD_SIZE", world) != world:
@@ -277,7 +293,20 @@ class RemoteRunLocation(RunLocation):
             if resume:  # the first process of this machine pulls; the others wait for it
                 _wait_ready(staging)
             return
-        present = self.remote.names()
+        if resume and "manifest.json" in self.remote.names():
+            raise RunComplete(self.url)  # finished: nothing to write, no lock needed
+        # One writer per URL: the lease comes before anything local or remote is touched
+        # (another process of this machine shares the staging directory).
+        self.lease = Lease(self.remote)
+        self.lease.acquire(break_lock)
+        try:
+            self._prepare(resume, staging)
+        except BaseException:
+            self.release()
+            raise
+
+    def _prepare(self, resume: bool, staging: Path) -> None:
+        present = self.remote.names()  # listed again, under the lease
         if not resume:
             if present:
                 raise UserError(
@@ -333,6 +362,17 @@ class RemoteRunLocation(RunLocation):
             for name in START_FILES:
                 self.remote.put(Path(run_dir) / name, name)
 
+    def release(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+
+    def _commit(self, data: bytes, rel: str) -> None:
+        """Write a commit object (a checkpoint's marker), if the lease is still ours."""
+        if self.lease is not None:
+            self.lease.check()
+        self.remote.put_bytes(data, rel)
+
     def abandon(self) -> None:
         """Remove the start files this fresh run mirrored, unless a checkpoint was committed."""
         present = self.remote.names()
@@ -345,6 +385,8 @@ class RemoteRunLocation(RunLocation):
 
     def push_checkpoint(self, path: Path) -> None:
         path = Path(path)
+        if self.lease is not None:
+            self.lease.check()
         files = {rel.as_posix(): sha256_file(path / rel) for rel in tree_files(path)}
         prefix = f"checkpoints/{path.name}"
         for rel in files:
@@ -354,13 +396,17 @@ class RemoteRunLocation(RunLocation):
             self.remote.put(metrics, "metrics.jsonl")
         step = int(STEP_DIR.fullmatch(path.name).group(1))
         marker = json.dumps({"step": step, "files": files}, indent=2, sort_keys=True) + "\n"
-        self.remote.put_bytes(marker.encode(), f"{prefix}/{MARKER}")  # last: commits it
+        self._commit(marker.encode(), f"{prefix}/{MARKER}")  # last: commits it
 
     def push_outputs(self, run_dir: Path) -> None:
         run_dir = Path(run_dir)
         manifest = json.loads((run_dir / "manifest.json").read_text())
         names = [*sorted(manifest["outputs"]), "run.json", *FINAL_FILES]
+        if self.lease is not None:
+            self.lease.check()
         for name in names:
+            if name == FINAL_FILES[-1] and self.lease is not None:
+                self.lease.check()  # the manifest commits the run: still ours?
             self.remote.put(run_dir / name, name)
         print(
             f"pushed {len(names)} files to {self.url} (fetch: uv run ft fetch {self.url} "

@@ -16,7 +16,6 @@ the directory with GitHub Pages as it is. The directory is replaced whole.
 """
 
 import base64
-import html
 import re
 import tempfile
 from datetime import UTC, datetime
@@ -25,31 +24,14 @@ from pathlib import Path
 from .behaviour import history_cell
 from .report import write_dir
 from .report.figures import new_figure, png_bytes
-from .report.format import fmt
 from .report.load import Side, load_run
 from .report.markdown import pins, reproduce_status
+from .report.templating import render_template
 
 INDEX = "index.html"
-STYLE = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
-       max-width: 1200px; padding: 0 1rem; color: #1f2328; background: #fff; }
-h1 { font-size: 1.6rem; margin-bottom: .2rem; }
-.sub { color: #59636e; margin-top: 0; }
-.figs { display: flex; flex-wrap: wrap; gap: 1rem; }
-.figs img { max-width: 100%; border: 1px solid #d1d9e0; border-radius: 6px; }
-.scroll { overflow-x: auto; }
-table { border-collapse: collapse; margin: 1rem 0; font-size: 13px; }
-th, td { border: 1px solid #d1d9e0; padding: .35rem .6rem; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; }
-tr:nth-child(even) td { background: #fafbfc; }
-td.when { white-space: nowrap; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; }
-.badge { display: inline-block; padding: 0 .5rem; border-radius: 1rem; font-size: 12px;
-         white-space: nowrap; }
-.pass { background: #dafbe1; color: #116329; } .fail { background: #ffebe9; color: #a40e26; }
-.none { background: #eaeef2; color: #59636e; }
-"""
+# The page's columns after version, published, reproduce and drill: pins, by their name in
+# report.markdown.pins().
+PINS = ("git commit", "base model", "data train sha256", "image digest", "uv.lock sha256")
 
 
 def collect(registry) -> list[tuple[str, dict, Side]]:
@@ -121,13 +103,8 @@ def curves_figure(releases: list[tuple[str, dict, Side]]) -> bytes | None:
     return png_bytes(fig)
 
 
-def _img(png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _badge(text: str, state: str) -> str:
-    return f'<span class="badge {state}">{html.escape(text)}</span>'
+def _badge(text: str, state: str, small: str | None = None) -> dict:
+    return {"text": text, "state": state, "small": small}
 
 
 def _when(stamp) -> str:
@@ -138,109 +115,58 @@ def _when(stamp) -> str:
     return text
 
 
-def _small(text: str) -> str:
-    return f"<br><small>{html.escape(text)}</small>"
-
-
-def _reproduce_badge(side: Side) -> str:
+def _reproduce_badge(side: Side) -> dict:
     v = side.verification
     if v is None:
         return _badge("no record", "none")
     if v.get("passed") and side.verification_current:
-        return _badge("passed", "pass") + _small(f"{v.get('mode')} · {_when(v.get('finished_at'))}")
-    return _badge("failed", "fail") + _small(reproduce_status(side).removeprefix("❌ "))
+        return _badge("passed", "pass", f"{v.get('mode')} · {_when(v.get('finished_at'))}")
+    return _badge("failed", "fail", reproduce_status(side).removeprefix("❌ "))
 
 
-def _drill_badge(side: Side) -> str:
+def _drill_badge(side: Side) -> dict:
     d = side.drill
     if d is None:
         return _badge("not run", "none")
     when = _when(d.get("finished_at") or d.get("checked_at") or d.get("started_at") or "")
     if d.get("passed") is True:
-        return _badge("passed", "pass") + _small(str(when))
-    return _badge("failed", "fail") + _small(f"{d.get('reason') or 'did not pass'} {when}")
+        return _badge("passed", "pass", str(when))
+    return _badge("failed", "fail", f"{d.get('reason') or 'did not pass'} {when}")
 
 
-def _code(value) -> str:
-    return "-" if value in (None, "-") else f"<code>{html.escape(str(value))}</code>"
+def _row(version: str, index: dict, side: Side) -> dict:
+    """One release's row of the table, its values as the page shows them."""
+    m = side.manifest
+    return {
+        "version": version,
+        "reproduce_md": side.reproduce_md is not None,
+        "published": _when(index.get("created_at")),
+        "reproduce": _reproduce_badge(side),
+        "drill": _drill_badge(side),
+        "metrics": m["metrics"],
+        "train_rows": m["data"]["splits"].get("train", {}).get("rows"),
+        "suites": history_cell(m),
+        "run_id": m.get("run_id"),
+        "pins": pins(m),
+    }
 
 
 def render(uri: str, releases: list[tuple[str, dict, Side]], generated: str) -> str:
-    head = (
-        f'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f'<meta name="generator" content="ft history">\n'
-        f"<title>Releases: {html.escape(uri)}</title>\n<style>{STYLE}</style>\n</head>\n"
-    )
-    body = [
-        "<h1>Releases</h1>",
-        f'<p class="sub">{len(releases)} published version(s) in <code>{html.escape(uri)}'
-        f"</code> · generated {html.escape(generated)} by <code>ft history</code></p>",
-    ]
-    if not releases:
-        body.append(
-            "<p>No published version yet: <code>ft publish RUN_DIR --version v0.1.0"
-            "</code> after <code>ft reproduce</code> passes.</p>"
-        )
-    else:
-        figures = [_img(trajectory_figure(releases), "eval loss and last training loss by release")]
+    figures = []
+    if releases:
+        figures.append((trajectory_figure(releases), "eval loss and last training loss by release"))
         curves = curves_figure(releases)
         if curves is not None:
-            figures.append(_img(curves, "training loss per step of each release"))
-        body.append(f'<div class="figs">{"".join(figures)}</div>')
-        header = [
-            "version",
-            "published",
-            "reproduce",
-            "drill",
-            "eval loss",
-            "train loss (last)",
-            "train rows",
-            "eval suites (per segment)",
-            "run",
-            "git commit",
-            "base model",
-            "data train sha256",
-            "image digest",
-            "uv.lock sha256",
-        ]
-        rows = []
-        for version, index, side in reversed(releases):  # newest first
-            m = side.manifest
-            p = pins(m)
-            metrics = m["metrics"]
-            link = (
-                f'<br><a href="reproduce/{html.escape(version)}.md">REPRODUCE.md</a>'
-                if side.reproduce_md is not None
-                else ""
-            )
-            cells = [
-                f'<td id="{html.escape(version)}"><b>{html.escape(version)}</b>{link}</td>',
-                f'<td class="when">{html.escape(_when(index.get("created_at")))}</td>',
-                f"<td>{_reproduce_badge(side)}</td>",
-                f"<td>{_drill_badge(side)}</td>",
-                f'<td class="num">{fmt(metrics.get("eval_loss"))}</td>',
-                f'<td class="num">{fmt(metrics.get("train_loss_last"))}</td>',
-                f'<td class="num">{fmt(m["data"]["splits"].get("train", {}).get("rows"))}</td>',
-                f'<td class="when">{html.escape(history_cell(m))}</td>',
-                f"<td>{_code(m.get('run_id'))}</td>",
-                f"<td>{_code(p['git commit'])}</td>",
-                f"<td>{_code(p['base model'])}</td>",
-                f"<td>{_code(p['data train sha256'])}</td>",
-                f"<td>{_code(p['image digest'])}</td>",
-                f"<td>{_code(p['uv.lock sha256'])}</td>",
-            ]
-            rows.append("<tr>" + "".join(cells) + "</tr>")
-        body += [
-            '<div class="scroll"><table>',
-            "<tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>",
-            *rows,
-            "</table></div>",
-            '<p class="sub">Hashes are shortened to 12 hex; every release\'s manifest.json '
-            "in the registry holds the full values. Reproduce: the release's "
-            "verification.json; drill: the scheduled re-run of the release, if recorded.</p>",
-        ]
-    return head + "<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
+            figures.append((curves, "training loss per step of each release"))
+    return render_template(
+        "history.html.j2",
+        uri=uri,
+        generated=generated,
+        count=len(releases),
+        figures=[{"alt": alt, "data": base64.b64encode(png).decode()} for png, alt in figures],
+        rows=[_row(*release) for release in reversed(releases)],  # newest first
+        pin_names=PINS,
+    )
 
 
 def build(registry_uri: str) -> dict[str, bytes]:

@@ -57,7 +57,7 @@ def data_rows(old: dict, new: dict) -> list[str]:
 
 
 def _base_change(since: str, path: str) -> list[str]:
-    """Tokenizer drift of a base-model change (review/migrate.py), measured on this branch's
+    """Tokenizer drift of a base-model change (review/migrate/), measured on this branch's
     data against the base branch's base model."""
     from ..config import load_config
     from .migrate import plan_section

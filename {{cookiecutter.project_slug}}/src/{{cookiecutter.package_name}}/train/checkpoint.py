@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..util.hashing import fsync_dir, naming, sha256_bytes, sha256_file
+from . import distributed
 from .determinism import rng_state, set_rng_state
 
 STEP_DIR = re.compile(r"step-(\d{8})")
@@ -74,18 +75,17 @@ def save(
     accelerator.wait_for_everyone()
     _save(rng_state(), partial / f"rng-rank{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
+    # Whole adapter and optimizer state, gathered from the shards under fsdp (every rank
+    # takes part), so the file is the same however the state was split (train/distributed.py).
+    trainable = distributed.adapter_state(model, accelerator)
+    optimizer_state = distributed.optimizer_state(model, optimizer)
     if accelerator.is_main_process:
-        trainable = {
-            k: v.detach().cpu()
-            for k, v in accelerator.unwrap_model(model).named_parameters()
-            if v.requires_grad
-        }
         _save(
             {
                 "step": step,
                 "world_size": accelerator.num_processes,
                 "adapter": trainable,
-                "optimizer": optimizer.state_dict(),
+                "optimizer": optimizer_state,
                 "scheduler": scheduler.state_dict(),
                 "metrics": list(metrics),
             },
@@ -112,8 +112,6 @@ def latest(run_dir: Path) -> Path | None:
 def load(path: Path, model, optimizer, scheduler, accelerator) -> tuple[int, list[dict] | None]:
     """Restore everything saved by `save`; return the step to continue from and the metric
     records up to it (None from a checkpoint written before they were stored)."""
-    import torch
-
     state = _load(path / "state.pt")
     if state.get("world_size") != accelerator.num_processes:
         raise UserError(
@@ -123,11 +121,8 @@ def load(path: Path, model, optimizer, scheduler, accelerator) -> tuple[int, lis
             fix=f"resume with {state.get('world_size')} processes (the launch shape the run "
             "started with), or start a new run",
         )
-    params = dict(accelerator.unwrap_model(model).named_parameters())
-    with torch.no_grad():
-        for name, value in state["adapter"].items():
-            params[name].copy_(value)
-    optimizer.load_state_dict(state["optimizer"])
+    distributed.load_adapter(model, accelerator, state["adapter"])
+    distributed.load_optimizer(model, optimizer, state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(_load(path / f"rng-rank{accelerator.process_index}.pt"))
     return state["step"], state.get("metrics")

@@ -32,7 +32,7 @@ from ..config import Config, dump_yaml, load_config
 from ..errors import UserError
 from ..ops import store
 from ..util.hashing import default_mode, write_atomic
-from . import checkpoint, determinism
+from . import checkpoint, determinism, distributed
 
 RUN_FILE = "run.json"  # the invocation, written first: what --resume re-reads
 
@@ -44,15 +44,19 @@ def main(
     resume: bool = False,
     segment: int | None = None,
     chain: str | None = None,
+    break_lock: bool = False,
 ) -> Path:
     # 1. Config: validated once; a resume re-reads the invocation the run started with.
     # An --out URL (s3://...) trains in a local staging directory mirrored to it (ops/store.py).
     # A segment replay trains one interval of the finished run `chain` (closure/segments.py).
     replay = segments.Replay.open(chain, segment, out, resume)
+    # An --out URL holds the run's lease from open() until this function returns.
+    location = store.RunLocation(None)
     try:
-        location = store.RunLocation.open(out, resume)
+        location = store.RunLocation.open(out, resume, break_lock)
         run_dir, invocation = _run_dir(config_path, overrides, location.local_dir, resume)
     except store.RunComplete as done:
+        location.release()
         # Retry wrappers and SkyPilot restarts re-issue `--resume` blindly: a finished run
         # is success, not an error.
         print(
@@ -61,6 +65,9 @@ def main(
             flush=True,
         )
         return Path(done.where)
+    except BaseException:
+        location.release()
+        raise
     if int(os.environ.get("RANK", "0")) == 0:
         _warn_if_dirty()
     # A fresh run that fails on a user error (a bad pin, a diverging loss) leaves nothing,
@@ -74,6 +81,7 @@ def main(
         raise
     finally:
         store.unlock_run_dir(run_dir)
+        location.release()
 
 
 def _pipeline(run_dir: Path, invocation: dict, location, resume: bool, replay) -> Path:
@@ -146,8 +154,11 @@ def _pipeline(run_dir: Path, invocation: dict, location, resume: bool, replay) -
     # The adapter is initialised from a seed of its own.
     torch.manual_seed(determinism.derive(cfg.seed, "adapter-init"))
     model = add_lora(cfg, base)
+    model = distributed.shard(cfg, accelerator, model)  # train.strategy fsdp: FSDP2 shards
+    if distributed.is_sharded(model):
+        _log(accelerator, f"fsdp: base and adapter sharded over {world} processes")
     optimizer, scheduler = _optimizer(cfg, model)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model, optimizer = distributed.prepare(accelerator, model, optimizer)
     torch.manual_seed(determinism.derive(cfg.seed, f"dropout-rank{rank}"))
 
     # 6. Train: from step 0 (checkpointed as the initial state), from the last complete
@@ -205,10 +216,14 @@ def _pipeline(run_dir: Path, invocation: dict, location, resume: bool, replay) -
     suite_scores = score_suites(cfg, suites, unwrapped, tokenizer, accelerator.device)
 
     # 8. Outputs, then 9. the manifest (last: its existence means the run finished).
+    # A sharded adapter is gathered whole first, by every rank (train/distributed.py).
+    adapter = (
+        distributed.adapter_state(model, accelerator) if distributed.is_sharded(model) else None
+    )
     if accelerator.is_main_process:
         from ..closure.manifest import write_manifest
 
-        _write_adapter(unwrapped, run_dir)
+        _write_adapter(unwrapped, run_dir, adapter)
         evaluation = scores | ({"suites": suite_scores} if suite_scores else {})
         write_atomic(run_dir / "eval.json", json.dumps(evaluation, indent=2, sort_keys=True) + "\n")
         shutil.copyfile(cfg.data.lock, run_dir / "data.lock")
@@ -451,7 +466,7 @@ def _read_metrics(run_dir: Path, upto: int) -> list[dict]:
         ) from None
 
 
-def _write_adapter(model, run_dir: Path) -> None:
+def _write_adapter(model, run_dir: Path, state: dict | None) -> None:
     """peft's adapter files, written beside and renamed into place."""
     final, partial = run_dir / "adapter", run_dir / ".partial-adapter"
     shutil.rmtree(partial, ignore_errors=True)
@@ -464,7 +479,8 @@ def _write_adapter(model, run_dir: Path) -> None:
     try:
         with warnings.catch_warnings():  # peft's note that it did not ask: expected here
             warnings.filterwarnings("ignore", message="Could not find a config file in")
-            model.save_pretrained(partial, safe_serialization=True)
+            gathered = {} if state is None else {"state_dict": state}
+            model.save_pretrained(partial, safe_serialization=True, **gathered)
     finally:
         if previous is None:
             del os.environ["HF_HUB_OFFLINE"]

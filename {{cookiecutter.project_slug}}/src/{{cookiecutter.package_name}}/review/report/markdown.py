@@ -1,12 +1,15 @@
-"""report.md: the sections of a run report, as Markdown lines."""
+"""report.md: what the run report shows, gathered here and laid out by templates/report.md.j2."""
 
 import json
 
 from ...closure.diff import changed_keys
+from ...data.lock import input_differences
 from ..behaviour import gates_section, suites_section
+from ..plan import data_rows
 from .figures import DATA_PNG, LOSS_PNG
-from .format import cell, code, delta, fmt, short, sparkline
+from .format import short
 from .load import Side, splits
+from .templating import render_template
 
 # Listed first, in this order; any other metric follows alphabetically.
 METRIC_ORDER = (
@@ -33,7 +36,9 @@ def eval_set_changed(run: Side, base: Side) -> bool:
     return sha[0] != sha[1]
 
 
-def metric_table(run: Side, base: Side | None) -> list[str]:
+def metrics(run: Side, base: Side | None) -> dict:
+    """Each side's metrics (train rows and throughput added) and the order to list them in."""
+
     def values(side: Side) -> dict:
         m = side.manifest
         return {
@@ -44,73 +49,22 @@ def metric_table(run: Side, base: Side | None) -> list[str]:
 
     a = values(run)
     b = values(base) if base else {}
-    keys = [k for k in METRIC_ORDER if k in a or k in b]
-    keys += sorted((a.keys() | b.keys()) - set(keys) - {"train_rows", "tokens_per_s"})
-    keys += ["train_rows", "tokens_per_s"]
+    names = [k for k in METRIC_ORDER if k in a or k in b]
+    names += sorted((a.keys() | b.keys()) - set(names) - {"train_rows", "tokens_per_s"})
+    names += ["train_rows", "tokens_per_s"]
+    return {"names": names, "run": a, "base": b}
+
+
+def data(run: Side, base: Side | None) -> dict:
+    """Without a baseline: each split's filter steps; with one: the rows of the data diff."""
     if base is None:
-        rows = ["| metric | this run |", "| --- | ---: |"]
-        rows += [f"| {k} | {fmt(a.get(k))} |" for k in keys]
-        return rows
-    rows = [
-        f"| metric | this run | baseline ({cell(base.label)}) | Δ | |",
-        "| --- | ---: | ---: | ---: | --- |",
-    ]
-    for k in keys:
-        d, verdict = delta(a.get(k), b.get(k), k)
-        name = f"**{k}**" if k == "eval_loss" else k
-        rows.append(f"| {name} | {fmt(a.get(k))} | {fmt(b.get(k))} | {d} | {verdict} |")
-    if eval_set_changed(run, base):
-        rows += [
-            "",
-            "The eval split changed between the two runs (see Data), so the eval "
-            "metrics measure different rows.",
-        ]
-    rows += ["", "tokens_per_s is wall-clock throughput: comparable on the same hardware only."]
-    return rows
-
-
-def data_section(run: Side, base: Side | None) -> list[str]:
-    new = run.manifest["data"]
-    if base is None:
-        rows = ["| split | filter | rows in -> out |", "| --- | --- | --- |"]
-        for split, info in splits(run.manifest):
-            rows += [
-                f"| {split} | `{s['filter']}` | {s['rows_in']} -> {s['rows_out']} |"
-                for s in info["steps"]
-            ]
-            rows.append(f"| {split} | **final** | {info['rows']} rows `{short(info['sha256'])}` |")
-        return rows
-    from ...data.lock import input_differences
-    from ..plan import data_rows
-
-    old = base.manifest["data"]
-    rows = [
-        "| split | filter | baseline rows in -> out | this run |",
-        "| --- | --- | --- | --- |",
-        *data_rows(old, new),
-    ]
-    moved = input_differences(old, new)
-    if moved:
-        rows += ["", "Inputs that moved: " + "; ".join(moved) + "."]
-    elif old["splits"] == new["splits"]:
-        rows += ["", "No data change."]
-    return rows
-
-
-def config_section(run: Side, base: Side | None) -> list[str]:
-    if base is None:
-        return [
-            f"Config sha256 `{short(run.manifest['config_sha256'])}` "
-            f"(`{run.manifest['command']['config']}`); no baseline to compare with."
-        ]
-    changes = config_changes(base.manifest["config"], run.manifest["config"])
-    if not changes:
-        return ["No config key changed."]
-    return [
-        "| key | baseline | this run |",
-        "| --- | --- | --- |",
-        *[f"| `{k}` | {code(_yamlish(a))} | {code(_yamlish(b))} |" for k, a, b in changes],
-    ]
+        return {"splits": splits(run.manifest)}
+    old, new = base.manifest["data"], run.manifest["data"]
+    return {
+        "rows": data_rows(old, new),
+        "moved": input_differences(old, new),
+        "unchanged": old["splits"] == new["splits"],
+    }
 
 
 def _yamlish(value) -> str | None:
@@ -155,22 +109,6 @@ def hardware(hw: dict) -> str:
     return f"CPU {hw.get('cpu_isa')}, {hw.get('world_size')} proc"
 
 
-def pins_section(run: Side, base: Side | None) -> list[str]:
-    a = pins(run.manifest)
-    if base is None:
-        return [
-            "| pin | this run |",
-            "| --- | --- |",
-            *[f"| {k} | {code(v)} |" for k, v in a.items()],
-        ]
-    b = pins(base.manifest)
-    rows = ["| pin | baseline | this run |", "| --- | --- | --- |"]
-    for k in a:
-        mark = "" if a[k] == b.get(k) else " **changed**"
-        rows.append(f"| {k} | {code(b.get(k))} | {code(a[k])}{mark} |")
-    return rows
-
-
 def reproduce_badge(side: Side) -> str:
     v = side.verification
     if v is None:
@@ -196,44 +134,22 @@ def reproduce_status(side: Side, run_ref: str | None = None) -> str:
     return f"❌ failed: {v.get('reason')}" + (f" (differ: {', '.join(unequal)})" if unequal else "")
 
 
-def headline(run: Side, base: Side | None, changes: int) -> str:
-    m = run.manifest["metrics"]
-    parts = [f"**eval_loss {fmt(m.get('eval_loss'))}**"]
-    if base is not None:
-        b = base.manifest["metrics"]
-        d, verdict = delta(m.get("eval_loss"), b.get("eval_loss"), "eval_loss")
-        note = "; eval set changed: not like for like" if eval_set_changed(run, base) else ""
-        parts[0] += f" vs {fmt(b.get('eval_loss'))} ({d}{', ' + verdict if verdict else ''}{note})"
-        rows_a, rows_b = train_rows(run.manifest), train_rows(base.manifest)
-        parts.append(
-            f"train rows {fmt(rows_b)} -> {fmt(rows_a)}"
-            if rows_a != rows_b
-            else f"train rows {fmt(rows_a)} (unchanged)"
-        )
-        parts.append(f"{changes} config key(s) changed" if changes else "config unchanged")
-    else:
-        parts.append(f"train rows {fmt(train_rows(run.manifest))}")
-    return " · ".join(parts)
-
-
-def curve_table(run: Side, base: Side | None) -> list[str]:
+def curves(run: Side, base: Side | None) -> dict:
+    """The training-loss curves to draw as sparklines, on one scale shared by both sides."""
     sides = [s for s in (run, base) if s is not None and s.curve]
-    if not sides:
-        return []
     losses = [r["loss"] for s in sides for r in s.curve]
-    lo, hi = min(losses), max(losses)
-    rows = [
-        "| train loss | by step (shared scale) | first -> last | min |",
-        "| --- | --- | --- | ---: |",
-    ]
-    for side in sides:
-        values = [r["loss"] for r in side.curve]
-        name = "this run" if side is run else f"baseline {side.label}"
-        rows.append(
-            f"| {cell(name)} | `{sparkline(values, lo, hi)}` | {fmt(values[0])} -> "
-            f"{fmt(values[-1])} (step {side.curve[-1]['step']}) | {fmt(min(values))} |"
-        )
-    return rows
+    return {
+        "curves": [
+            {
+                "name": "this run" if side is run else f"baseline {side.label}",
+                "losses": [r["loss"] for r in side.curve],
+                "last_step": side.curve[-1]["step"],
+            }
+            for side in sides
+        ],
+        "curve_lo": min(losses, default=None),
+        "curve_hi": max(losses, default=None),
+    }
 
 
 def render(
@@ -242,61 +158,35 @@ def render(
     def fig(name: str) -> str:
         return f"{figures_url.rstrip('/')}/{name}" if figures_url else name
 
-    changes = config_changes(base.manifest["config"], run.manifest["config"]) if base else []
-    lines = [
-        f"## Run report: `{run.manifest['run_id']}`",
-        "",
-        f"Baseline: {baseline_how}.",
-        "",
-        headline(run, base, len(changes)) + " · " + reproduce_badge(run),
-        "",
-    ]
-    if base is not None and base.curve is None:
-        lines += [
-            "The baseline carries no metrics.jsonl, so only its first/last training loss is drawn.",
-            "",
-        ]
-    lines += curve_table(run, base)
-    lines += [
-        "",
-        f"![Training loss per step, this run vs the baseline]({fig(LOSS_PNG)})",
-        f"![Rows kept after each data filter]({fig(DATA_PNG)})",
-        "",
-        "### Metrics",
-        "",
-        *metric_table(run, base),
-        "",
-        "### Eval suites",
-        "",
-        *suites_section(run.manifest, base.manifest if base else None),
-        "",
-        "### Gates",
-        "",
-        *gates_section(run.manifest, base.manifest if base else None),
-        "",
-        "### Data",
-        "",
-        *data_section(run, base),
-        "",
-        "### Config",
-        "",
-        *config_section(run, base),
-        "",
-        "### Pins",
-        "",
-        *pins_section(run, base),
-        "",
-        "### Reproduce",
-        "",
-        f"- this run: {reproduce_status(run, run_ref)}",
-    ]
-    if base is not None:
-        lines.append(f"- baseline: {reproduce_status(base)}")
-    lines += [
-        "",
-        f"<sub>`ft report {cell(run_ref)}`: figures {LOSS_PNG} and {DATA_PNG} lie "
-        "beside report.md (in CI: the report artifact); hashes are shortened to 12 hex, "
-        "full values are in manifest.json.</sub>",
-        "",
-    ]
-    return "\n".join(lines)
+    m = run.manifest
+    changes = config_changes(base.manifest["config"], m["config"]) if base else []
+    return render_template(
+        "report.md.j2",
+        run_id=m["run_id"],
+        baseline=base,
+        baseline_how=baseline_how,
+        head={
+            "eval_loss": m["metrics"].get("eval_loss"),
+            "base_eval_loss": base.manifest["metrics"].get("eval_loss") if base else None,
+            "rows": train_rows(m),
+            "base_rows": train_rows(base.manifest) if base else None,
+        },
+        badge=reproduce_badge(run),
+        eval_set_changed=base is not None and eval_set_changed(run, base),
+        **curves(run, base),
+        figures={"loss": fig(LOSS_PNG), "data": fig(DATA_PNG)},
+        figure_names={"loss": LOSS_PNG, "data": DATA_PNG},
+        metrics=metrics(run, base),
+        suites=suites_section(m, base.manifest if base else None),
+        gates=gates_section(m, base.manifest if base else None),
+        data=data(run, base),
+        config_sha256=m["config_sha256"],
+        config_path=m["command"]["config"],
+        config_changes=[(k, _yamlish(a), _yamlish(b)) for k, a, b in changes],
+        pins={"run": pins(m), "base": pins(base.manifest) if base else {}},
+        reproduce={
+            "run": reproduce_status(run, run_ref),
+            "base": reproduce_status(base) if base else None,
+        },
+        run_ref=run_ref,
+    )
