@@ -259,24 +259,30 @@ def test_a_run_tokenizing_in_memory_matches_the_token_store(project, smoke_run, 
     assert "token_store" not in json.loads((project / run / "manifest.json").read_text())["data"]
 
 
-@pytest.mark.parametrize("kill_after", [3, 6, 10])
-def test_sigkill_then_resume_gives_the_same_bytes(project, smoke_run, kill_after):
-    out = f"runs/killed-{kill_after}"
+def kill_after_step(project: Path, args: list[str], out: str, step: int) -> Path:
+    """`ft train ARGS --out OUT` in its own process, SIGKILLed once it logged `step`."""
     proc = subprocess.Popen(
-        [str(project / ".venv" / "bin" / "ft"), "train", *SMOKE, "--out", out],
+        [str(project / ".venv" / "bin" / "ft"), "train", *args, "--out", out],
         cwd=project,
         env=_env(),
         stderr=subprocess.PIPE,
         text=True,
     )
     for line in proc.stderr:
-        if line.startswith(f"step {kill_after}/"):
+        if line.startswith(f"step {step}/"):
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     run = project / out
     assert not (run / "manifest.json").exists()
+    return run
+
+
+@pytest.mark.parametrize("kill_after", [3, 6, 10])
+def test_sigkill_then_resume_gives_the_same_bytes(project, smoke_run, kill_after):
+    out = f"runs/killed-{kill_after}"
+    run = kill_after_step(project, SMOKE, out, kill_after)
     # A checkpoint caught mid-write must never be loaded.
     partial = run / "checkpoints" / ".partial-step-00000011"
     partial.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ SMOKE = "configs/smoke.yaml"
 # The resolved smoke config's hash. smoke.yaml does not depend on the bake answers, so
 # this moves only when smoke.yaml or the schema (a key or a default) changes; such a
 # change alters every run's recorded config hash, so update this pin on purpose.
-SMOKE_CONFIG_SHA256 = "7059beedbc207a3868d8ee3627c5f26d50f27469fabcddc9bac6f9cd0274fd27"
+SMOKE_CONFIG_SHA256 = "896544672f44073916a56c22b6b8041a7da19e49b3ea5243cb893412d3cf179e"
 HEX40 = "0123456789abcdef0123456789abcdef01234567"
 DIGEST = "sha256:" + "ab" * 32
 # smoke.yaml with its local tiny base swapped for a hub model (revision still to add).

@@ -317,17 +317,22 @@ def test_reproduce_md_is_written_before_the_manifest(pkg, tmp_path, monkeypatch)
     cfg = SimpleNamespace(
         seed=1, resolved=lambda: {"reproduce": {"mode": "exact"}}, hash=lambda: "c" * 64
     )
-    manifest.write_manifest(
+    built = manifest.build_manifest(
         tmp_path,
         cfg,
-        {"config": "configs/smoke.yaml", "overrides": []},
-        {"sources": [], "filters": [], "splits": {"train": {"rows": 1, "sha256": "d" * 64}}},
-        {"path": "base/tiny-llama", "sha256": "e" * 64},
-        {},
-        {},
-        None,
-        git={"commit": "a" * 40, "dirty": False, "state_sha256": "f" * 64},
+        invocation={"config": "configs/smoke.yaml", "overrides": []},
+        data_lock={
+            "sources": [],
+            "filters": [],
+            "splits": {"train": {"rows": 1, "sha256": "d" * 64}},
+        },
+        base_pins={"path": "base/tiny-llama", "sha256": "e" * 64},
+        metrics={},
+        timing={},
+        accelerator=None,
+        git_at={"commit": "a" * 40, "dirty": False, "state_sha256": "f" * 64},
     )
+    manifest.write_manifest(tmp_path, built)
     assert order == ["REPRODUCE.md", "manifest.json"]
     assert json.loads((tmp_path / "manifest.json").read_text())["git"] == {
         "commit": "a" * 40,

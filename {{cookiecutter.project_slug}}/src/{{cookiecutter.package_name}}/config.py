@@ -134,8 +134,21 @@ class LoraSpec(Section):
     """LoRA scaling numerator (the update is scaled by alpha / r); keep about 2x `r`."""
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     """Dropout on the adapter input; its stream derives from `seed`."""
-    target_modules: list[str] = ["q_proj", "v_proj"]
-    """Names of the linear layers that get adapters: more layers, more capacity and memory."""
+    target_modules: list[str] | Literal["all-linear"] = ["q_proj", "v_proj"]
+    """Names of the linear layers that get adapters, or `all-linear` (every linear layer but
+    the output head): more layers, more capacity, adapter memory and optimizer state.
+    """
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _names_or_all_linear(cls, value):
+        # One message instead of pydantic's two (one per arm of the union).
+        if isinstance(value, str) and value != "all-linear":
+            raise ValueError(
+                f"must be a list of layer names (e.g. [q_proj, v_proj]) or all-linear, "
+                f"got {value!r}"
+            )
+        return value
 
 
 class ModelSpec(Section):
@@ -144,7 +157,15 @@ class ModelSpec(Section):
     lora: LoraSpec = LoraSpec()
     """The LoRA adapter trained on top of the frozen base."""
     dtype: Literal["float32", "bfloat16"] = "float32"
-    """float32 (CPU, exact) or bfloat16 (GPU: half the memory, faster)."""
+    """Dtype of the frozen base weights: bfloat16 halves their memory and speeds GPU matmuls
+    (CPU too runs it, slower); the adapter weights, their matmuls and the optimizer state
+    stay float32 either way (train/compute.py). Both are byte-identical on re-runs.
+    """
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    """Attention kernel: sdpa (torch's fused attention), eager (plain matmuls: more memory),
+    or flash_attention_2 (GPU only, needs the flash-attn package; least memory at long
+    sequences, run in its deterministic mode at some speed cost).
+    """
     quantization: Literal["nf4"] | None = None
     """null, or nf4: QLoRA, the frozen base in 4-bit NF4 through bitsandbytes (`uv sync --frozen
     --group qlora`): about a quarter of the base's memory; each step dequantizes, so slower.
@@ -245,6 +266,12 @@ class DataSpec(Section):
     """Tokens per example; longer rows are truncated. Memory grows with it."""
     workers: int = Field(1, ge=1)
     """Processes for runs of consecutive row filters; the output is identical for any value."""
+    packing: bool = False
+    """Pack consecutive training examples into rows of up to max_seq_len tokens (attention
+    stays within each example): fewer padding tokens, so fewer steps per epoch at the same
+    batch_size (batch_size then counts packed rows). The sampler orders packed rows by seed
+    and step; eval is never packed.
+    """
     token_store: bool = True
     """Tokenize the training set once into a memory-mapped store under out_dir/tokens/ and map
     it on later runs (false: tokenize into memory on every run; same bytes either way).
@@ -282,6 +309,14 @@ class TrainSpec(Section):
     verification grain: `ft reproduce --segments` replays one interval per checkpoint."""
     log_every: int = Field(10, ge=1)
     """Steps between log lines and metrics.jsonl records."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass: activation memory drops to
+    about one layer's, at about a third more compute per step. Same bytes as without.
+    """
+    fused_optimizer: bool = False
+    """One fused kernel for the AdamW/SGD update (CPU and CUDA): faster steps on many
+    parameters; deterministic, but not the same bytes as the unfused update.
+    """
 
 
 class SegmentSpec(Section):

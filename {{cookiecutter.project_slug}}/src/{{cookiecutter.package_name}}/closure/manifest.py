@@ -116,30 +116,8 @@ def _hardware(accelerator) -> dict:
     }
 
 
-def write_manifest(
-    run_dir: Path,
-    cfg,
-    invocation: dict,
-    data_lock: dict,
-    base_pins: dict,
-    metrics: dict,
-    timing: dict,
-    accelerator,
-    git: dict | None = None,
-    eval_suites: dict | None = None,
-) -> dict:
-    manifest = build_manifest(
-        run_dir,
-        cfg,
-        invocation=invocation,
-        data_lock=data_lock,
-        base_pins=base_pins,
-        metrics=metrics,
-        timing=timing,
-        accelerator=accelerator,
-        eval_suites=eval_suites,
-        git_at=git,
-    )
+def write_manifest(run_dir: Path, manifest: dict) -> dict:
+    """Write a manifest from `build_manifest` and the REPRODUCE.md rendered from it."""
     # REPRODUCE.md first: a kill between the two leaves no manifest, so the run is simply
     # unfinished (resumable); the manifest stays the last file, the commit point.
     write_atomic(Path(run_dir) / "REPRODUCE.md", render_reproduce(manifest))

@@ -55,7 +55,15 @@ class Collate:
             ids[i, :n] = torch.tensor(e["input_ids"])
             labels[i, :n] = torch.tensor(e["labels"])
             mask[i, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        if "position_ids" in examples[0]:  # packed rows (data/packing.py); padding: its own run
+            positions = torch.zeros((len(examples), width), dtype=torch.long)
+            for i, e in enumerate(examples):
+                n = len(e["position_ids"])
+                positions[i, :n] = torch.tensor(e["position_ids"])
+                positions[i, n:] = torch.arange(width - n)
+            batch["position_ids"] = positions
+        return batch
 
 
 class StepSampler(Sampler):

@@ -31,7 +31,13 @@ def token_loss(model, batch: dict):
     """(sum of next-token losses over labelled tokens, number of those tokens)."""
     import torch.nn.functional as F
 
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    if "position_ids" in batch:  # packed rows: positions restart per example, which makes
+        # transformers mask attention block-diagonally (data/packing.py); padding is causal.
+        # (Only without a KV cache: transformers skips that mask when it has one.)
+        inputs = {"position_ids": batch["position_ids"], "attention_mask": None, "use_cache": False}
+    else:
+        inputs = {"attention_mask": batch["attention_mask"]}
+    logits = model(input_ids=batch["input_ids"], **inputs).logits
     labels = batch["labels"][:, 1:]
     logits = logits[:, :-1].float()
     loss = F.cross_entropy(

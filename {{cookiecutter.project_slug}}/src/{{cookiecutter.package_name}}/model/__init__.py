@@ -119,6 +119,7 @@ def _from_pretrained(cfg, source, revision, tok_revision, dtype, local_only: boo
                 source,
                 revision=revision,
                 dtype=dtype,
+                attn_implementation=cfg.model.attn_implementation,  # train/compute.py checked it
                 local_files_only=local_only,
                 # transformers looks for an adapter_config.json on the hub without passing
                 # local_files_only on (minutes of retries when the hub is unreachable).
@@ -237,11 +238,15 @@ def add_lora(cfg: Config, model):
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules),
+        # A list of names, or peft's own `all-linear` (every linear layer but the head).
+        target_modules=lora.target_modules
+        if isinstance(lora.target_modules, str)
+        else list(lora.target_modules),
         task_type="CAUSAL_LM",
     )
     try:
-        return get_peft_model(model, peft_config)
+        # A bfloat16 base still gets a float32 adapter (train/compute.py).
+        return get_peft_model(model, peft_config, autocast_adapter_dtype=True)
     except ValueError as e:
         raise UserError(
             str(e),

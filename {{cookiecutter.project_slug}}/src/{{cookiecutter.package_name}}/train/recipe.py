@@ -32,7 +32,7 @@ from ..config import Config, dump_yaml, load_config
 from ..errors import UserError
 from ..ops import store
 from ..util.hashing import default_mode, write_atomic
-from . import checkpoint, determinism, distributed
+from . import checkpoint, compute, determinism, distributed
 
 RUN_FILE = "run.json"  # the invocation, written first: what --resume re-reads
 
@@ -119,6 +119,7 @@ def _pipeline(run_dir: Path, invocation: dict, location, resume: bool, replay) -
     from accelerate import Accelerator
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    compute.check(cfg, cuda=torch.cuda.is_available())  # an option this machine cannot run
     rank, world = accelerator.process_index, accelerator.num_processes
     if cfg.train.batch_size % world:
         raise UserError(
@@ -151,9 +152,15 @@ def _pipeline(run_dir: Path, invocation: dict, location, resume: bool, replay) -
         )
     if tokens is not None:
         data_lock = data_lock | {"token_store": tokens}
-    # The adapter is initialised from a seed of its own.
+    if cfg.data.packing:  # consecutive examples share rows; the sampler orders the rows
+        from ..data.packing import Packed
+
+        train_examples = Packed(train_examples, cfg.data.max_seq_len)
+    # The adapter (float32 on any base dtype) is initialised from a seed of its own.
+    compute.prepare_base(cfg, base)  # gradient checkpointing
     torch.manual_seed(determinism.derive(cfg.seed, "adapter-init"))
     model = add_lora(cfg, base)
+    compute.check_adapter(cfg, model)
     model = distributed.shard(cfg, accelerator, model)  # train.strategy fsdp: FSDP2 shards
     if distributed.is_sharded(model):
         _log(accelerator, f"fsdp: base and adapter sharded over {world} processes")
@@ -221,7 +228,7 @@ def _pipeline(run_dir: Path, invocation: dict, location, resume: bool, replay) -
         distributed.adapter_state(model, accelerator) if distributed.is_sharded(model) else None
     )
     if accelerator.is_main_process:
-        from ..closure.manifest import write_manifest
+        from ..closure.manifest import build_manifest, write_manifest
 
         _write_adapter(unwrapped, run_dir, adapter)
         evaluation = scores | ({"suites": suite_scores} if suite_scores else {})
@@ -236,18 +243,19 @@ def _pipeline(run_dir: Path, invocation: dict, location, resume: bool, replay) -
                 fix="leave the checkout alone while training (use a separate worktree), "
                 "then train again",
             )
-        write_manifest(
+        manifest = build_manifest(
             run_dir,
             cfg,
-            invocation,
-            data_lock,
-            base_pins,
-            summary,
-            timing,
-            accelerator,
-            git=git_at_start,
+            invocation=invocation,
+            data_lock=data_lock,
+            base_pins=base_pins,
+            metrics=summary,
+            timing=timing,
+            accelerator=accelerator,
             eval_suites=suite_scores,
+            git_at=git_at_start,
         )
+        write_manifest(run_dir, manifest)
         location.push_outputs(run_dir)
         hint = (
             ""
@@ -356,10 +364,12 @@ def _optimizer(cfg: Config, model):
     t = cfg.train
     if t.optimizer == "adamw_torch":
         optimizer = torch.optim.AdamW(
-            params, lr=t.lr, weight_decay=t.weight_decay, foreach=False, fused=False
+            params, lr=t.lr, weight_decay=t.weight_decay, **compute.optimizer_kwargs(cfg)
         )
     else:
-        optimizer = torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay, foreach=False)
+        optimizer = torch.optim.SGD(
+            params, lr=t.lr, weight_decay=t.weight_decay, **compute.optimizer_kwargs(cfg)
+        )
 
     def factor(step: int) -> float:
         if step < t.warmup_steps:
