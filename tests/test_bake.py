@@ -89,6 +89,7 @@ FILES = [
     "docs/decisions/0035-one-registry-per-repo.md",
     "docs/decisions/0036-hub-snapshots-hashed-file-by-file.md",
     "docs/decisions/0040-verify-by-segment-replay.md",
+    "docs/decisions/0041-segment-replay-shares-its-bytecode.md",
     "docs/decisions/0025-an-embedded-small-base-built-by-code.md",
     "docs/decisions/0032-qlora-through-bitsandbytes.md",
     "docs/decisions/0033-fsdp2-sharding-with-gathered-adapter-checkpoints.md",

@@ -104,15 +104,16 @@ def test_waivers_come_from_the_annotated_tag_with_the_tagger(gates, tmp_path):
 
 # --- end to end: a planted regression confined to one segment ----------------------------
 
-# Long enough for the tiny model to learn the lookup task a little (12 smoke steps do not).
+# Enough training for the tiny model to learn the suite's tasks a little (see the test).
 LONGER = [
-    "--set", "train.max_steps=60", "--set", "train.lr=0.02",
-    "--set", "train.checkpoint_every=100", "--set", "train.log_every=10",
+    "--set", "train.max_steps=300", "--set", "train.lr=0.01",
+    "--set", "model.lora.target_modules=[q_proj,v_proj,lm_head]",
+    "--set", "train.checkpoint_every=300", "--set", "train.log_every=10",
 ]  # fmt: skip
 TEST_GATES = (
     "  gates:\n"
-    "    - {suite: tasks, segment: all, metric: loss, max_regression: 0.01}\n"
-    "    - {suite: tasks, segment: lookup, metric: loss, max_regression: 0.01}\n"
+    "    - {suite: tasks, segment: all, metric: loss, max_regression: 0.10}\n"
+    "    - {suite: tasks, segment: lookup, metric: loss, max_regression: 0.10}\n"
 )
 
 
@@ -148,13 +149,24 @@ def _damage_lookup(project: Path, ft) -> None:
     ft("data", "build", "--config", "configs/smoke.yaml")
 
 
-@pytest.mark.slow
-@pytest.mark.skip(
-    reason="needs recalibrating for chat-row training: with the smoke config now on chat rows, "
-    "60 steps of damaged `Last word of` answers no longer raise tasks/lookup/loss past 0.01 "
-    "(measured -0.0044); it passed on prompt/response rows (+0.034)"
-)
+@pytest.mark.slow  # four 300-step trainings (two runs, each reproduced): minutes on CPU
 def test_planted_segment_regression_fails_its_gate_and_a_waiver_publishes(tmp_path):
+    """Calibrated on chat rows on 2026-12-02 with this test's own commands (eval.json, suite
+    `tasks`; a run's bytes, and so these figures, are fixed by its pins):
+
+        run                               all/loss  lookup/loss  arithmetic/loss  hard/loss
+        v0.1.0, 300 steps                  4.8992     4.2810        1.6881         5.6221
+        `Last word of` -> the first word   4.9554     4.5852        1.5097         5.6632
+        regression                        +0.0562    +0.3042       -0.1784        +0.0411
+
+    The damage is confined to lookup rows; the overall loss moves by about lookup's share of
+    the suite's answer tokens (50 of 305) times lookup's regression, the diluted signal a
+    per-segment gate exists to catch. With both bounds at 0.10, lookup fails by 0.20 and the
+    overall loss passes by 0.044. The smoke adapter (r=4 on q_proj, v_proj) could not show
+    this: it cannot scale the tiny base's frozen random output layer, so the suite's loss
+    stays near ln(512) ~ 6.2 whatever it trains on (60 steps: lookup -0.0044 when damaged).
+    With LoRA on lm_head too, 300 steps at lr 0.01 learn the tasks (arithmetic 6.0 -> 1.7).
+    """
     from test_publish import _ft, _make_project, _ok, _run
 
     project = tmp_path / "project"

@@ -10,6 +10,7 @@ a trained and reproduced run (the publish gate) lives in tests/test_publish.py.
 
 import errno
 import hashlib
+import importlib
 import json
 import shutil
 import subprocess
@@ -209,6 +210,69 @@ def test_local_pull_refuses_a_release_that_differs_from_its_manifest(pkg, tmp_pa
     pulled.user_error(NAMED[case], "v1.0.0", "restore the registry")
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+# --- ft reproduce checks a pulled release in its published layout ---------------------------
+
+# One edit of a release after `ft registry pull` (what the drill reproduces): the file, its
+# new bytes (None: deleted) and the name the FAIL line must give. The pull's checks are behind
+# it, so only `ft reproduce`'s own file check stands between the edit and a "passed" record
+# about other bytes.
+PULLED_TAMPER = {
+    "edited adapter": ("adapter_model.safetensors", b"\0" * 64, "adapter_model.safetensors"),
+    "dropped eval.json": ("eval.json", None, "eval.json"),
+    "extra file": ("notes.txt", b"rides along", "notes.txt"),
+    # half in the run's layout: read as a run, whose adapter/ lacks the weights
+    "adapter/ beside the root files": (
+        "adapter/adapter_config.json",
+        b'{"r": 4}\n',
+        "adapter/adapter_model.safetensors",
+    ),
+    "foreign loader": ("code/ft_adapter_pyfunc.py", b"import os\n", "code/ft_adapter_pyfunc.py"),
+    "foreign MLmodel": ("MLmodel", b"flavors: {python_function: {loader_module: x}}\n", "MLmodel"),
+}
+
+
+@pytest.fixture
+def pulled_release(pkg, tmp_path, ft) -> Path:
+    """A release as `ft registry pull` leaves it, with the MLflow model files that a pull
+    from MLflow adds beside the adapter (written by the MLflow backend's own writer)."""
+    reg = pytest.importorskip(f"{pkg.__name__}.publish.registries")
+    files, meta = make_release(tmp_path / "release")
+    uri = f"file://{tmp_path}/registry"
+    reg.open_registry(uri).publish("v1.0.0", files, meta)
+    pulled = tmp_path / "pulled"
+    assert ft("registry", "pull", "v1.0.0", pulled, "--registry", uri).code == 0
+    assert (pulled / "adapter_model.safetensors").is_file() and not (pulled / "adapter").exists()
+    pytest.importorskip("mlflow")
+    importlib.import_module(f"{pkg.__name__}.publish.registries.mlflow").model_files(pulled)
+    return pulled
+
+
+def test_reproduce_accepts_a_clean_pulled_release(pkg, pulled_release):
+    reproduce = importlib.import_module(f"{pkg.__name__}.closure.reproduce")
+    manifest = json.loads((pulled_release / "manifest.json").read_text())
+    assert any(name.startswith("adapter/") for name in manifest["outputs"])
+    reproduce._check_run_files(pulled_release, manifest)  # raises on any difference
+    assert "ft train" in reproduce._check_document(pulled_release, manifest, {})
+
+
+@pytest.mark.parametrize("case", sorted(PULLED_TAMPER))
+def test_reproduce_refuses_a_pulled_release_edited_after_the_pull(ft, pulled_release, case):
+    name, data, named = PULLED_TAMPER[case]
+    path = pulled_release / name
+    if data is None:
+        path.unlink()
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    done = ft("reproduce", pulled_release)
+    assert done.code == 1 and "Traceback" not in done.err
+    fail = done.err.splitlines()[0]
+    assert fail.startswith(f"FAIL  {pulled_release.resolve()}/") and named in fail, done.err
+    assert "fix:" in fail
+    record = json.loads((pulled_release / "verification.json").read_text())
+    assert record["passed"] is False and named in record["reason"]
 
 
 # --- accepted nonsense in configs and options ----------------------------------------------

@@ -316,10 +316,13 @@ def _checkout(
             file="manifest.json",
             fix="fetch the commit (git fetch origin), or reproduce in the repo it was made in",
         )
+    # PYTHONDONTWRITEBYTECODE (set by many images and sandboxes) is dropped: the scratch
+    # checkout's venv is the gate's own, and without it every `ft train` of a segment replay
+    # compiled the ~3,000 modules it imports again (~6 CPU-s each, docs/benchmarks.md).
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("VIRTUAL_ENV", "FT_OUT", "FT_SEGMENT", "FT_CHAIN")
+        if k not in ("VIRTUAL_ENV", "FT_OUT", "FT_SEGMENT", "FT_CHAIN", "PYTHONDONTWRITEBYTECODE")
     }
     # The re-run is compared, then discarded: it may live on a CI runner's disk (ops/runner.py).
     env["FT_RUNNER_SCRATCH"] = "1"
