@@ -26,7 +26,7 @@ minutes each and the network. uv checks every wheel against uv.lock's sha256, so
 cannot change what is installed.
 
 `Act.run` asserts the isolation after every run: the baked repo is exactly as before (no path
-created, removed or modified), no variable act starts with points into the host's HOME (but
+created, removed or modified; its .venv aside, see tree_state), no variable act starts with points into the host's HOME (but
 the uv cache), and every checkout landed in an empty workspace of its own under the run's
 HOME, holding nothing but the commit's tracked files.
 """
@@ -88,9 +88,14 @@ def pinned_uses(repo: Path) -> set[str]:
 
 
 def tree_state(root: Path) -> dict[str, tuple[int, int, int]]:
-    """Every path under root with its mode, size and mtime (not following links)."""
+    """Every path under root with its mode, size and mtime (not following links), but .venv:
+    uv hardlinks installed files from its cache, so the baked repo's venv shares inodes with
+    every run's, and a write into one shows in all (once seen: certifi's bundle, rewritten in
+    place by something on this host); that is the uv cache share, not a run writing there."""
     state = {}
     for folder, dirs, files in os.walk(root):
+        if folder == str(root) and ".venv" in dirs:
+            dirs.remove(".venv")
         for name in dirs + files:
             st = os.lstat(os.path.join(folder, name))
             rel = os.path.relpath(os.path.join(folder, name), root)
