@@ -80,6 +80,7 @@ FILES = [
     "docs/decisions/0010-no-state-on-the-runner.md",
     "docs/decisions/0011-detached-training-observed-by-a-scheduled-poll.md",
     "docs/decisions/0012-template-updates-stay-on-cruft.md",
+    "docs/decisions/0013-workflow-tests-run-each-act-run-from-nothing.md",
     "docs/decisions/0020-package-grouped-by-stage.md",
     "docs/decisions/0021-reports-rendered-from-jinja-templates.md",
     "docs/decisions/0030-eval-suites-and-gates.md",
