@@ -229,6 +229,7 @@ FILES = [
     "tests/test_report.py",
     "tests/test_resolve.py",
     "tests/test_runlock.py",
+    "tests/test_segments_collect.py",
     "tests/test_segments_sky.py",
     "tests/test_store.py",
     "tests/test_sources.py",
