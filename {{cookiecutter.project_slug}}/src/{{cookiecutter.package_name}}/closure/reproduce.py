@@ -58,12 +58,17 @@ def main(
     parallel: int | None = None,
     seed: int | None = None,
     full: bool = False,
+    collect: str | None = None,
 ) -> int:
-    """`segments`: "all" or a count K; None follows the run's reproduce.strategy."""
+    """`segments`: "all" or a count K; None follows the run's reproduce.strategy.
+    `collect`: a SkyPilot-trained run's URL; its interval jobs' results are collected
+    from it (closure/segments_sky.py) instead of replaying the intervals here."""
     run_dir = Path(run_dir).resolve()
     manifest = read_manifest(run_dir)
     settings = manifest["config"]["reproduce"]
-    strategy = "full" if full else "segments" if segments else settings.get("strategy", "full")
+    strategy = (
+        "full" if full else "segments" if segments or collect else settings.get("strategy", "full")
+    )
     k = _count(segments)
     parallel = parallel or settings.get("parallel", 1)
     started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -79,12 +84,24 @@ def main(
     try:
         block = _check_document(run_dir, manifest, record)
         _check_run_files(run_dir, manifest)
+        if collect:
+            from .segments_sky import collect as gather
+
+            return _segments(
+                run_dir, record, lambda: gather(run_dir, manifest, record, collect, k=k, seed=seed)
+            )
         if strategy == "segments":
 
             def checkout():
                 return _checkout(manifest, record, clean_room, tuple(keep_env))
 
-            return _segments(run_dir, manifest, record, checkout, k=k, seed=seed, parallel=parallel)
+            return _segments(
+                run_dir,
+                record,
+                lambda: _local_segments(
+                    run_dir, manifest, record, checkout, k=k, seed=seed, parallel=parallel
+                ),
+            )
         out = _execute(run_dir, manifest, block, record, clean_room, tuple(keep_env), verbose)
         fresh = read_manifest(out)
         # Binds this record to the reproduction it saw: publish re-reads that manifest and
@@ -142,18 +159,24 @@ def _count(segments: str | None) -> int | None:
     return int(segments)
 
 
-def _segments(run_dir: Path, manifest: dict, record: dict, checkout, **how) -> int:
+def _local_segments(run_dir: Path, manifest: dict, record: dict, checkout, **how) -> None:
     from .segments import verify
 
+    text = (run_dir / "REPRODUCE.md").read_text()
+    blocks = tuple(fenced_block(text, fence) for fence in SEGMENT_FENCES)
+    if None in blocks:
+        raise _Failed(
+            "REPRODUCE.md has no segment command blocks (the run records no checkpoint "
+            "chain, or was trained by SkyPilot: collect its interval jobs with --collect "
+            "RUN_URI); verify it with a full replay (--full)"
+        )
+    verify(run_dir, manifest, record, blocks=blocks, checkout=checkout, **how)
+
+
+def _segments(run_dir: Path, record: dict, body) -> int:
+    """Run a segments verification (`body` fills `record` or raises _Failed); write it."""
     try:
-        text = (run_dir / "REPRODUCE.md").read_text()
-        blocks = tuple(fenced_block(text, fence) for fence in SEGMENT_FENCES)
-        if None in blocks:
-            raise _Failed(
-                "REPRODUCE.md has no segment command blocks (the run records no checkpoint "
-                "chain); verify it with a full replay (--full)"
-            )
-        verify(run_dir, manifest, record, blocks=blocks, checkout=checkout, **how)
+        body()
         record |= {"passed": True, "reason": None}
     except _Failed as f:
         record |= {"passed": False, "reason": f.reason}

@@ -178,9 +178,7 @@ def verify(
 ) -> None:
     """Replay the chosen intervals through REPRODUCE.md's blocks; fill `record`; raise Failed
     naming the first diverging interval. `checkout()` yields a clean worktree and its env."""
-    from .diff import explain
     from .reproduce import _Failed as Failed
-    from .reproduce import compare
 
     found = intervals(manifest)
     if not found:
@@ -268,15 +266,7 @@ def verify(
             "start": _start(run_dir, manifest, iv, starts, out),
         }
         if iv.last:
-            fresh = out / "manifest.json"
-            entry["compared"] = compare(run_dir, out, manifest) if fresh.is_file() else []
-            record["compared"] = entry["compared"]
-            if fresh.is_file():
-                # Binds the record to the last interval's outputs, as a full replay binds it
-                # to reproduce/: publish re-reads this manifest and recomputes the verdict.
-                record["reproduction_manifest_sha256"] = sha256_file(fresh)
-                record["reproduced_on"] = json.loads(fresh.read_text()).get("hardware")
-            ok_end = bool(entry["compared"]) and all(c["equal"] for c in entry["compared"])
+            ok_end = compare_last(run_dir, out, manifest, record, entry)
         else:
             end = step_dir(out, iv.stop)
             entry["end"] = {
@@ -288,8 +278,31 @@ def verify(
         start_ok = entry["start"]["actual"] == entry["start"]["expected"]
         entry["equal"] = code == 0 and start_ok and ok_end
         entries.append(entry)
-    record["intervals"] = entries
+    conclude(manifest, record, entries, out_root)
 
+
+def compare_last(run_dir: Path, out: Path, manifest: dict, record: dict, entry: dict) -> bool:
+    """The last interval's outputs (in `out`) against the run's, recomputed from the bytes."""
+    from .reproduce import compare
+
+    fresh = out / "manifest.json"
+    entry["compared"] = compare(run_dir, out, manifest) if fresh.is_file() else []
+    record["compared"] = entry["compared"]
+    if fresh.is_file():
+        # Binds the record to the last interval's outputs, as a full replay binds it
+        # to reproduce/: publish re-reads this manifest and recomputes the verdict.
+        record["reproduction_manifest_sha256"] = sha256_file(fresh)
+        record["reproduced_on"] = json.loads(fresh.read_text()).get("hardware")
+    return bool(entry["compared"]) and all(c["equal"] for c in entry["compared"])
+
+
+def conclude(manifest: dict, record: dict, entries: list[dict], out_root: Path) -> None:
+    """Record the per-interval verdicts; raise Failed naming the first diverging interval."""
+    from .diff import explain
+    from .reproduce import _Failed as Failed
+
+    found = intervals(manifest)
+    record["intervals"] = entries
     failed = [e for e in entries if not e["equal"]]
     if failed:
         first = failed[0]
