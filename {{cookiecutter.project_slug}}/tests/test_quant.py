@@ -10,12 +10,11 @@ SIGKILLed mid-way and resumed. The quick tests need no bitsandbytes.
 """
 
 import json
-import signal
 import subprocess
 import sys
 
 import pytest
-from test_closure import SMOKE, _env, _uv, adapter_bytes, copy_repo, ft, mod
+from test_closure import SMOKE, _env, _uv, adapter_bytes, copy_repo, ft, kill_after_step, mod
 
 QLORA = [*SMOKE, "--set", "model.quantization=nf4"]
 
@@ -112,22 +111,9 @@ def test_a_qlora_run_reproduces_byte_for_byte_in_a_clean_room(qlora_project, qlo
 @pytest.mark.slow
 def test_a_qlora_run_killed_and_resumed_gives_the_same_bytes(qlora_project, qlora_run):
     out = "runs/qlora-killed"
-    proc = subprocess.Popen(
-        [str(qlora_project / ".venv" / "bin" / "ft"), "train", *QLORA, "--out", out],
-        cwd=qlora_project,
-        env=_env(),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    for line in proc.stderr:
-        if line.startswith("step 6/"):
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    run = kill_after_step(qlora_project, QLORA, out, 6)
     resumed = ft(qlora_project, "train", "--out", out, "--resume")
     assert "resuming from checkpoints/step-00000004" in resumed.stderr
-    run = qlora_project / out
     assert adapter_bytes(run) == adapter_bytes(qlora_run)
     assert (run / "eval.json").read_bytes() == (qlora_run / "eval.json").read_bytes()
 

@@ -165,6 +165,23 @@ def missing_checkpoints(run_dir: Path, manifest: dict) -> list[dict]:
     return [c for c in manifest["checkpoints"] if not (run_dir / c["path"]).is_dir()]
 
 
+def choose(
+    found: list, k: int | None, seed: int, record: dict, parallel: int | None = None
+) -> list:
+    """The intervals to replay (K drawn by `seed`, or all), recorded in `record["segments"]`;
+    `parallel` None: all chosen at once (one managed job each)."""
+    chosen = [found[i] for i in select(len(found), k, seed)]
+    record["segments"] = {
+        "intervals": len(found),
+        "replayed": [iv.index for iv in chosen],
+        "k": k,
+        "seed": seed,
+        "parallel": len(chosen) if parallel is None else parallel,
+        "complete": len(chosen) == len(found),
+    }
+    return chosen
+
+
 def verify(
     run_dir: Path,
     manifest: dict,
@@ -187,15 +204,7 @@ def verify(
             "verify it with a full replay (ft reproduce RUN --full)"
         )
     seed = secrets.randbits(63) if seed is None else seed
-    chosen = [found[i] for i in select(len(found), k, seed)]
-    record["segments"] = {
-        "intervals": len(found),
-        "replayed": [iv.index for iv in chosen],
-        "k": k,
-        "seed": seed,
-        "parallel": parallel,
-        "complete": len(chosen) == len(found),
-    }
+    chosen = choose(found, k, seed, record, parallel)
     missing = missing_checkpoints(run_dir, manifest)
     if missing:
         raise Failed(

@@ -35,7 +35,16 @@ from ..errors import UserError
 from ..ops import launch
 from ..train.checkpoint import digest, step_dir
 from ..util.hashing import sha256_bytes, write_atomic
-from .segments import OUT_DIR, Interval, chain_entry, compare_last, conclude, intervals, select
+from .segments import (
+    OUT_DIR,
+    Interval,
+    chain_entry,
+    choose,
+    compare_last,
+    conclude,
+    intervals,
+    select,
+)
 
 MOUNT = "$ARTIFACTS"  # where sky/train.yaml mounts ARTIFACT_BUCKET in the job
 
@@ -145,16 +154,8 @@ def collect(
             fix=f"ft fetch {run_uri} into a new directory and collect into that",
         )
     seed = 0 if seed is None else seed
-    chosen = [found[i] for i in select(len(found), k, seed)]
-    record["segments"] = {
-        "intervals": len(found),
-        "replayed": [iv.index for iv in chosen],
-        "k": k,
-        "seed": seed,
-        "parallel": len(chosen),  # one managed job per interval, all at once
-        "complete": len(chosen) == len(found),
-        "collected_from": f"{run_uri}/verify",
-    }
+    chosen = choose(found, k, seed, record)  # one managed job per interval, all at once
+    record["segments"]["collected_from"] = f"{run_uri}/verify"
     record["segment_command"] = {
         "backend": "sky",
         "interval": shlex.join(interval_command(manifest, run_uri, chosen[0].index)),
