@@ -6,6 +6,7 @@ process pays ~10 s of torch/transformers imports, so runs are shared through
 session fixtures; the in-process runs reuse this process's imports.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -259,21 +260,42 @@ def test_a_run_tokenizing_in_memory_matches_the_token_store(project, smoke_run, 
     assert "token_store" not in json.loads((project / run / "manifest.json").read_text())["data"]
 
 
-def kill_after_step(project: Path, args: list[str], out: str, step: int) -> Path:
-    """`ft train ARGS --out OUT` in its own process, SIGKILLed once it logged `step`."""
-    proc = subprocess.Popen(
-        [str(project / ".venv" / "bin" / "ft"), "train", *args, "--out", out],
-        cwd=project,
-        env=_env(),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (torchrun starts each worker in a session of its own)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def kill_at_step(cmd: list[str], cwd: Path, env: dict, step: int) -> None:
+    """Run CMD (`ft train`, or a launcher of several); once it logged `step`, SIGKILL it and
+    every process below it (torchrun starts each worker in a session of its own)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
         if line.startswith(f"step {step}/"):
-            proc.send_signal(signal.SIGKILL)
+            for pid in [proc.pid, *_descendants(proc.pid)]:
+                with contextlib.suppress(ProcessLookupError):  # a child that already exited
+                    os.kill(pid, signal.SIGKILL)
             break
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
+
+
+def kill_after_step(project: Path, args: list[str], out: str, step: int) -> Path:
+    """`ft train ARGS --out OUT` in its own process, SIGKILLed once it logged `step`."""
+    kill_at_step(
+        [str(project / ".venv" / "bin" / "ft"), "train", *args, "--out", out], project, _env(), step
+    )
     run = project / out
     assert not (run / "manifest.json").exists()
     return run

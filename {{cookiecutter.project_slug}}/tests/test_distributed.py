@@ -11,13 +11,10 @@ and resumed from its sharded-then-gathered checkpoint ends in the same bytes.
 """
 
 import json
-import os
-import signal
 import subprocess
 
 import pytest
-from test_closure import NO_DROPOUT, SMOKE, _env, _make_project, adapter_bytes, ft
-from test_store import _descendants
+from test_closure import NO_DROPOUT, SMOKE, _env, _make_project, adapter_bytes, ft, kill_at_step
 
 TWO = [*SMOKE, *NO_DROPOUT, "--set", "reproduce.mode=tolerance"]
 FSDP = [*TWO, "--set", "train.strategy=fsdp"]
@@ -90,19 +87,7 @@ def test_an_fsdp_run_reproduces_exactly_from_its_reproduce_md(fsdp_project, fsdp
 @pytest.mark.slow
 def test_an_fsdp_run_killed_and_resumed_gives_the_same_bytes(fsdp_project, fsdp_run):
     out = "runs/fsdp-killed"
-    proc = subprocess.Popen(
-        [*_torchrun(fsdp_project), "train", *FSDP, "--out", out],
-        cwd=fsdp_project,
-        env=_env(),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    for line in proc.stderr:
-        if line.startswith("step 6/"):
-            for pid in [proc.pid, *_descendants(proc.pid)]:  # the launcher and both workers
-                os.kill(pid, signal.SIGKILL)
-            break
-    proc.wait()
+    kill_at_step([*_torchrun(fsdp_project), "train", *FSDP, "--out", out], fsdp_project, _env(), 6)
     run = fsdp_project / out
     assert not (run / "manifest.json").exists()
     resumed = subprocess.run(

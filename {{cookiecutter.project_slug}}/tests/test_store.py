@@ -11,7 +11,6 @@ tests run in-process and need no server.
 
 import hashlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, _bucket_fs
-from test_closure import SMOKE, _env, _make_project, adapter_bytes, ft, mod
+from test_closure import SMOKE, _env, _make_project, adapter_bytes, ft, kill_at_step, mod
 
 # Trains real runs in `ft` processes: not part of the quick suite (`-m "not slow"`).
 pytestmark = pytest.mark.slow
@@ -42,23 +41,6 @@ def objects(env: dict, prefix: str) -> dict[str, bytes]:
     fs = _bucket_fs(env)
     base = f"{BUCKET}/{prefix}"
     return {p[len(base) + 1 :]: fs.cat_file(p) for p in fs.find(base)}
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below `pid` (torchrun starts each worker in a session of its own)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        kids = children.get(todo.pop(), [])
-        found += kids
-        todo += kids
-    return found
 
 
 def sha256(data: bytes) -> str:
@@ -314,19 +296,7 @@ def test_two_processes_resume_from_the_bucket(project, s3):
         check=True,
         capture_output=True,
     )
-    proc = subprocess.Popen(
-        [*ft2, "train", *SMOKE, "--out", killed],
-        cwd=project,
-        env=_env(**s3),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    for line in proc.stderr:
-        if line.startswith("step 6/"):
-            for pid in [proc.pid, *_descendants(proc.pid)]:  # the launcher and both workers
-                os.kill(pid, signal.SIGKILL)
-            break
-    proc.wait()
+    kill_at_step([*ft2, "train", *SMOKE, "--out", killed], project, _env(**s3), 6)
     left = objects(s3, "runs/two-killed")
     assert "checkpoints/step-00000004/COMPLETE" in left and "manifest.json" not in left
     shutil.rmtree(project / mod("ops.store").staging_dir(killed).parent)
