@@ -123,7 +123,7 @@ def test_task_yaml_reads_top_to_bottom_and_matches_the_recipe():
     assert spec["num_nodes"] == launch["num_nodes"]
     assert spec["resources"].get("infra", "any") == launch["infra"]
     assert "image_id" not in spec["resources"]
-    assert 'ft train --config "$CONFIG"' in spec["run"] and "--resume" in spec["run"]
+    assert spec["run"].strip().endswith('exec "$UV_PROJECT_ENVIRONMENT/bin/ft" task run')
     for key in spec["envs"]:  # tokens belong under secrets:, never envs
         assert not mod("ops.launch").SECRET_NAME.fullmatch(key), key
 

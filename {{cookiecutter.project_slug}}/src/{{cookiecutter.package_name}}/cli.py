@@ -450,6 +450,11 @@ COMMANDS: dict[str, Command] = {
             ),
         ),
     ),
+    "task run": Command(
+        commands.task_run,
+        "Inside a SkyPilot job (sky/train.yaml's run:): finish, resume or start the run, "
+        "one process per GPU",
+    ),
     "image check": Command(
         commands.image_check,
         "Fail unless image.lock pins an image built from this uv.lock and Dockerfile",

@@ -315,6 +315,12 @@ def jobs_ended(args) -> int:
     return 0
 
 
+def task_run(args) -> int:
+    from .ops.task import main
+
+    return main()
+
+
 def image_check(args) -> int:
     from .ops.image import check, reference
 
