@@ -7,6 +7,8 @@ over the same URL, so tests/test_sky_standin.py serves its bare remote this way.
 the certificate through REQUESTS_CA_BUNDLE (requests) and GIT_SSL_CAINFO (git).
 """
 
+import base64
+import hmac
 import os
 import ssl
 import subprocess
@@ -52,7 +54,7 @@ def _certificate(where: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def _handler(root: Path) -> type[BaseHTTPRequestHandler]:
+def _handler(root: Path, token: str | None) -> type[BaseHTTPRequestHandler]:
     class GitHandler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self._cgi()
@@ -63,7 +65,24 @@ def _handler(root: Path) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args) -> None:  # quiet
             pass
 
+        def _authorised(self) -> bool:
+            """A private repository: the token as the user name of HTTP basic auth."""
+            if token is None:
+                return True
+            kind, _, sent = self.headers.get("Authorization", "").partition(" ")
+            try:
+                user = base64.b64decode(sent).decode().partition(":")[0]
+            except ValueError:
+                return False
+            return kind == "Basic" and hmac.compare_digest(user, token)
+
         def _cgi(self) -> None:
+            if not self._authorised():
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             path, _, query = self.path.partition("?")
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             env = {
@@ -76,7 +95,7 @@ def _handler(root: Path) -> type[BaseHTTPRequestHandler]:
                 "CONTENT_TYPE": self.headers.get("Content-Type", ""),
                 "CONTENT_LENGTH": str(len(body)),
                 "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
-                "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+                "HTTP_GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
                 "REMOTE_ADDR": self.client_address[0],
             }
             out = subprocess.run(
@@ -102,13 +121,16 @@ def _handler(root: Path) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def https_remote(where: Path, name: str = "example-org/example-finetune") -> Iterator[Remote]:
-    """An empty bare repository `<name>.git` under `where`, served over HTTPS until exit."""
+def https_remote(
+    where: Path, name: str = "example-org/example-finetune", token: str | None = None
+) -> Iterator[Remote]:
+    """An empty bare repository `<name>.git` under `where`, served over HTTPS until exit;
+    with `token`, only to requests that send it (a private repository)."""
     bare = where / "git" / f"{name}.git"
     bare.parent.mkdir(parents=True)
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
     cert, key = _certificate(where)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(where / "git"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(where / "git", token))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)

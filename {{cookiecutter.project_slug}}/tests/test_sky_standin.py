@@ -5,12 +5,12 @@
 `ft launch` and `ft jobs ended` run as separate processes whose SkyPilot SDK calls are answered
 by tests/sky_standin/ (its docstrings list what stands in for what); everything up to those
 calls is SkyPilot's own code, and everything after them runs for real: the job clones the
-commit from a git remote over HTTPS (tests/git_https.py) into a new directory with a new HOME,
-runs the rendered sky/train.yaml's `setup` and `run` with its envs, secrets and SkyPilot's
-variables, and writes the run to a bucket on a real S3 server (SeaweedFS, tests/s3_server.py).
-A preemption kills the job's processes once a checkpoint is committed; the job recovers on a
-new "VM" and must end in the same bytes as an uninterrupted job. docs/verification.md lists
-the deviations (no image, no Docker, no FUSE mount).
+commit from a private git remote over HTTPS (tests/git_https.py; SkyPilot passes GIT_TOKEN)
+into a new directory with a new HOME, runs the rendered sky/train.yaml's `setup` and `run`
+with its envs, secrets and SkyPilot's variables, and writes the run to a bucket on a real S3
+server (SeaweedFS, tests/s3_server.py). A preemption kills the job's processes once a
+checkpoint is committed; the job recovers on a new "VM" and must end in the same bytes as an
+uninterrupted job. docs/launch.md lists the deviations (no image, no Docker, no FUSE mount).
 """
 
 import contextlib
@@ -34,6 +34,7 @@ pytestmark = pytest.mark.slow
 STANDIN = Path(__file__).with_name("sky_standin")
 SMOKE = "configs/smoke.yaml"
 BUCKET = "ft-sky-standin"  # a bucket of its own: a mount's snapshot copies all of it
+GIT_TOKEN = "ghp_standin_test_token_0123456789"  # the remote is private: only this reads it
 ENDED = {"SUCCEEDED", "FAILED", "FAILED_SETUP", "CANCELLED", "FAILED_CONTROLLER"}
 
 
@@ -46,7 +47,7 @@ def sky():
 
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory):
-    with https_remote(tmp_path_factory.mktemp("remote")) as served:
+    with https_remote(tmp_path_factory.mktemp("remote"), token=GIT_TOKEN) as served:
         yield served
 
 
@@ -143,6 +144,8 @@ def test_a_detached_job_is_preempted_recovers_and_matches_an_uninterrupted_one(
         GIT_SSL_CAINFO=str(remote.cafile),
         AWS_ACCESS_KEY_ID=s3["AWS_ACCESS_KEY_ID"],  # secrets ft launch passes to the job
         AWS_SECRET_ACCESS_KEY=s3["AWS_SECRET_ACCESS_KEY"],
+        GIT_TOKEN=GIT_TOKEN,  # SkyPilot passes it on: the job clones with it, every recovery too
+        GIT_TERMINAL_PROMPT="0",
     )
     for name in ("AWS_ENDPOINT_URL", "FT_ARTIFACT_STORE"):
         runner.pop(name, None)  # the runner itself never touches the bucket
@@ -169,6 +172,8 @@ def test_a_detached_job_is_preempted_recovers_and_matches_an_uninterrupted_one(
     assert _record(state, job["job_id"])["status"] not in ENDED
     job_dir = state / "jobs" / str(job["job_id"])
     submitted = yaml.safe_load((job_dir / "task.yaml").read_text())
+    assert submitted["secrets"]["GIT_TOKEN"] == GIT_TOKEN  # a secret, never an env
+    assert GIT_TOKEN not in json.dumps(submitted["envs"])
     image = json.dumps(submitted["resources"]["image_id"])  # {region or null: image}
     assert '"docker:ghcr.io/' in image and f'@{DIGEST}"' in image  # image.lock's pin
 
@@ -237,4 +242,5 @@ def test_a_detached_job_is_preempted_recovers_and_matches_an_uninterrupted_one(
     assert manifest["git"] == {"commit": commit, "dirty": False}
     assert manifest["environment"]["image_digest"].endswith(DIGEST)
     assert manifest["command"]["backend"] == "sky"
+    assert GIT_TOKEN not in json.dumps(manifest)
     assert os.environ.get("FT_SKY_STANDIN") is None  # nothing leaked into this process
