@@ -132,10 +132,10 @@ def train(args) -> int:
     main(
         args.config,
         args.overrides,
-        args.out,
-        args.resume,
-        args.segment,
-        args.chain,
+        out=args.out,
+        resume=args.resume,
+        segment=args.segment,
+        chain=args.chain,
         break_lock=args.break_lock,
     )
     return 0
