@@ -75,6 +75,7 @@ FILES = [
     "docs/decisions/0008-reports-and-trackers-stay-outside-the-closure.md",
     "docs/decisions/0015-verdicts-recomputed-and-what-a-local-gate-proves.md",
     "docs/decisions/0016-one-writer-per-run-url-by-a-conditional-lease.md",
+    "docs/decisions/0017-config-commands-and-recipe-split.md",
     "docs/decisions/0026-chat-rows-through-the-base-template.md",
     "docs/decisions/0027-releases-load-with-one-standard-call.md",
     "docs/decisions/0010-no-state-on-the-runner.md",

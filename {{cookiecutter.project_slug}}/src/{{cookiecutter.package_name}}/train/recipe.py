@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from torch.optim.lr_scheduler import LambdaLR
 
 from ..closure import segments
 from ..closure.manifest import build_manifest, git_state, write_manifest
@@ -83,7 +84,9 @@ def main(
     # A fresh run that fails on a user error (a bad pin, a diverging loss) leaves nothing,
     # so the same --out can be used again; an interrupted one keeps its checkpoints.
     try:
-        return _pipeline(run_dir, invocation, cfg, location, resume, replay)
+        return _pipeline(
+            run_dir, invocation=invocation, cfg=cfg, location=location, resume=resume, replay=replay
+        )
     except UserError:
         if not resume and int(os.environ.get("RANK", "0")) == 0:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -96,6 +99,7 @@ def main(
 
 def _pipeline(
     run_dir: Path,
+    *,
     invocation: dict,
     cfg: Config | None,
     location: store.RunLocation,
@@ -143,7 +147,13 @@ def _pipeline(
 
     # 7. Train: from step 0 (checkpointed as the initial state), from the last complete
     # checkpoint, or for a segment replay from the interval's start checkpoint in the chain.
-    start, metrics = _restore(run_dir, resume, replay, model, optimizer, scheduler, accelerator)
+    start, metrics = _restore(
+        run_dir,
+        resume=resume,
+        replay=replay,
+        state=(model, optimizer, scheduler),
+        accelerator=accelerator,
+    )
     accum = cfg.train.grad_accum_steps
     loader = train_loader(
         train_examples,
@@ -258,9 +268,18 @@ def _adapter(cfg: Config, accelerator: Accelerator, base: torch.nn.Module) -> to
     return model
 
 
-def _restore(run_dir, resume, replay, model, optimizer, scheduler, accelerator) -> tuple[int, list]:
-    """(first step, metric records so far): a replay's start checkpoint (hashed against the
-    chain before it is loaded), a resume's last complete checkpoint, else step 0."""
+def _restore(
+    run_dir: Path,
+    *,
+    resume: bool,
+    replay: segments.Replay | None,
+    state: tuple[torch.nn.Module, torch.optim.Optimizer, LambdaLR],
+    accelerator: Accelerator,
+) -> tuple[int, list[dict]]:
+    """(first step, metric records so far) with `state` (model, optimizer, scheduler) loaded
+    from a replay's start checkpoint (hashed against the chain before it is loaded) or a
+    resume's last complete checkpoint; else step 0 as it is."""
+    model, optimizer, scheduler = state
     if replay and replay.interval.start > 0:
         first = replay.start_checkpoint
         start, metrics = checkpoint.load(first, model, optimizer, scheduler, accelerator)
