@@ -83,6 +83,7 @@ FILES = [
     "docs/decisions/0013-workflow-tests-run-each-act-run-from-nothing.md",
     "docs/decisions/0020-package-grouped-by-stage.md",
     "docs/decisions/0021-reports-rendered-from-jinja-templates.md",
+    "docs/decisions/0023-the-drill-reports-in-an-issue.md",
     "docs/decisions/0030-eval-suites-and-gates.md",
     "docs/decisions/0031-base-migration-measures-drift-before-training.md",
     "docs/decisions/0045-stream-data-and-map-tokens.md",
@@ -179,9 +180,12 @@ FILES = [
     "src/{package}/review/report/format.py",
     "src/{package}/review/report/load.py",
     "src/{package}/review/report/markdown.py",
+    "src/{package}/review/report/templates/gates.md.j2",
     "src/{package}/review/report/templates/history.html.j2",
     "src/{package}/review/report/templates/migration.md.j2",
+    "src/{package}/review/report/templates/plan.md.j2",
     "src/{package}/review/report/templates/report.md.j2",
+    "src/{package}/review/report/templates/tables.md.j2",
     "src/{package}/review/report/templating.py",
     "src/{package}/train/__init__.py",
     "src/{package}/train/checkpoint.py",
@@ -271,12 +275,16 @@ BRACES_SHIPPED = {
 
 
 GENERATED = Path(__file__).resolve().parents[1] / "{{cookiecutter.project_slug}}"
-# The package's own Jinja templates (report.md, the history page, migration.md): `_copy_without_render` lists
+# The package's own Jinja templates (report.md, the history page, migration.md, the gate
+# table, the plan and their shared tables): `_copy_without_render` lists
 # `src/*.j2`, so they reach the bake as they are in the template; checked byte for byte instead.
 PACKAGE_TEMPLATES = {
+    "src/{package}/review/report/templates/gates.md.j2",
     "src/{package}/review/report/templates/history.html.j2",
     "src/{package}/review/report/templates/migration.md.j2",
+    "src/{package}/review/report/templates/plan.md.j2",
     "src/{package}/review/report/templates/report.md.j2",
+    "src/{package}/review/report/templates/tables.md.j2",
 }
 
 

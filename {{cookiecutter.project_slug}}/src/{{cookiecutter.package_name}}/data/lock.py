@@ -56,6 +56,20 @@ def steps_table(old: dict, new: dict, split: str) -> list[tuple[str, dict | None
     return [(name, steps_a.get(name), steps_b.get(name)) for name in names]
 
 
+def splits_diff(old: dict, new: dict) -> list[dict]:
+    """Per split of two locks: its filter steps side by side (steps_table) and each side's
+    split record (rows, sha256); what `ft plan` and `ft report` show as the data diff."""
+    return [
+        {
+            "split": s,
+            "steps": steps_table(old, new, s),
+            "old": split_of(old, s),
+            "new": split_of(new, s),
+        }
+        for s in SPLITS
+    ]
+
+
 def moved_steps(old_split: dict, new_split: dict) -> list[tuple[dict, dict]]:
     """(before, after) for each filter in both splits whose rows in or out changed."""
     before = {s["filter"]: s for s in old_split.get("steps", [])}
