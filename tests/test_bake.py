@@ -130,6 +130,7 @@ FILES = [
     "src/{package}/data/loader.py",
     "src/{package}/data/packing.py",
     "src/{package}/data/lock.py",
+    "src/{package}/data/named.py",
     "src/{package}/data/pool.py",
     "src/{package}/data/progress.py",
     "src/{package}/data/segments.py",

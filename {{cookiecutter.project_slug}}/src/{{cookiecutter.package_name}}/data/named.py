@@ -1,0 +1,47 @@
+"""A function the config names (a data filter, a segment function): looked up in its table
+by name and the config's params checked against its signature, so a typo fails as one
+error naming the key instead of deep inside the pipeline."""
+
+import inspect
+from typing import Any, TypeVar
+
+from ..errors import UserError
+
+T = TypeVar("T")
+
+
+def resolve(
+    table: dict[str, T],
+    name: str,
+    params: dict[str, Any],
+    *,
+    unknown: str,
+    what: str,
+    home: str,
+    file: str | None,
+    key: str,
+    name_key: str,
+) -> T:
+    """`table[name]`, whose `fn` takes a row and then `params` by keyword; else a UserError.
+
+    `unknown` names the kind in the not-found message and `what` in the bad-parameter one;
+    `home` is the module to add one to; the errors name `{key}.{name_key}` and
+    `{key}.params.<param>`."""
+    entry = table.get(name)
+    if entry is None:
+        raise UserError(
+            f"unknown {unknown} {name!r}",
+            file=file,
+            key=f"{key}.{name_key}",
+            fix=f"use one of: {', '.join(sorted(table))}, or add it to {home}",
+        )
+    accepted = list(inspect.signature(entry.fn).parameters)[1:]
+    for p in params:
+        if p not in accepted:
+            raise UserError(
+                f"{what} {name!r} takes no parameter {p!r}",
+                file=file,
+                key=f"{key}.params.{p}",
+                fix=f"its parameters are: {', '.join(accepted) or 'none'}",
+            )
+    return entry
