@@ -3,16 +3,25 @@ by name and the config's params checked against its signature, so a typo fails a
 error naming the key instead of deep inside the pipeline."""
 
 import inspect
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from ..errors import UserError
 
-T = TypeVar("T")
+
+class Registered(Protocol):
+    """What FILTERS and SEGMENTS hold: a name's function, taking a row first."""
+
+    @property
+    def fn(self) -> Callable[..., Any]: ...
+
+
+T = TypeVar("T", bound=Registered)
 
 
 def resolve(
     table: dict[str, T],
-    name: str,
+    name: str | None,
     params: dict[str, Any],
     *,
     unknown: str,
@@ -27,7 +36,7 @@ def resolve(
     `unknown` names the kind in the not-found message and `what` in the bad-parameter one;
     `home` is the module to add one to; the errors name `{key}.{name_key}` and
     `{key}.params.<param>`."""
-    entry = table.get(name)
+    entry = None if name is None else table.get(name)
     if entry is None:
         raise UserError(
             f"unknown {unknown} {name!r}",

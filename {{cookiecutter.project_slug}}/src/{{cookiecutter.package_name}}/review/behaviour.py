@@ -27,7 +27,7 @@ def suites(run_manifest: dict, base_manifest: dict | None) -> list[dict]:
         metrics = metric_names(suite)
         other = base.get(name)
         same = other is not None and other.get("suite_sha256") == suite.get("suite_sha256")
-        before = other["segments"] if same else {}
+        before = other["segments"] if same and other is not None else {}
         shown.append(
             {
                 "name": name,
