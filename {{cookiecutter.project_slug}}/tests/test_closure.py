@@ -380,14 +380,19 @@ def test_files_edited_after_training_fail_reproduce(project, smoke_run, reproduc
     assert "no longer matches its manifest" in reason and "data.lock" in reason
 
 
+def flip_one_training_byte(project: Path) -> None:
+    """Change one byte of the first turn of data/raw/chat-train.jsonl (a pinned source)."""
+    raw = project / "data" / "raw" / "chat-train.jsonl"
+    data = bytearray(raw.read_bytes())
+    at = data.index(b'"content": "') + len(b'"content": "')
+    data[at] = ord("b") if data[at] == ord("a") else ord("a")
+    raw.write_bytes(bytes(data))
+
+
 def test_one_byte_of_training_data_stops_training(project, tmp_path, capsys, monkeypatch):
     copy = tmp_path / "p"
     shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".venv", "runs", ".git"))
-    raw = copy / "data" / "raw" / "chat-train.jsonl"
-    data = bytearray(raw.read_bytes())
-    at = data.index(b'"content": "') + len(b'"content": "')
-    data[at] = ord("b") if data[at] == ord("a") else ord("a")  # one byte of the first turn
-    raw.write_bytes(bytes(data))
+    flip_one_training_byte(copy)
     monkeypatch.chdir(copy)
     assert mod("cli").main(["train", *SMOKE, "--out", "runs/x"]) == 2
     err = capsys.readouterr().err.strip()
@@ -400,11 +405,7 @@ def test_training_from_a_dirty_tree_warns_first(project, tmp_path, capsys, monke
     copy = tmp_path / "p"
     shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".venv", "runs"))
     (copy / "notes.txt").write_text("scratch\n")
-    raw = copy / "data" / "raw" / "chat-train.jsonl"
-    data = bytearray(raw.read_bytes())
-    at = data.index(b'"content": "') + len(b'"content": "')
-    data[at] = ord("b") if data[at] == ord("a") else ord("a")  # one byte of the first turn
-    raw.write_bytes(bytes(data))
+    flip_one_training_byte(copy)
     monkeypatch.chdir(copy)
     assert mod("cli").main(["train", *SMOKE, "--out", "runs/x"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
@@ -455,19 +456,25 @@ def test_planted_nondeterminism_fails_reproduce_and_diff_says_so(tmp_path):
     assert "no pinned input moved" in done.stderr and "nondeterministic" in done.stderr
 
 
+def ft_under_torchrun(project: Path, processes: int) -> list[str]:
+    """The command prefix that runs `ft` as `processes` processes on this machine."""
+    bin_dir = project / ".venv" / "bin"
+    return [
+        str(bin_dir / "torchrun"),
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "--no-python",
+        str(bin_dir / "ft"),
+    ]
+
+
 TWO_PROCESS = [*SMOKE, *NO_DROPOUT, "--set", "reproduce.mode=tolerance"]
 
 
 @pytest.fixture(scope="session")
 def two_run(project) -> Path:
     """The smoke run trained by 2 processes (dropout off, tolerance mode)."""
-    torchrun = [
-        str(project / ".venv" / "bin" / "torchrun"),
-        "--standalone",
-        "--nproc_per_node=2",
-        "--no-python",
-        str(project / ".venv" / "bin" / "ft"),
-    ]
+    torchrun = ft_under_torchrun(project, 2)
     subprocess.run(
         [*torchrun, "train", *TWO_PROCESS, "--out", "runs/two"],
         cwd=project,
