@@ -244,3 +244,22 @@ def test_a_detached_job_is_preempted_recovers_and_matches_an_uninterrupted_one(
     assert manifest["command"]["backend"] == "sky"
     assert GIT_TOKEN not in json.dumps(manifest)
     assert os.environ.get("FT_SKY_STANDIN") is None  # nothing leaked into this process
+
+    # A job that fails (not a preemption) is retried max_restarts_on_errors times, then ends
+    # FAILED: `ft launch` exits 100 and the watcher reports the commit's training as failed.
+    failed = _ft(
+        project,
+        runner,
+        "launch",
+        "--backend",
+        "sky",
+        "--run-uri",
+        f"s3://{BUCKET}/failed/{commit}",
+        "--",
+        "false",
+    )
+    assert failed.returncode == 100, failed.stderr[-3000:]
+    record = _record(state, 3)
+    assert (record["status"], record["recovery_count"]) == ("FAILED", 1)
+    ended = _ft(project, runner, "jobs", "ended", "--minutes", "60", timeout=300)
+    assert f"{commit}\tfailure\t3\tFAILED\t{job['name']}" in ended.stdout.splitlines()
