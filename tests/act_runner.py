@@ -19,7 +19,8 @@ baked repo's runs/ or registry/):
 
 Runs share only what the real topology shares: the bucket and the registry (act_services.py),
 the git remote, GitHub's own side (the outbox: comments, statuses, issues, releases,
-attestations) and uv's package cache. The cache is the one deliberate share: on GitHub
+attestations), uv's package cache and, in test_workflows_sky.py, the SkyPilot stand-in's job
+store (the team's API server), passed with `Act.run(env=...)` and checked as the rest. The cache is the one deliberate share: on GitHub
 setup-uv restores one (the setup-uv stand-in sets UV_CACHE_DIR to it, also where a release
 turns the cache off), and here a cold download of torch and the rest for every run would cost
 minutes each and the network. uv checks every wheel against uv.lock's sha256, so a warm cache
@@ -148,6 +149,9 @@ class Act:
         found = [Path.home() / rel for rel in PIP_USER_CONFIGS if (Path.home() / rel).is_file()]
         self.pip_conf.write_text("\n".join(path.read_text() for path in found))
         self.workspaces: set[str] = set()
+        # What the checkout stand-in fetches from (GitHub's URL for the repository); a test
+        # may serve self.remote over HTTPS and put that URL here (test_workflows_sky.py).
+        self.remote_url = str(self.remote)
         self.trained = ""  # the commit train.yml trained (test 2)
 
     def client_env(self) -> dict:
@@ -248,10 +252,14 @@ class Act:
         job: str | None = None,
         credentials: bool = True,
         variables: dict | None = None,
+        env: dict | None = None,
+        secrets: dict | None = None,
     ) -> str:
         """act one workflow run from nothing; return its log. Without `credentials` the run
         gets no bucket keys and no MLflow server (a PR, a fork's too); `variables` override
-        the repository variables; `job` runs one job and the jobs it needs."""
+        the repository variables; `job` runs one job and the jobs it needs; `env` adds what
+        the runner shares with a service (checked as the other shares are); `secrets` are the
+        repository's secrets."""
         self.push()
         run_dir = self.runs / f"{len(list(self.runs.iterdir())) + 1:02d}-{Path(workflow_file).stem}"
         run_dir.mkdir()
@@ -271,12 +279,13 @@ class Act:
             assert action in STAND_INS, f"no act stand-in for {use}"
             mappings += ["--local-repository", f"{use}={ACT_DIR / STAND_INS[action]}"]
         shared = {
-            "FT_ACT_REMOTE": self.remote,
+            "FT_ACT_REMOTE": self.remote_url,
             "FT_ACT_UV_DIR": self.uv_bin,
             "FT_ACT_UV_CACHE": self.uv_cache,
             "FT_ACT_BIN": ACT_DIR / "bin",
             "FT_ACT_OUTBOX": self.outbox,
             "FT_ACT_ARTIFACTS": artifacts,
+            **(env or {}),
         }
         secret_env = self.s3_env if credentials else {}
         empty = str(run_dir / "empty")
@@ -299,6 +308,7 @@ class Act:
             *(arg for k, v in shared.items() for arg in ("--env", f"{k}={v}")),
             *(arg for k, v in repo_vars.items() for arg in ("--var", f"{k}={v}")),
             *(arg for k, v in secret_env.items() for arg in ("--env", f"{k}={v}")),
+            *(arg for k, v in (secrets or {}).items() for arg in ("--secret", f"{k}={v}")),
         ]
         env = self.runner_env(run_dir)
         self.assert_no_host_home(env, shared)

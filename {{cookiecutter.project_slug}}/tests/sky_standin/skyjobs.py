@@ -8,8 +8,12 @@ workdir is resolved by `Task.update_envs_and_secrets_from_workdir` (an HTTPS pro
 `git ls-remote` against the test's remote). `jobs.launch` stores the task as the API server
 receives it (its YAML config, secrets included) and starts vm.py, the "jobs controller", as a
 process of its own that outlives `ft launch --detach`; the other calls read what it records.
+The controller runs on the Python named by `server.json` in the state directory when there is
+one (the API server's own SkyPilot install: under act the runner's venv is deleted with its
+workspace when the job step ends), else on this process's.
 """
 
+import json
 import subprocess
 import sys
 import time
@@ -61,9 +65,12 @@ def launch(task, name: str | None = None, **_ignored) -> str:
         submitted_at=time.time(),
         recovery_count=0,
     )
+    server = state_dir() / "server.json"
+    python = json.loads(server.read_text())["python"] if server.is_file() else sys.executable
     with open(job.path / "controller.log", "wb") as log:
         controller = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("vm.py")), str(job.path)],
+            [python, str(Path(__file__).with_name("vm.py")), str(job.path.resolve())],
+            cwd=job.path,  # not the submitter's directory, which may go away first
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

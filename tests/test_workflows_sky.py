@@ -1,0 +1,166 @@
+"""train.yml with FT_LAUNCH_BACKEND=sky, then train-watch.yml, under act (test_workflows.py).
+
+The merge submits the training job detached and its runner step ends before the job does;
+a later train-watch run (workflow_dispatch, as the schedule would) sees the job end and sets
+the merge commit's ft/train status; a job that fails gets a failure status and one issue,
+not a second on the next watch run.
+
+SkyPilot's API server and cloud are the generated repo's stand-in (tests/sky_standin/, copied
+out of the baked repo so no run writes there): every run reaches it through PYTHONPATH and
+FT_SKY_STANDIN, its job store, which is what the real topology shares (the API server). Its
+"jobs controller" runs on a venv of its own (server.json), as the API server has its own
+SkyPilot: the runner's venv goes with the job's workspace when act ends the job. The job
+clones the commit from the git remote served over HTTPS (what the checkout fetches too), trains
+on an "image" venv synced from uv.lock and writes the run to the bucket (SeaweedFS).
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from act_runner import BIN, Act, git
+from test_workflows import REPO_NAME, STORE, act, push_payload  # noqa: F401 (fixture)
+
+pytestmark = [pytest.mark.act, pytest.mark.slow]
+
+DIGEST = "sha256:" + "d1" * 32
+BASE_DIGEST = "sha256:" + "b5" * 32
+ENDED = {"SUCCEEDED", "FAILED", "FAILED_SETUP", "CANCELLED", "FAILED_CONTROLLER"}
+
+
+def _sync(project: Path, venv: Path, *args: str) -> None:
+    done = subprocess.run(
+        [str(BIN / "uv"), "sync", "--frozen", "--no-dev", "--no-install-project", *args],
+        cwd=project,
+        env={k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+        | {"UV_PROJECT_ENVIRONMENT": str(venv)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _stand_in(flows: Act, cafile: Path) -> tuple[Path, Path]:
+    """The SkyPilot stand-in's code (outside the baked repo) and its state: the API server's
+    venv, the image's venv, the cloud's identity."""
+    code = flows.root / "sky-sdk"
+    shutil.copytree(flows.repo / "tests" / "sky_standin", code)
+    state = flows.root / "sky"
+    image, image_bin = state / "image" / "opt-venv", state / "image" / "bin"
+    image_bin.mkdir(parents=True)
+    (image_bin / "uv").symlink_to(BIN / "uv")
+    _sync(flows.repo, image, "--group", "qlora")
+    server = state / "server-venv"
+    _sync(flows.repo, server, "--group", "launch")
+    (state / "image.json").write_text(json.dumps({"venv": str(image), "bin": str(image_bin)}))
+    (state / "server.json").write_text(json.dumps({"python": str(server / "bin" / "python")}))
+    cloud = {k: v for k, v in flows.s3_env.items() if not k.startswith("AWS_SECRET")}
+    cloud.pop("AWS_ACCESS_KEY_ID", None)
+    cloud |= {
+        "GIT_SSL_CAINFO": str(cafile),
+        "UV_CACHE_DIR": flows.uv_cache,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
+    (state / "cloud.json").write_text(json.dumps(cloud))
+    return code, state
+
+
+def _job(state: Path, job_id: int) -> dict:
+    return json.loads((state / "jobs" / str(job_id) / "job.json").read_text())
+
+
+def _wait(state: Path, job_id: int, timeout: float = 900) -> dict:
+    deadline = time.monotonic() + timeout
+    while (record := _job(state, job_id))["status"] not in ENDED:
+        log = state / "jobs" / str(job_id) / "run.log"
+        assert time.monotonic() < deadline, log.read_text()[-3000:] if log.is_file() else ""
+        time.sleep(1)
+    return record
+
+
+def _stop(state: Path) -> None:
+    for pid in (*state.glob("jobs/*/controller.pid"), *state.glob("jobs/*/vm.pid")):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(pid.read_text()), signal.SIGKILL)
+
+
+def test_sky_merge_is_watched_to_its_commit_status(act):  # noqa: F811 (the fixture)
+    sys.path.insert(0, str(act.repo / "tests"))
+    try:
+        from git_https import https_remote
+    finally:
+        sys.path.remove(str(act.repo / "tests"))
+    with https_remote(act.root / "https", name=REPO_NAME) as served:
+        # GitHub's side serves the one remote every run and every job clones from.
+        shutil.rmtree(served.bare)
+        served.bare.symlink_to(act.remote)
+        act.remote_url = served.url
+        code, state = _stand_in(act, served.cafile)
+        try:
+            _run(act, code, state, served.cafile)
+        finally:
+            _stop(state)
+
+
+def _run(flows: Act, code: Path, state: Path, cafile: Path) -> None:
+    shares = {
+        "PYTHONPATH": str(code),  # the SDK calls go to the stand-in
+        "FT_SKY_STANDIN": str(state),  # the API server's job store
+        "GIT_SSL_CAINFO": str(cafile),  # the git host's certificate (GitHub's is public)
+        "REQUESTS_CA_BUNDLE": str(cafile),  # SkyPilot's probe of the workdir URL
+    }
+    sky = {
+        "variables": {
+            "FT_LAUNCH_BACKEND": "sky",
+            "SKYPILOT_API_SERVER_ENDPOINT": "http://127.0.0.1:9",  # never reached: stand-in
+        },
+        "env": shares,
+        "secrets": {"SKYPILOT_SERVICE_ACCOUNT_TOKEN": "sky-standin-token"},
+    }
+    flows.ft("image", "record", "--digest", DIGEST, "--base-digest", BASE_DIGEST)
+    git(flows.repo, "add", "image.lock")
+    git(flows.repo, "commit", "-qm", "Record the training image")
+    sha = git(flows.repo, "rev-parse", "HEAD")
+
+    # The merge: submitted detached; act returns while the job still runs.
+    flows.run("push", "train.yml", push_payload("refs/heads/main"), **sky)
+    record = _job(state, 1)
+    assert record["status"] not in ENDED, record
+    assert record["job_name"].endswith(sha)
+    log = (flows.outbox / "log").read_text()
+    assert f"statuses/{sha} -f state=pending -f context=ft/train" in log
+    assert f"statuses/{sha} -f state=success" not in log
+    assert _wait(state, 1)["status"] == "SUCCEEDED"
+    watch = {"repository": {"full_name": REPO_NAME}}
+    flows.run("workflow_dispatch", "train-watch.yml", watch, **sky)
+    log = (flows.outbox / "log").read_text()
+    assert f"statuses/{sha} -f state=success -f context=ft/train" in log
+    assert not (flows.outbox / "issue.md").exists()
+    flows.bucket(f"assert fs.exists('{STORE}/{sha}/manifest.json')")
+
+    # A merge whose training fails on the GPU (the base model's pin no longer matches).
+    path = flows.repo / "configs" / "recipe.yaml"
+    text = path.read_text()
+    pin = text.split("sha256: ", 1)[1][:64]
+    path.write_text(text.replace(pin, "f" * 64, 1))
+    git(flows.repo, "commit", "-qam", "A base model pin that does not match")
+    bad = git(flows.repo, "rev-parse", "HEAD")
+    flows.run("push", "train.yml", push_payload("refs/heads/main"), **sky)
+    assert _wait(state, 2)["status"] == "FAILED"
+    for _ in range(2):  # the second watch run sees the same ended job: no second issue
+        flows.run("workflow_dispatch", "train-watch.yml", watch, **sky)
+    log = (flows.outbox / "log").read_text()
+    assert log.count(f"statuses/{bad} -f state=failure -f context=ft/train") == 2
+    issues = [line for line in log.splitlines() if "issue create" in line]
+    assert len(issues) == 1 and bad[:12] in issues[0], issues
+    assert (flows.outbox / "issues").read_text().count("\n") == 1
