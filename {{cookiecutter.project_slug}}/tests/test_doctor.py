@@ -137,6 +137,13 @@ def test_doctor_release_ok_when_configured_and_never_prints_a_secret(ft, env):
     assert {"FT_ARTIFACT_STORE", "AWS_ROLE_ARN", "SKYPILOT_SERVICE_ACCOUNT_TOKEN", "HF_TOKEN"} <= ok
 
 
+def test_doctor_with_a_config_that_sets_no_registry_uses_the_repos(ft, env):
+    # configs/smoke.yaml leaves publish.registry unset: recipe.yaml's registry is the repo's.
+    result = ft("doctor", "--workflow", "release", "--config", "configs/smoke.yaml")
+    assert result.code == 2, result.err
+    assert "MISSING  FT_REGISTRY" in result.out and "file://./registry" in result.out
+
+
 def test_doctor_refuses_a_local_store_for_train(ft, env):
     env(FT_ARTIFACT_STORE="runs")
     result = ft("doctor", "--workflow", "train", "--backend", "local")

@@ -92,7 +92,7 @@ class StepSampler(Sampler):
         return self.stop - self.start
 
     def __iter__(self):
-        epoch, perm = None, None
+        epoch, perm = None, np.empty(0, dtype=np.int64)  # perm: the order of `epoch`
         for micro in range(self.start, self.stop):
             chunk = []
             for pos in range(micro * self.batch, (micro + 1) * self.batch):
@@ -118,7 +118,7 @@ def train_loader(
     # the global torch stream that dropout uses.
     generator = torch.Generator().manual_seed(derive(seed, f"loader-rank{rank}"))
     return DataLoader(
-        examples,
+        examples,  # type: ignore[arg-type]  # map-style (__getitem__, __len__); stub wants Dataset
         batch_sampler=StepSampler(len(examples), batch_size, seed, start, stop, rank, world),
         collate_fn=Collate(pad_id),
         num_workers=num_workers,
