@@ -227,7 +227,7 @@ def verify(
         for iv in chosen
         if iv.start == 0 or starts[iv.index] == chain_entry(manifest, iv.start)["sha256"]
     ]
-    results = {iv.index: (None, 0.0) for iv in chosen}  # a tampered start: never loaded
+    results: dict[int, tuple[int | None, float]] = {iv.index: (None, 0.0) for iv in chosen}  # a tampered start: never loaded
     if runnable:
         with checkout() as (tree, env):
             print(
