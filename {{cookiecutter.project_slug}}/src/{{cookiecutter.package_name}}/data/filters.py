@@ -154,7 +154,7 @@ def dedupe(rows: Iterable[Row], fields: tuple[str, ...] = ("prompt", "response")
     seen = set()
     for row in rows:
         if isinstance(row.get("messages"), list):
-            what: list = [[m.get("role"), m.get("content")] for m in row["messages"]]
+            what = [[m.get("role"), m.get("content")] for m in row["messages"]]
         else:
             what = [row.get(f) for f in fields]
         key = hashlib.blake2b(canonical_json(what).encode(), digest_size=16).digest()
