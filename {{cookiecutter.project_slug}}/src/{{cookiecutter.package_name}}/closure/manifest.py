@@ -19,6 +19,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..train.checkpoint import chain
 from ..util import git
+from ..util.groups import run_groups
 from ..util.hashing import sha256_bytes, sha256_file, write_atomic
 from ..util.paths import safe_name
 from ..util.records import read_json
@@ -41,7 +42,6 @@ LIBRARIES = (
     "transformers",
     "peft",
     "accelerate",
-    "datasets",
     "tokenizers",
     "safetensors",
     "numpy",
@@ -171,7 +171,7 @@ def build_manifest(
             "uv_lock_sha256": sha256_file(lock_path) if lock_path.is_file() else None,
             "image_digest": os.environ.get("FT_IMAGE_DIGEST") or None,
             "python": platform.python_version(),
-            "libraries": {name: metadata.version(name) for name in LIBRARIES},
+            "libraries": _libraries(cfg.resolved()),
         },
         "git": {"commit": git_at["commit"], "dirty": git_at["dirty"]},
         "hardware": _hardware(accelerator),
@@ -269,11 +269,15 @@ def reproduce_command(manifest: dict) -> str:
     return _sync_line(manifest) + shlex.join(train) + ' --out "${FT_OUT:-runs/reproduced}"\n'
 
 
-def _groups(manifest: dict) -> list[str]:
-    """`--group G` for each optional dependency group the run needs (QLoRA: qlora)."""
-    from ..model.quant import groups
+def _libraries(config: dict) -> dict[str, str]:
+    """Versions of the core libraries, and of `datasets` when the run read a hub source."""
+    names = LIBRARIES + (("datasets",) if "hub-data" in run_groups(config) else ())
+    return {name: metadata.version(name) for name in names}
 
-    return [arg for group in groups(manifest["config"]) for arg in ("--group", group)]
+
+def _groups(manifest: dict) -> list[str]:
+    """`--group G` for each optional dependency group the run needs (qlora, hub-data)."""
+    return [arg for group in run_groups(manifest["config"]) for arg in ("--group", group)]
 
 
 def _sync_line(manifest: dict) -> str:

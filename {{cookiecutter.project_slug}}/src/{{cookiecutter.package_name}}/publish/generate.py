@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import UserError
+from ..util.records import parse_json
 
 
 @contextmanager
@@ -47,15 +48,11 @@ def read_messages(path: str) -> list[dict]:
     from ..data.chat import row_problem
 
     try:
-        messages = json.loads(Path(path).read_text())
+        text = Path(path).read_text()
     except FileNotFoundError:
         raise UserError("file not found", file=path, fix="pass a JSON file of turns") from None
-    except json.JSONDecodeError as e:
-        raise UserError(
-            f"not valid JSON ({e.msg}, line {e.lineno})",
-            file=path,
-            fix='write a list of {"role": ..., "content": ...} turns',
-        ) from None
+    turns = 'write a list of {"role": ..., "content": ...} turns'
+    messages = parse_json(text, file=path, fix=turns)
     row = {"messages": messages + [{"role": "assistant", "content": ""}]}
     problem = row_problem(row, "chat") if isinstance(messages, list) else "not a list of turns"
     if problem:
