@@ -7,6 +7,8 @@ depend on `num_workers`, and it is a pure function of (seed, step), so a resume
 continues exactly where the checkpoint left off.
 """
 
+from typing import Protocol
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -103,8 +105,15 @@ class StepSampler(Sampler):
             yield chunk[self.rank :: self.world]
 
 
+class Examples(Protocol):
+    """What train_loader reads by index: a list of examples, or a packed view of them."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int, /) -> dict: ...
+
+
 def train_loader(
-    examples: list[dict],
+    examples: Examples,
     *,
     pad_id: int,
     batch_size: int,
