@@ -92,9 +92,32 @@ def test_task_yaml_loads_with_skypilot(sky):
         *([] if launch["infra"] in ("aws", "gcp") else key_pair),
     ]
     assert not task.secrets  # no value in the file
-    assert task.storage_mounts["/artifacts"].source == task.envs["ARTIFACT_BUCKET"]
-    assert task.envs["ARTIFACTS"] == "/artifacts"
-    assert task.setup.strip().endswith("uv sync --frozen --no-dev --group qlora")
+    if launch["infra"] == "runpod":  # no bucket mounts there: `ft task run` asks the bucket
+        assert not task.storage_mounts and "ARTIFACTS" not in task.envs
+    else:
+        assert task.storage_mounts["/artifacts"].source == task.envs["ARTIFACT_BUCKET"]
+        assert task.envs["ARTIFACTS"] == "/artifacts"
+    assert "uv sync --frozen --no-dev" in task.setup
+
+
+@pytest.mark.parametrize(
+    ("groups", "argv"),
+    [
+        ("", "sync --frozen --no-dev --group qlora"),
+        ("hub-data mlflow", "sync --frozen --no-dev --group qlora --group hub-data --group mlflow"),
+    ],
+)
+def test_setup_syncs_qlora_and_the_groups_ft_launch_fills(tmp_path, groups, argv):
+    """The task's real setup script, run by bash with a `uv` that records its arguments."""
+    (tmp_path / "uv").write_text('#!/bin/sh\necho "$@" > "$ARGV"\n')
+    (tmp_path / "uv").chmod(0o755)
+    env = {
+        "PATH": f"{tmp_path}:{os.environ['PATH']}",
+        "FT_GROUPS": groups,
+        "ARGV": str(tmp_path / "argv"),
+    }
+    subprocess.run(["bash", "-euo", "pipefail", "-c", task_yaml()["setup"]], env=env, check=True)
+    assert (tmp_path / "argv").read_text().strip() == argv
 
 
 def test_task_yaml_reads_top_to_bottom_and_matches_the_recipe():
@@ -109,7 +132,7 @@ def test_task_yaml_reads_top_to_bottom_and_matches_the_recipe():
         "workdir",
         "envs",
         "secrets",
-        "file_mounts",
+        *([] if recipe_launch()["infra"] == "runpod" else ["file_mounts"]),
         "setup",
         "run",
     ]
@@ -118,7 +141,7 @@ def test_task_yaml_reads_top_to_bottom_and_matches_the_recipe():
     assert spec["num_nodes"] == launch["num_nodes"]
     assert spec["resources"].get("infra", "any") == launch["infra"]
     assert "image_id" not in spec["resources"]
-    assert 'ft train --config "$CONFIG"' in spec["run"] and "--resume" in spec["run"]
+    assert spec["run"].strip().endswith('exec "$UV_PROJECT_ENVIRONMENT/bin/ft" task run')
     for key in spec["envs"]:  # tokens belong under secrets:, never envs
         assert not mod("ops.launch").SECRET_NAME.fullmatch(key), key
 
@@ -166,6 +189,7 @@ def test_sky_launch_submits_the_tested_task(sky, project, submitted, ft, monkeyp
             "REPO_URL",
             "FT_IMAGE_DIGEST",
             "FT_LAUNCH_BACKEND",
+            "FT_GROUPS",
         )
     } == {
         "CONFIG": "configs/recipe.yaml",
@@ -176,12 +200,14 @@ def test_sky_launch_submits_the_tested_task(sky, project, submitted, ft, monkeyp
         "REPO_URL": git(project, "remote", "get-url", "origin"),
         "FT_IMAGE_DIGEST": f"{lock['name']}@{DIGEST}",
         "FT_LAUNCH_BACKEND": "sky",
+        "FT_GROUPS": "",
     }
     assert task.secrets["HF_TOKEN"].get_secret_value() == SECRET
     assert SECRET not in json.dumps(task.envs)
     assert task.workdir == {"url": task.envs["REPO_URL"], "ref": head}
-    mount = task.storage_mounts["/artifacts"]
-    assert mount.source == "s3://bucket-x" and mount.mode.name == "MOUNT_CACHED"
+    if recipe_launch()["infra"] != "runpod":  # RunPod has no bucket mounts
+        mount = task.storage_mounts["/artifacts"]
+        assert mount.source == "s3://bucket-x" and mount.mode.name == "MOUNT_CACHED"
     assert task.run == task_yaml()["run"]  # the tested script, unchanged
 
 
@@ -211,6 +237,13 @@ def test_sky_launch_defaults_and_a_command(sky, project, submitted, ft, monkeypa
     assert task.envs["RUN_URI"].startswith("gs://team-store/runs/recipe-")
     assert task.envs["ARTIFACT_BUCKET"] == "gs://team-store"
     assert not task.secrets and not task.managed_secret_refs
+
+
+def test_the_job_syncs_the_groups_its_config_needs(sky, project, submitted, ft):
+    result = ft("launch", "--backend", "sky", "--set", "track.report_to=[mlflow]")
+    assert result.code == 0, result.err
+    [(task, _)] = submitted["tasks"]
+    assert task.envs["FT_GROUPS"] == "mlflow"
 
 
 def test_detach_submits_and_returns_without_following(sky, project, submitted, ft, monkeypatch):
