@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -45,7 +46,7 @@ def project(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def submitted(monkeypatch):
     """Stop at the SDK boundary: record what would be submitted; the job 'exits' with `code`."""
-    calls = {"tasks": [], "code": 0}
+    calls: dict[str, Any] = {"tasks": [], "code": 0}
     launch = mod("ops.launch")
 
     def submit(task, name):
@@ -540,6 +541,7 @@ def test_a_preempted_single_node_job_resumes_from_the_bucket(job_project, tmp_pa
     bucket = tmp_path / "bucket"
     env = _job_env(job_project, bucket, "preempted", 1, 0)
     first = _script(job_project, env, stderr=subprocess.PIPE, start_new_session=True)
+    assert first.stderr is not None
     for line in first.stderr:
         if line.startswith("step 6/"):  # checkpoint at step 4 is in the bucket by now
             os.killpg(first.pid, signal.SIGKILL)  # the VM is gone

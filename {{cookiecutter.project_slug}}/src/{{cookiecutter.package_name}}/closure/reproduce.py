@@ -163,14 +163,14 @@ def _local_segments(run_dir: Path, manifest: dict, record: dict, checkout, **how
     from .segments import verify
 
     text = (run_dir / "REPRODUCE.md").read_text()
-    blocks = tuple(fenced_block(text, fence) for fence in SEGMENT_FENCES)
-    if None in blocks:
+    setup, interval = (fenced_block(text, fence) for fence in SEGMENT_FENCES)
+    if setup is None or interval is None:
         raise _Failed(
             "REPRODUCE.md has no segment command blocks (the run records no checkpoint "
             "chain, or was trained by SkyPilot: collect its interval jobs with --collect "
             "RUN_URI); verify it with a full replay (--full)"
         )
-    verify(run_dir, manifest, record, blocks=blocks, checkout=checkout, **how)
+    verify(run_dir, manifest, record, blocks=(setup, interval), checkout=checkout, **how)
 
 
 def _segments(run_dir: Path, record: dict, body) -> int:
@@ -409,6 +409,7 @@ def _run_block(block: str, tree: Path, env: dict, verbose: bool) -> subprocess.C
     with subprocess.Popen(
         argv, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     ) as proc:
+        assert proc.stdout is not None  # stdout=PIPE
         for line in proc.stdout:
             if UV_SUMMARY.match(line):
                 sys.stderr.write(f"uv sync: {line}")
