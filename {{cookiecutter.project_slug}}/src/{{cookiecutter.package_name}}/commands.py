@@ -192,7 +192,7 @@ def plan(args) -> int:
 
 def fetch(args) -> int:
     from .ops.runner import require_shared_store
-    from .ops.store import fetch
+    from .ops.fetch import fetch
 
     require_shared_store(args.run_url, key="run_url")
     fetch(args.run_url, args.dest, checkpoints=args.checkpoints)
@@ -215,13 +215,13 @@ def _registry_uri(args) -> str:
 
 
 def registry_list(args) -> int:
-    from .publish.gate import list_versions
+    from .publish.versions import list_versions
 
     return list_versions(_registry_uri(args))
 
 
 def registry_show(args) -> int:
-    from .publish.gate import show_version
+    from .publish.versions import show_version
 
     return show_version(_registry_uri(args), args.version)
 
@@ -233,7 +233,7 @@ def registry_verify(args) -> int:
 
 
 def registry_pull(args) -> int:
-    from .publish.gate import pull_version
+    from .publish.versions import pull_version
 
     return pull_version(_registry_uri(args), args.version, args.dest)
 

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import UserError
+from ..util.records import read_json
 
 
 @contextmanager
@@ -40,22 +41,13 @@ def artifact(target: str, registry_uri: str | None):
     with tempfile.TemporaryDirectory(prefix="ft-artifact-") as tmp:
         dest = Path(tmp) / target
         open_registry(uri).pull(target, dest)
-        yield dest, dest  # a release keeps the adapter at its root (gate.release_name)
+        yield dest, dest  # a release keeps the adapter at its root (release.release_name)
 
 
 def read_messages(path: str) -> list[dict]:
     from ..data.chat import row_problem
 
-    try:
-        messages = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UserError("file not found", file=path, fix="pass a JSON file of turns") from None
-    except json.JSONDecodeError as e:
-        raise UserError(
-            f"not valid JSON ({e.msg}, line {e.lineno})",
-            file=path,
-            fix='write a list of {"role": ..., "content": ...} turns',
-        ) from None
+    messages = read_json(path, fix="pass a JSON file: a list of {role, content} turns", kind=object)
     row = {"messages": messages + [{"role": "assistant", "content": ""}]}
     problem = row_problem(row, "chat") if isinstance(messages, list) else "not a list of turns"
     if problem:
