@@ -280,7 +280,7 @@ def test_bad_source_line_names_file_and_line(ft, data_workdir, line, problem):
 
 def test_blank_source_lines_are_skipped(pkg, data_workdir):
     Path("rows.jsonl").write_text('\n{"prompt": "a", "response": "b"}\n  \n')
-    assert list(pkg.data.sources.read_jsonl("rows.jsonl")) == [{"prompt": "a", "response": "b"}]
+    assert list(pkg.data.formats.read_jsonl("rows.jsonl")) == [{"prompt": "a", "response": "b"}]
 
 
 def test_a_split_without_a_source(ft, data_workdir):

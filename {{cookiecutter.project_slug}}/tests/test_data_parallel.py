@@ -116,7 +116,7 @@ def test_parallel_chain_matches_serial_on_the_shipped_data(pkg, data_workdir):
     cfg = pkg.config.load_config(RECIPE)
     chain = pkg.data.build.resolve_filters(cfg)
     for path in ("data/raw/chat-train.jsonl", "data/raw/chat-eval.jsonl"):
-        rows = list(pkg.data.sources.read_jsonl(path))
+        rows = list(pkg.data.formats.read_jsonl(path))
         serial, fanned = both(pkg, cfg, rows, chain, chunk_rows=97)
         assert fanned.rows == serial.rows and fanned.steps == serial.steps
         assert fanned.rows_in == serial.rows_in == len(rows)

@@ -162,7 +162,7 @@ def test_dedupe_fields_param(apply):
 def test_shipped_chain_on_the_fixture(pkg):
     cfg = pkg.config.load_config(ROOT / "configs" / "recipe.yaml")
     chain = pkg.data.build.resolve_filters(cfg)
-    rows = list(pkg.data.sources.read_jsonl(FIXTURE))
+    rows = list(pkg.data.formats.read_jsonl(FIXTURE))
     result = pkg.data.build.apply_chain(cfg, "train", rows, chain)
     counts = [(s["filter"], s["rows_in"], s["rows_out"]) for s in result.steps]
     assert counts == [

@@ -55,11 +55,19 @@ def test_dockerfile_builds_the_locked_environment_and_labels_it():
     assert lock["base"] == f"python:{python}-slim"
     assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M)
     # uv from PyPI at the dev group's pin; the environment only from the committed uv.lock.
-    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]["dev"]
-    uv_pin = next(d for d in dev if d.startswith("uv=="))
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    dev = pyproject["dependency-groups"]["dev"]
+    uv_pin = next(d for d in dev if isinstance(d, str) and d.startswith("uv=="))
     assert f"pip install --no-cache-dir --root-user-action=ignore {uv_pin}" in text
     syncs = re.findall(r"^RUN uv sync (.*)$", text, re.M)
     assert syncs and all("--frozen" in s and "--no-dev" in s for s in syncs)
+    # Only what training needs: the registry client, report figures and hub-dataset reader are
+    # groups (util/groups.py) that neither the core dependencies nor the image's syncs include.
+    optional = {"mlflow": "mlflow-skinny==", "report": "matplotlib==", "hub-data": "datasets=="}
+    for group, pin in optional.items():
+        assert [pin in d for d in pyproject["dependency-groups"][group]] == [True]
+        assert not any(d.startswith(pin) for d in pyproject["project"]["dependencies"])
+        assert all(f"--group {group}" not in s for s in syncs)
     for label in ("ft.uv-lock.sha256", "ft.dockerfile.sha256", "org.opencontainers.image.revision"):
         assert label in text
     assert "curl" not in text and "wget" not in text  # nothing fetched from a git host

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..train.checkpoint import chain
 from ..util import git
+from ..util.groups import run_groups
 from ..util.hashing import sha256_bytes, sha256_file, write_atomic
 from ..util.paths import safe_name
 from ..util.records import read_json
@@ -41,7 +42,6 @@ LIBRARIES = (
     "transformers",
     "peft",
     "accelerate",
-    "datasets",
     "tokenizers",
     "safetensors",
     "numpy",
@@ -167,7 +167,7 @@ def build_manifest(
             "uv_lock_sha256": sha256_file(lock_path) if lock_path.is_file() else None,
             "image_digest": os.environ.get("FT_IMAGE_DIGEST") or None,
             "python": platform.python_version(),
-            "libraries": {name: metadata.version(name) for name in LIBRARIES},
+            "libraries": _libraries(cfg.resolved()),
         },
         "git": {"commit": git_at["commit"], "dirty": git_at["dirty"]},
         "hardware": _hardware(accelerator),
@@ -233,3 +233,9 @@ def check_outputs(run_dir: str | Path, manifest: dict, names=None) -> None:
                 file=str(path),
                 fix="restore the file the run produced (e.g. `ft fetch` it again), or train again",
             )
+
+
+def _libraries(config: dict) -> dict[str, str]:
+    """Versions of the core libraries, and of `datasets` when the run read a hub source."""
+    names = LIBRARIES + (("datasets",) if "hub-data" in run_groups(config) else ())
+    return {name: metadata.version(name) for name in names}

@@ -8,6 +8,8 @@ per-interval blocks (closure/segments.py).
 
 import shlex
 
+from ..util.groups import run_groups
+
 COMMAND_FENCE = "```bash"
 # Segment replay (closure/segments.py): the setup block runs once in the checkout, the
 # interval block once per interval with FT_SEGMENT, FT_CHAIN and FT_OUT set.
@@ -45,10 +47,8 @@ def reproduce_command(manifest: dict) -> str:
 
 
 def _groups(manifest: dict) -> list[str]:
-    """`--group G` for each optional dependency group the run needs (QLoRA: qlora)."""
-    from ..model.quant import groups
-
-    return [arg for group in groups(manifest["config"]) for arg in ("--group", group)]
+    """`--group G` for each optional dependency group the run needs (qlora, hub-data)."""
+    return [arg for group in run_groups(manifest["config"]) for arg in ("--group", group)]
 
 
 def _sync_line(manifest: dict) -> str:

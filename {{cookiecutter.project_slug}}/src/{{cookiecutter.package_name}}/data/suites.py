@@ -14,8 +14,8 @@ from pathlib import Path
 from ..config import Config
 from ..errors import UserError
 from ..util.hashing import sha256_file
+from .formats import read_jsonl
 from .segments import SEGMENTS
-from .sources import read_jsonl
 
 
 @dataclass

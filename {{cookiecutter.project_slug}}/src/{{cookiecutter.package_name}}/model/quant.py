@@ -18,36 +18,24 @@ CPU, tested in tests/test_quant.py; CUDA uses its CUDA kernels (docs/determinism
 what a GPU run needs).
 """
 
-import importlib.util
 import logging
 from contextlib import contextmanager
 
 from ..config import Config
 from ..errors import UserError
-
-GROUP = "qlora"  # the pyproject dependency group that holds bitsandbytes
-
-
-def groups(config: dict) -> list[str]:
-    """The dependency groups a run of this resolved config needs besides the default ones."""
-    return [GROUP] if (config.get("model") or {}).get("quantization") else []
+from ..util import groups
 
 
 def check_installed(cfg: Config) -> None:
     """A QLoRA config on an environment without bitsandbytes: one line naming the fix."""
-    if cfg.model.quantization is None:
+    if cfg.model.quantization is None or groups.installed("bitsandbytes"):
         return
-    try:
-        found = importlib.util.find_spec("bitsandbytes") is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        raise UserError(
-            f"{cfg.model.quantization!r} needs bitsandbytes, which this environment lacks",
-            file=cfg._path,
-            key="model.quantization",
-            fix=f"`uv sync --frozen --group {GROUP}` (or set model.quantization: null)",
-        )
+    raise UserError(
+        f"{cfg.model.quantization!r} needs bitsandbytes, which this environment lacks",
+        file=cfg._path,
+        key="model.quantization",
+        fix=f"{groups.fix('bitsandbytes')} (or set model.quantization: null)",
+    )
 
 
 def load_kwargs(cfg: Config) -> dict:

@@ -19,16 +19,20 @@ What each backend needs (docs/gitops.md has the full table):
 - launch sky -- SKYPILOT_API_SERVER_ENDPOINT, SKYPILOT_SERVICE_ACCOUNT_TOKEN; GIT_TOKEN for a
   private repository; SKYPILOT_DOCKER_PASSWORD for a private image;
 - registry hf:// -- FT_REGISTRY, HF_TOKEN;
-- registry mlflow:// -- FT_REGISTRY, MLFLOW_TRACKING_URI (and a login when the server asks).
+- registry mlflow:// -- FT_REGISTRY, MLFLOW_TRACKING_URI (and a login when the server asks);
+- optional dependency groups -- `group:mlflow` (an mlflow:// registry or tracker), `group:report`
+  (ft report in CI), `group:hub-data` (hub sources): `uv sync --frozen --group NAME`.
 """
 
 import os
 from dataclasses import dataclass
 
 from ..errors import UserError
+from ..util.groups import GROUPS, fix, installed
 
 VARIABLE = "repository variable (Settings > Secrets and variables > Actions > Variables)"
 SECRET = "secret (Settings > Secrets and variables > Actions > Secrets; release: the environment's)"
+GROUPS_WHERE = "pyproject.toml dependency groups"
 WORKFLOWS = ("terminal", "ci", "train", "poll", "release", "drill")
 
 
@@ -151,7 +155,37 @@ def registry_lines(registry: str, *, required: bool) -> list[Line]:
     return lines
 
 
-def check(workflow: str, *, backend: str, store: str | None, registry: str, base_on_hub: bool):
+def group_lines(
+    workflow: str, *, registry: str, tracks_mlflow: bool, hub_data: bool, required: bool
+) -> list[Line]:
+    """The optional dependency groups (util/groups.py) this workflow's commands import."""
+    needs: dict[str, str] = {}  # module -> what needs it
+    if registry.startswith("mlflow://") and workflow in ("release", "drill", "terminal"):
+        needs["mlflow"] = f"ft publish / ft registry with {registry}"
+    if tracks_mlflow and workflow in ("ci", "train", "terminal"):
+        needs.setdefault("mlflow", "track.report_to: mlflow")
+    if workflow in ("ci", "terminal"):
+        needs["matplotlib"] = "the figures of ft report (and ft history)"
+    if hub_data and workflow in ("ci", "terminal"):
+        needs["datasets"] = "the hub sources in data.sources"
+    lines = []
+    for module, why in needs.items():
+        group = GROUPS[module][0]
+        status = "ok" if installed(module) else "MISSING" if required else "note"
+        lines.append(Line(status, f"group:{group}", f"{why}: {fix(module)}", GROUPS_WHERE))
+    return lines
+
+
+def check(
+    workflow: str,
+    *,
+    backend: str,
+    store: str | None,
+    registry: str,
+    base_on_hub: bool,
+    tracks_mlflow: bool = False,
+    hub_data: bool = False,
+):
     """The requirement lines for `workflow` (see the module doc)."""
     if workflow not in WORKFLOWS:
         raise UserError(
@@ -162,8 +196,15 @@ def check(workflow: str, *, backend: str, store: str | None, registry: str, base
     lines: list[Line] = []
     if workflow == "ci":
         # A PR (a fork's too) has no secrets: everything is a note; the report says when it
-        # had no baseline to compare with.
+        # had no baseline to compare with. Its smoke run and report need their groups.
         lines += registry_lines(registry, required=False)
+        lines += group_lines(
+            workflow,
+            registry=registry,
+            tracks_mlflow=tracks_mlflow,
+            hub_data=hub_data,
+            required=True,
+        )
         return lines
     hands_on = workflow != "terminal"
     if workflow != "poll":  # the watcher reads the API server only
@@ -176,7 +217,7 @@ def check(workflow: str, *, backend: str, store: str | None, registry: str, base
                     "note",
                     "uv sync --group sky-<cloud>",
                     "without an API server the SDK's local server needs your cloud's clients",
-                    "pyproject.toml dependency groups",
+                    GROUPS_WHERE,
                 )
             )
     if workflow in ("release", "drill", "terminal"):
@@ -185,6 +226,13 @@ def check(workflow: str, *, backend: str, store: str | None, registry: str, base
         lines.append(
             _need("HF_TOKEN", "downloads a gated or private base model", SECRET, required=False)
         )
+    lines += group_lines(
+        workflow,
+        registry=registry,
+        tracks_mlflow=tracks_mlflow,
+        hub_data=hub_data,
+        required=hands_on,
+    )
     return lines
 
 
@@ -201,6 +249,8 @@ def main(workflow: str, config: str, backend: str | None) -> int:
         store=store,
         registry=registry,
         base_on_hub=cfg.model.base.hub_id is not None,
+        tracks_mlflow="mlflow" in cfg.track.report_to,
+        hub_data=any(source.hub_id for source in cfg.data.sources),
     )
     print(f"ft doctor: {workflow}, launch backend {backend}")
     for line in lines:

@@ -19,6 +19,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..util import git
 from ..util.hashing import sha256_file, write_atomic
+from ..util.records import parse_json
 
 LOCK = "image.lock"
 DOCKERFILE = "Dockerfile"
@@ -49,19 +50,16 @@ def load(root: str | Path = ".") -> dict:
     """image.lock, with every key present and every non-null value well formed."""
     path = Path(root) / LOCK
     try:
-        lock = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise UserError(
             "no image lock",
             file=LOCK,
             fix="restore image.lock from git, or create it with `ft image record`",
         ) from None
-    except json.JSONDecodeError as e:
-        raise UserError(
-            f"not valid JSON: {e.msg} (line {e.lineno})",
-            file=LOCK,
-            fix="restore image.lock from git; it is written by `ft image record`",
-        ) from None
+    lock = parse_json(
+        text, file=LOCK, fix="restore image.lock from git; it is written by `ft image record`"
+    )
     if not isinstance(lock, dict) or set(lock) != set(KEYS):
         found = sorted(lock) if isinstance(lock, dict) else type(lock).__name__
         raise UserError(

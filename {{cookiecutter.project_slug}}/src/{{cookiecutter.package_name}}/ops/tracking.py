@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from ..errors import UserError
+from ..util.groups import GROUPS, fix
 
 PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow-skinny", "wandb": "wandb"}
 
@@ -60,12 +61,13 @@ def _require(name: str, key: str, cfg, import_):
     try:
         return import_()
     except ImportError:
+        # mlflow is locked in its own dependency group; the others are not locked at all.
+        add = fix(name) if name in GROUPS else f"`uv add {PACKAGES[name]}` and commit uv.lock"
         raise UserError(
             f"{name} is listed in track.report_to but {PACKAGES[name]} is not installed",
             file=cfg._path,
             key=key,
-            fix=f"`uv add {PACKAGES[name]}` and commit uv.lock, or remove {name} "
-            "from track.report_to",
+            fix=f"{add}, or remove {name} from track.report_to",
         ) from None
 
 

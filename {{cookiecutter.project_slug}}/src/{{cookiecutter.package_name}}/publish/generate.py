@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import UserError
-from ..util.records import read_json
+from ..util.records import parse_json
 
 
 @contextmanager
@@ -41,13 +41,18 @@ def artifact(target: str, registry_uri: str | None):
     with tempfile.TemporaryDirectory(prefix="ft-artifact-") as tmp:
         dest = Path(tmp) / target
         open_registry(uri).pull(target, dest)
-        yield dest, dest  # a release keeps the adapter at its root (release.release_name)
+        yield dest, dest  # a release keeps the adapter at its root (gate.release_name)
 
 
 def read_messages(path: str) -> list[dict]:
     from ..data.chat import row_problem
 
-    messages = read_json(path, fix="pass a JSON file: a list of {role, content} turns", kind=object)
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise UserError("file not found", file=path, fix="pass a JSON file of turns") from None
+    turns = 'write a list of {"role": ..., "content": ...} turns'
+    messages = parse_json(text, file=path, fix=turns)
     row = {"messages": messages + [{"role": "assistant", "content": ""}]}
     problem = row_problem(row, "chat") if isinstance(messages, list) else "not a list of turns"
     if problem:

@@ -23,6 +23,18 @@ def loads(data: bytes | str):
     return json.loads(data, parse_constant=_no_constant)
 
 
+def parse_json(text: str, *, file: str, fix: str, line: int | None = None):
+    """json.loads(text); a syntax error is one UserError naming the file and the line.
+
+    `line`: the line number of `text` in its file (one JSONL line); else the error's own.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        at = e.lineno if line is None else line
+        raise UserError(f"line {at} is not valid JSON: {e.msg}", file=file, fix=fix) from None
+
+
 def read_json(path: str | os.PathLike, *, fix: str = REDO, kind: type = dict):
     """The JSON value in `path` (an object unless `kind` says otherwise); NaN/Infinity refused."""
     path = Path(path)

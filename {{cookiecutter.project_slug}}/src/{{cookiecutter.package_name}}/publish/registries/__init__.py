@@ -203,7 +203,10 @@ def open_registry(uri: str) -> Registry:
 
         return HfRegistry(rest, uri)
     if scheme == "mlflow":
+        from ...util.groups import require
         from .mlflow import MlflowRegistry
+
+        require("mlflow", uri, key="publish.registry")
 
         return MlflowRegistry(rest, uri)
     raise bad_uri(f"unknown registry scheme {scheme!r} in {uri!r}")

@@ -1,7 +1,8 @@
-"""The report's PNG figures (matplotlib, imported only when drawing)."""
+"""The report's PNG figures (matplotlib, the `report` group, imported only when drawing)."""
 
 from io import BytesIO
 
+from ...util.groups import require
 from .load import Side, splits
 
 LOSS_PNG, DATA_PNG = "loss.png", "data.png"
@@ -9,6 +10,7 @@ LOSS_PNG, DATA_PNG = "loss.png", "data.png"
 
 def new_figure(width: float, height: float):
     """A matplotlib Figure on the Agg canvas, without pyplot's global state."""
+    require("matplotlib", "drawing the figures (ft report, ft history)")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
