@@ -178,9 +178,8 @@ def test_run_directory_holds_the_closure(smoke_run):
     # REPRODUCE.md is the rendering of the manifest, and its block is the local command.
     text = (smoke_run / "REPRODUCE.md").read_text()
     assert text == mod("closure.reproduce_md").render_reproduce(manifest)
-    assert mod("closure.reproduce_md").command_block(text) == mod("closure.reproduce_md").reproduce_command(
-        manifest
-    )
+    document = mod("closure.reproduce_md")
+    assert document.command_block(text) == document.reproduce_command(manifest)
     assert "ft train --config configs/smoke.yaml --out" in text
 
 
@@ -634,7 +633,8 @@ def test_segment_replay_passes_agrees_with_full_replay_and_publishes(
     assert again["checkpoints"] == manifest["checkpoints"]
     # REPRODUCE.md carries the interval command the gate ran, verbatim.
     text = (run / "REPRODUCE.md").read_text()
-    block = mod("closure.reproduce_md").fenced_block(text, mod("closure.reproduce_md").SEGMENT_FENCES[1])
+    document = mod("closure.reproduce_md")
+    block = document.fenced_block(text, document.SEGMENT_FENCES[1])
     assert block == seg["segment_command"]["interval"] and '--segment "$FT_SEGMENT"' in block
     # The record names the last interval's reproduction by hash, as a full replay names
     # reproduce/manifest.json; the gate recomputes from it and refuses one that moved.

@@ -191,8 +191,8 @@ def plan(args) -> int:
 
 
 def fetch(args) -> int:
-    from .ops.runner import require_shared_store
     from .ops.fetch import fetch
+    from .ops.runner import require_shared_store
 
     require_shared_store(args.run_url, key="run_url")
     fetch(args.run_url, args.dest, checkpoints=args.checkpoints)
