@@ -75,6 +75,7 @@ FILES = [
     "docs/decisions/0008-reports-and-trackers-stay-outside-the-closure.md",
     "docs/decisions/0015-verdicts-recomputed-and-what-a-local-gate-proves.md",
     "docs/decisions/0016-one-writer-per-run-url-by-a-conditional-lease.md",
+    "docs/decisions/0017-config-commands-and-recipe-split.md",
     "docs/decisions/0019-optional-groups.md",
     "docs/decisions/0026-chat-rows-through-the-base-template.md",
     "docs/decisions/0027-releases-load-with-one-standard-call.md",
@@ -84,6 +85,7 @@ FILES = [
     "docs/decisions/0013-workflow-tests-run-each-act-run-from-nothing.md",
     "docs/decisions/0020-package-grouped-by-stage.md",
     "docs/decisions/0021-reports-rendered-from-jinja-templates.md",
+    "docs/decisions/0023-the-drill-reports-in-an-issue.md",
     "docs/decisions/0030-eval-suites-and-gates.md",
     "docs/decisions/0031-base-migration-measures-drift-before-training.md",
     "docs/decisions/0045-stream-data-and-map-tokens.md",
@@ -121,8 +123,20 @@ FILES = [
     "src/{package}/closure/reproduce.py",
     "src/{package}/closure/segments.py",
     "src/{package}/closure/segments_sky.py",
-    "src/{package}/commands.py",
-    "src/{package}/config.py",
+    "src/{package}/commands/__init__.py",
+    "src/{package}/commands/config.py",
+    "src/{package}/commands/data.py",
+    "src/{package}/commands/ops.py",
+    "src/{package}/commands/publish.py",
+    "src/{package}/commands/review.py",
+    "src/{package}/commands/spec.py",
+    "src/{package}/commands/train.py",
+    "src/{package}/config/__init__.py",
+    "src/{package}/config/inputs.py",
+    "src/{package}/config/load.py",
+    "src/{package}/config/reference.py",
+    "src/{package}/config/schema.py",
+    "src/{package}/config/section.py",
     "src/{package}/data/__init__.py",
     "src/{package}/data/build.py",
     "src/{package}/data/chat.py",
@@ -130,6 +144,7 @@ FILES = [
     "src/{package}/data/loader.py",
     "src/{package}/data/packing.py",
     "src/{package}/data/lock.py",
+    "src/{package}/data/named.py",
     "src/{package}/data/pool.py",
     "src/{package}/data/progress.py",
     "src/{package}/data/segments.py",
@@ -181,16 +196,22 @@ FILES = [
     "src/{package}/review/report/format.py",
     "src/{package}/review/report/load.py",
     "src/{package}/review/report/markdown.py",
+    "src/{package}/review/report/templates/gates.md.j2",
     "src/{package}/review/report/templates/history.html.j2",
     "src/{package}/review/report/templates/migration.md.j2",
+    "src/{package}/review/report/templates/plan.md.j2",
     "src/{package}/review/report/templates/report.md.j2",
+    "src/{package}/review/report/templates/tables.md.j2",
     "src/{package}/review/report/templating.py",
     "src/{package}/train/__init__.py",
     "src/{package}/train/checkpoint.py",
     "src/{package}/train/compute.py",
     "src/{package}/train/determinism.py",
     "src/{package}/train/distributed.py",
+    "src/{package}/train/loop.py",
+    "src/{package}/train/outputs.py",
     "src/{package}/train/recipe.py",
+    "src/{package}/train/rundir.py",
     "src/{package}/util/__init__.py",
     "src/{package}/util/git.py",
     "src/{package}/util/hashing.py",
@@ -275,13 +296,21 @@ BRACES_SHIPPED = {
 
 
 GENERATED = Path(__file__).resolve().parents[1] / "{{cookiecutter.project_slug}}"
-# The package's own Jinja templates (report.md, the history page, migration.md): `_copy_without_render` lists
+# The package's own Jinja templates (report.md, the history page, migration.md, the gate
+# table, the plan and their shared tables): `_copy_without_render` lists
 # `src/*.j2`, so they reach the bake as they are in the template; checked byte for byte instead.
-PACKAGE_TEMPLATES = {
-    "src/{package}/review/report/templates/history.html.j2",
-    "src/{package}/review/report/templates/migration.md.j2",
-    "src/{package}/review/report/templates/report.md.j2",
-}
+PACKAGE_TEMPLATES = {f for f in FILES if f.endswith(".j2")}
+
+
+# `ft config validate` of both shipped configs (the CLI check of a bake).
+VALIDATE_CONFIGS = [
+    "config",
+    "validate",
+    "--config",
+    "configs/recipe.yaml",
+    "--config",
+    "configs/smoke.yaml",
+]
 
 
 def expected_files(variant: Variant) -> set[str]:
@@ -431,18 +460,7 @@ def test_pre_commit_hooks_install_from_pypi_only(baked: Baked) -> None:
 
 
 def test_configs_validate(baked: Baked, default_ft: Path) -> None:
-    out = run(
-        [
-            default_ft,
-            "config",
-            "validate",
-            "--config",
-            "configs/recipe.yaml",
-            "--config",
-            "configs/smoke.yaml",
-        ],
-        cwd=baked.path,
-    )
+    out = run([default_ft, *VALIDATE_CONFIGS], cwd=baked.path)
     assert out.count("ok ") == 2, out
 
 
@@ -451,18 +469,7 @@ def test_configs_validate(baked: Baked, default_ft: Path) -> None:
 
 def test_cli_runs(sync: Callable[[Variant], Path], run_variant: Variant) -> None:
     path = sync(run_variant)
-    run(
-        [
-            ".venv/bin/ft",
-            "config",
-            "validate",
-            "--config",
-            "configs/recipe.yaml",
-            "--config",
-            "configs/smoke.yaml",
-        ],
-        cwd=path,
-    )
+    run([".venv/bin/ft", *VALIDATE_CONFIGS], cwd=path)
     run([".venv/bin/ft", "data", "check"], cwd=path)
 
 
@@ -487,3 +494,34 @@ def test_baked_repo_tests(sync: Callable[[Variant], Path], run_variant: Variant)
     select = [] if run_variant.is_default else ["-m", "not slow"]
     proc = run_proc([".venv/bin/pytest", "-q", "-p", "no:cacheprovider", *select], path, 3600)
     assert proc.returncode == 0, f"{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
+
+
+# --- the template's own docs -------------------------------------------------
+
+
+def test_layout_doc_names_every_file_cookiecutter_renders() -> None:
+    """docs/layout.md lists the files that hold Jinja for cookiecutter: every file that is
+    not copied as it is (`_copy_without_render`, matched with fnmatch as cookiecutter does)
+    and holds `{{`/`{%`. A new templated file, or one that lost its Jinja, fails here."""
+    from fnmatch import fnmatch
+
+    verbatim = json.loads((GENERATED.parent / "cookiecutter.json").read_text())[
+        "_copy_without_render"
+    ]
+    rendered = set()
+    for path in GENERATED.rglob("*"):
+        rel = path.relative_to(GENERATED).as_posix()
+        if not path.is_file() or any(fnmatch(rel, pattern) for pattern in verbatim):
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        if re.search(r"\{\{|\{%", text):
+            rendered.add(rel)
+    doc = (GENERATED.parent / "docs" / "layout.md").read_text()
+    listed = doc.split("Jinja appears only in file and folder names and in ", 1)[1]
+    listed = listed.split("(tests/test_bake.py", 1)[0]
+    assert set(re.findall(r"`([^`]+)`", listed)) == rendered
+    # `*` crosses `/` in fnmatch: the reason `src/*.py` covers the nested package.
+    assert fnmatch("src/{{cookiecutter.package_name}}/train/recipe.py", "src/*.py")

@@ -4,13 +4,12 @@
 `origin` remote), so those tests run in a throwaway copy that is its own git repo.
 """
 
-import importlib
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-from test_closure import copy_repo
+from test_closure import _git as git
+from test_closure import copy_repo, mod
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG_NAME = next(p.name for p in sorted((ROOT / "src").iterdir()) if (p / "__init__.py").is_file())
@@ -19,16 +18,14 @@ DIGEST = "sha256:" + "d1" * 32
 BASE_DIGEST = "sha256:" + "b5" * 32
 
 
-def mod(stage: str):
-    """A module of this repo's package (its name differs per bake)."""
-    return importlib.import_module(f"{PKG_NAME}.{stage}")
-
-
-def git(cwd: Path, *args: str) -> str:
-    ident = ["-c", "user.name=test", "-c", "user.email=test@localhost"]
-    return subprocess.run(
-        ["git", *ident, *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
+def enter_project(tmp_path: Path, monkeypatch) -> Path:
+    """A committed copy of the repo with a recorded image and a git remote, as the cwd, with
+    no artifact store configured."""
+    copy_project(tmp_path)
+    record_image(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FT_ARTIFACT_STORE", raising=False)
+    return tmp_path
 
 
 def copy_project(dest: Path, remote: str | None = REMOTE) -> Path:

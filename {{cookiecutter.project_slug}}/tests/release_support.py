@@ -19,6 +19,18 @@ PKG = next(p.name for p in sorted((REPO / "src").iterdir()) if (p / "__init__.py
 VERSION = "v1.0.0"
 
 
+# The hardware record of a test release (and of a test's patched manifest writer).
+HARDWARE = {
+    "device_type": "cpu",
+    "device_name": None,
+    "device_count": 0,
+    "world_size": 1,
+    "cpu_model": "test",
+    "cpu_isa": "AVX2",
+    "torch_threads": 1,
+}
+
+
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -54,15 +66,7 @@ def make_release(
         "base_model": {"path": "base/tiny-llama", "sha256": "e" * 64, "tokenizer_sha256": "f" * 64},
         "environment": {"uv_lock_sha256": "1" * 64, "image_digest": None},
         "git": {"commit": "a" * 40, "dirty": False},
-        "hardware": {
-            "device_type": "cpu",
-            "device_name": None,
-            "device_count": 0,
-            "world_size": 1,
-            "cpu_model": "test",
-            "cpu_isa": "AVX2",
-            "torch_threads": 1,
-        },
+        "hardware": HARDWARE,
         "metrics": {"eval_loss": 1.5},
         "outputs": {name: _sha(data) for name, data in outputs.items()},
     }

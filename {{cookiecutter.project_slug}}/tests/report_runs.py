@@ -14,12 +14,11 @@ Both test modules ask for the runs through `runs(...)`, which trains each at mos
 per session whichever module asks first.
 """
 
-import importlib
 import os
-import subprocess
 from pathlib import Path
 
-from test_closure import copy_repo
+from test_closure import _git as git
+from test_closure import copy_repo, mod
 
 REPO = Path(__file__).resolve().parents[1]
 PKG = next(p.name for p in sorted((REPO / "src").iterdir()) if (p / "__init__.py").is_file())
@@ -29,17 +28,6 @@ VARIANT = ["data.filters.2.params.limit=64", f"data.lock={VARIANT_LOCK}"]
 TRACKED = ["track.report_to=[mlflow]", "track.experiment=report-tests"]
 LR = ["train.lr=0.01"]
 _CACHE: dict = {}
-
-
-def mod(stage: str):
-    return importlib.import_module(f"{PKG}.{stage}")
-
-
-def git(cwd: Path, *args: str) -> str:
-    ident = ["-c", "user.name=test", "-c", "user.email=test@localhost"]
-    return subprocess.run(
-        ["git", *ident, *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 class _Env:

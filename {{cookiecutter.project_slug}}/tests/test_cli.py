@@ -2,8 +2,8 @@
 
     uv run pytest tests/test_cli.py -q
 
-A new subcommand needs a COMMANDS entry in cli.py naming its handler in commands.py;
-the map tests here fail until both exist and agree.
+A new subcommand needs a handler in its stage's module under commands/ and an entry in
+that module's COMMANDS naming it; the map tests here fail until both exist and agree.
 """
 
 import argparse
@@ -48,20 +48,24 @@ def imported_modules(importtime_stderr: str) -> set[str]:
 
 
 def test_every_command_resolves_to_a_handler(pkg):
-    for name, cmd in pkg.cli.COMMANDS.items():
-        assert cmd.run.__module__ == pkg.commands.__name__, f"{name}: handlers live in commands.py"
-        assert callable(cmd.run), name
-        assert cmd.help and all(flags for flags, _ in cmd.args), name
+    assert pkg.cli.COMMANDS is pkg.commands.COMMANDS
+    for module in pkg.commands.MODULES:
+        for name, cmd in module.COMMANDS.items():
+            assert cmd.run.__module__ == module.__name__, f"{name}: its handler lives beside it"
+            assert callable(cmd.run), name
+            assert cmd.help and all(flags for flags, _ in cmd.args), name
+    assert sum(len(m.COMMANDS) for m in pkg.commands.MODULES) == len(pkg.cli.COMMANDS)
 
 
 def test_every_handler_has_a_command(pkg):
-    handlers = {
-        name
-        for name, fn in inspect.getmembers(pkg.commands, inspect.isfunction)
-        if fn.__module__ == pkg.commands.__name__ and not name.startswith("_")
-    }
-    targets = {cmd.run.__name__ for cmd in pkg.cli.COMMANDS.values()}
-    assert handlers == targets
+    for module in pkg.commands.MODULES:
+        handlers = {
+            name
+            for name, fn in inspect.getmembers(module, inspect.isfunction)
+            if fn.__module__ == module.__name__ and not name.startswith("_")
+        }
+        targets = {cmd.run.__name__ for cmd in module.COMMANDS.values()}
+        assert handlers == targets, module.__name__
 
 
 def test_every_parser_leaf_has_an_entry_and_builds(pkg):
@@ -83,15 +87,15 @@ def test_leaf_help_exits_zero(pkg, capsys, name):
 def test_stage_functions_that_handlers_import_exist(pkg):
     """Handlers import their stage lazily; check each `from .x import y` without running it."""
     src = ROOT / "src" / pkg.__name__
-    tree = ast.parse(Path(pkg.commands.__file__).read_text())
+    trees = [ast.parse(m.read_text()) for m in Path(pkg.commands.__file__).parent.glob("*.py")]
     checked = 0
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+    for node in (node for tree in trees for node in ast.walk(tree)):
+        if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
             module = src.joinpath(*node.module.split("."))
             path = module.with_suffix(".py")
             if not path.is_file():
                 path = module / "__init__.py"
-            assert path.is_file(), f"commands.py imports missing module .{node.module}"
+            assert path.is_file(), f"commands/ imports missing module ..{node.module}"
             defined = set()
             for top in ast.parse(path.read_text()).body:
                 if isinstance(top, ast.FunctionDef | ast.ClassDef):
@@ -101,7 +105,7 @@ def test_stage_functions_that_handlers_import_exist(pkg):
                 elif isinstance(top, ast.ImportFrom | ast.Import):
                     defined |= {(a.asname or a.name).split(".")[0] for a in top.names}
             for alias in node.names:
-                assert alias.name in defined, f".{node.module} has no {alias.name}"
+                assert alias.name in defined, f"..{node.module} has no {alias.name}"
                 checked += 1
     assert checked >= 5
 

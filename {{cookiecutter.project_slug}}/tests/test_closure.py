@@ -183,6 +183,42 @@ def test_run_directory_holds_the_closure(smoke_run):
     assert "ft train --config configs/smoke.yaml --out" in text
 
 
+# The smoke run as the template ships it (configs/smoke.yaml, data.lock, the embedded tiny
+# base): its training-loss curve (metrics.jsonl, every logged step), its eval loss and, on
+# the hardware shape they were recorded on, the adapter's bytes. A change that moves
+# training fails here loudly; one that moves it on purpose re-records them from
+#   uv run ft train --config configs/smoke.yaml --out runs/pin
+# (runs/pin/metrics.jsonl, and manifest.json's metrics, hardware and outputs).
+SMOKE_LOSSES = {
+    2: 6.245704148343937,
+    4: 6.218606286015071,
+    6: 6.1569651942099295,
+    8: 6.147562662760417,
+    10: 6.11560499811747,
+    12: 6.13743896484375,
+}
+SMOKE_EVAL_LOSS = 6.1210065756607674
+# Bytes are exact on one hardware shape (docs/determinism.md): device, CPU vector ISA and
+# thread count. Elsewhere the curve is held to a relative 1e-4 (torchtune pins its recipes'
+# losses the same way) and the adapter is not compared.
+SMOKE_SHAPE = {"device_type": "cpu", "cpu_isa": "AVX512", "torch_threads": 2}
+SMOKE_ADAPTER_SHA256 = "dd5d79ae33b64797211c4232bd35ecb222d4ae7c99b5fff70930f5f1b1a678b8"
+
+
+@pytest.mark.shipped
+def test_smoke_run_keeps_its_pinned_loss_curve_and_adapter(smoke_run):
+    records = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
+    losses = {r["step"]: r["loss"] for r in records}
+    manifest = json.loads((smoke_run / "manifest.json").read_text())
+    assert losses == pytest.approx(SMOKE_LOSSES, rel=1e-4)
+    assert manifest["metrics"]["eval_loss"] == pytest.approx(SMOKE_EVAL_LOSS, rel=1e-4)
+    shape = {k: manifest["hardware"][k] for k in SMOKE_SHAPE}
+    if shape == SMOKE_SHAPE:
+        assert losses == SMOKE_LOSSES
+        assert manifest["metrics"]["eval_loss"] == SMOKE_EVAL_LOSS
+        assert manifest["outputs"]["adapter/adapter_model.safetensors"] == SMOKE_ADAPTER_SHA256
+
+
 def test_no_secret_reaches_the_run_directory(smoke_run, reproduced):
     for path in smoke_run.rglob("*"):
         if path.is_file():
@@ -344,14 +380,19 @@ def test_files_edited_after_training_fail_reproduce(project, smoke_run, reproduc
     assert "no longer matches its manifest" in reason and "data.lock" in reason
 
 
+def flip_one_training_byte(project: Path) -> None:
+    """Change one byte of the first turn of data/raw/chat-train.jsonl (a pinned source)."""
+    raw = project / "data" / "raw" / "chat-train.jsonl"
+    data = bytearray(raw.read_bytes())
+    at = data.index(b'"content": "') + len(b'"content": "')
+    data[at] = ord("b") if data[at] == ord("a") else ord("a")
+    raw.write_bytes(bytes(data))
+
+
 def test_one_byte_of_training_data_stops_training(project, tmp_path, capsys, monkeypatch):
     copy = tmp_path / "p"
     shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".venv", "runs", ".git"))
-    raw = copy / "data" / "raw" / "chat-train.jsonl"
-    data = bytearray(raw.read_bytes())
-    at = data.index(b'"content": "') + len(b'"content": "')
-    data[at] = ord("b") if data[at] == ord("a") else ord("a")  # one byte of the first turn
-    raw.write_bytes(bytes(data))
+    flip_one_training_byte(copy)
     monkeypatch.chdir(copy)
     assert mod("cli").main(["train", *SMOKE, "--out", "runs/x"]) == 2
     err = capsys.readouterr().err.strip()
@@ -364,11 +405,7 @@ def test_training_from_a_dirty_tree_warns_first(project, tmp_path, capsys, monke
     copy = tmp_path / "p"
     shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".venv", "runs"))
     (copy / "notes.txt").write_text("scratch\n")
-    raw = copy / "data" / "raw" / "chat-train.jsonl"
-    data = bytearray(raw.read_bytes())
-    at = data.index(b'"content": "') + len(b'"content": "')
-    data[at] = ord("b") if data[at] == ord("a") else ord("a")  # one byte of the first turn
-    raw.write_bytes(bytes(data))
+    flip_one_training_byte(copy)
     monkeypatch.chdir(copy)
     assert mod("cli").main(["train", *SMOKE, "--out", "runs/x"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
@@ -419,19 +456,25 @@ def test_planted_nondeterminism_fails_reproduce_and_diff_says_so(tmp_path):
     assert "no pinned input moved" in done.stderr and "nondeterministic" in done.stderr
 
 
+def ft_under_torchrun(project: Path, processes: int) -> list[str]:
+    """The command prefix that runs `ft` as `processes` processes on this machine."""
+    bin_dir = project / ".venv" / "bin"
+    return [
+        str(bin_dir / "torchrun"),
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "--no-python",
+        str(bin_dir / "ft"),
+    ]
+
+
 TWO_PROCESS = [*SMOKE, *NO_DROPOUT, "--set", "reproduce.mode=tolerance"]
 
 
 @pytest.fixture(scope="session")
 def two_run(project) -> Path:
     """The smoke run trained by 2 processes (dropout off, tolerance mode)."""
-    torchrun = [
-        str(project / ".venv" / "bin" / "torchrun"),
-        "--standalone",
-        "--nproc_per_node=2",
-        "--no-python",
-        str(project / ".venv" / "bin" / "ft"),
-    ]
+    torchrun = ft_under_torchrun(project, 2)
     subprocess.run(
         [*torchrun, "train", *TWO_PROCESS, "--out", "runs/two"],
         cwd=project,

@@ -388,7 +388,7 @@ def test_image_pinned_by_digest_is_accepted(pkg, data_workdir, image):
 
 def test_every_config_key_has_a_description(pkg):
     undocumented = [key for key, _, _, doc in pkg.config.reference() if not doc]
-    assert undocumented == [], "give each field a docstring in config.py"
+    assert undocumented == [], "give each field a docstring in config/"
 
 
 def test_docs_config_reference_matches_the_schema(pkg):

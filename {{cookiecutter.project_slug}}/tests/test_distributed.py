@@ -14,7 +14,16 @@ import json
 import subprocess
 
 import pytest
-from test_closure import NO_DROPOUT, SMOKE, _env, _make_project, adapter_bytes, ft, kill_at_step
+from test_closure import (
+    NO_DROPOUT,
+    SMOKE,
+    _env,
+    _make_project,
+    adapter_bytes,
+    ft,
+    ft_under_torchrun,
+    kill_at_step,
+)
 
 TWO = [*SMOKE, *NO_DROPOUT, "--set", "reproduce.mode=tolerance"]
 FSDP = [*TWO, "--set", "train.strategy=fsdp"]
@@ -29,12 +38,6 @@ def test_strategy_is_ddp_by_default_and_fsdp_refuses_a_4bit_base(pkg, data_workd
     done.user_error("configs/smoke.yaml", "train.strategy fsdp", "4-bit")
 
 
-def _torchrun(project) -> list[str]:
-    bin_ = project / ".venv" / "bin"
-    launcher = [str(bin_ / "torchrun"), "--standalone", "--nproc_per_node=2", "--no-python"]
-    return [*launcher, str(bin_ / "ft")]
-
-
 @pytest.fixture(scope="module")
 def fsdp_project(tmp_path_factory):
     return _make_project(tmp_path_factory.mktemp("fsdp"))
@@ -43,7 +46,7 @@ def fsdp_project(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fsdp_run(fsdp_project):
     done = subprocess.run(
-        [*_torchrun(fsdp_project), "train", *FSDP, "--out", "runs/fsdp"],
+        [*ft_under_torchrun(fsdp_project, 2), "train", *FSDP, "--out", "runs/fsdp"],
         cwd=fsdp_project,
         env=_env(),
         capture_output=True,
@@ -57,7 +60,7 @@ def fsdp_run(fsdp_project):
 @pytest.mark.slow
 def test_fsdp_over_two_processes_equals_ddp_byte_for_byte(fsdp_project, fsdp_run):
     subprocess.run(
-        [*_torchrun(fsdp_project), "train", *TWO, "--out", "runs/ddp"],
+        [*ft_under_torchrun(fsdp_project, 2), "train", *TWO, "--out", "runs/ddp"],
         cwd=fsdp_project,
         env=_env(),
         check=True,
@@ -87,11 +90,13 @@ def test_an_fsdp_run_reproduces_exactly_from_its_reproduce_md(fsdp_project, fsdp
 @pytest.mark.slow
 def test_an_fsdp_run_killed_and_resumed_gives_the_same_bytes(fsdp_project, fsdp_run):
     out = "runs/fsdp-killed"
-    kill_at_step([*_torchrun(fsdp_project), "train", *FSDP, "--out", out], fsdp_project, _env(), 6)
+    kill_at_step(
+        [*ft_under_torchrun(fsdp_project, 2), "train", *FSDP, "--out", out], fsdp_project, _env(), 6
+    )
     run = fsdp_project / out
     assert not (run / "manifest.json").exists()
     resumed = subprocess.run(
-        [*_torchrun(fsdp_project), "train", "--out", out, "--resume"],
+        [*ft_under_torchrun(fsdp_project, 2), "train", "--out", out, "--resume"],
         cwd=fsdp_project,
         env=_env(),
         capture_output=True,
@@ -119,7 +124,7 @@ def test_fsdp_over_two_gpus_reruns_byte_for_byte(two_gpus, fsdp_project):
     runs = []
     for name in ("gpu-a", "gpu-b"):
         done = subprocess.run(
-            [*_torchrun(fsdp_project), "train", *FSDP, "--out", f"runs/{name}"],
+            [*ft_under_torchrun(fsdp_project, 2), "train", *FSDP, "--out", f"runs/{name}"],
             cwd=fsdp_project,
             env=_env(),
             capture_output=True,

@@ -57,13 +57,14 @@ def test_within_the_bound_passes(gates):
     assert gates.check(GATES[:1], _suites(loss_all=2.01), _suites())[0].status == "pass"
 
 
-def test_a_changed_suite_is_reported_as_such_never_compared(gates):
+def test_a_changed_suite_is_reported_as_such_never_compared(gates, pkg):
     run = _suites(loss_lookup=9.0, identity="b" * 64)  # would fail if compared
     results = gates.check(GATES, run, _suites())
     assert {r.status for r in results} == {"changed suite"}
     assert all(r.regression is None for r in results)
     assert gates.changed_suites(run, _suites()) == ["tasks"]
-    assert "changed suite" in "\n".join(gates.table(results))
+    templating = import_module(f"{pkg.__name__}.review.report.templating")
+    assert "changed suite" in templating.render_macro("tables.md.j2", "gates_table", results)
 
 
 def test_no_baseline_new_suite_and_unmeasured_metric(gates):

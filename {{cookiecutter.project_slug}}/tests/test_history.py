@@ -9,8 +9,8 @@ filter tightened) and `lr` (another learning rate). They enter the registry thro
 registry's own `publish` API, NOT through `ft publish`: these tests render releases,
 and `ft reproduce` (which `ft publish` requires) would retrain each run once more; the
 gate itself is tested in tests/test_publish.py. So the records the page shows are
-written here by hand and say so: v0.1.0 carries a verification.json with
-`"synthetic_for_test": true`, v0.2.0 a failed drill.json, v0.3.0 neither.
+written here by hand and say so: v0.1.0 carries a passing verification.json and v0.2.0 a
+failing one, both with `"synthetic_for_test": true`; v0.3.0 none.
 """
 
 import base64
@@ -55,26 +55,24 @@ def registry(runs, tmp_path_factory) -> str:
         manifest = json.loads((run / "manifest.json").read_text())
         files = {n: run / n for n in manifest["outputs"]}
         files |= {n: run / n for n in ("manifest.json", "REPRODUCE.md")}
-        if version == "v0.1.0":
+        if version in ("v0.1.0", "v0.2.0"):
+            passed = version == "v0.1.0"
             record = {
                 "synthetic_for_test": True,
-                "passed": True,
+                "passed": passed,
                 "mode": "exact",
-                "reason": None,
+                "reason": None if passed else "adapter bytes differ",
                 "finished_at": "2026-01-01T00:00:00+00:00",
                 "manifest_sha256": _sha256(run / "manifest.json"),
                 "reproduce_md_sha256": _sha256(run / "REPRODUCE.md"),
                 "compared": [
-                    {"file": n, "expected": h, "actual": h, "equal": True}
+                    {"file": n, "expected": h, "actual": h, "equal": passed}
                     for n, h in sorted(manifest["outputs"].items())
                 ],
             }
-            files["verification.json"] = scratch / "verification.json"
+            files["verification.json"] = scratch / version / "verification.json"
+            files["verification.json"].parent.mkdir()
             files["verification.json"].write_text(json.dumps(record))
-        if version == "v0.2.0":
-            drill = {"passed": False, "reason": "adapter bytes differ", "finished_at": "2026-02-01"}
-            files["drill.json"] = scratch / "drill.json"
-            files["drill.json"].write_text(json.dumps(drill))
         meta = {"run_id": manifest["run_id"], "manifest_sha256": _sha256(run / "manifest.json")}
         reg.publish(version, files, meta)
     assert reg.versions() == list(VERSIONS)
@@ -124,9 +122,10 @@ def test_history_rows_show_pins_and_status(runs, site):
         assert manifest["environment"]["uv_lock_sha256"][:12] in row
         assert report_runs.mod("review.report.format").fmt(manifest["metrics"]["eval_loss"]) in row
     assert '<span class="badge pass">passed</span>' in rows["v0.1.0"]  # its verification
-    assert '<span class="badge fail">failed</span>' in rows["v0.2.0"]  # its drill
+    assert '<span class="badge fail">failed</span>' in rows["v0.2.0"]  # its verification
     assert "adapter bytes differ" in rows["v0.2.0"]
-    assert rows["v0.3.0"].count('class="badge none"') == 2  # no record, drill not run
+    assert rows["v0.3.0"].count('class="badge none"') == 1  # no record
+    assert "drill" not in page  # the drill reports in its issue (ADR 0023)
     # Newest first.
     assert page.index('id="v0.3.0"') < page.index('id="v0.2.0"') < page.index('id="v0.1.0"')
 

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from release_support import make_release
+from release_support import HARDWARE, make_release
 
 # --- one place checks every name from metadata (property) -----------------------------
 
@@ -365,19 +365,7 @@ def test_reproduce_md_is_written_before_the_manifest(pkg, tmp_path, monkeypatch)
         write(path, data)
 
     monkeypatch.setattr(manifest, "write_atomic", recording)
-    monkeypatch.setattr(
-        manifest,
-        "_hardware",
-        lambda accelerator: {
-            "device_type": "cpu",
-            "device_name": None,
-            "device_count": 0,
-            "world_size": 1,
-            "cpu_model": "test",
-            "cpu_isa": "AVX2",
-            "torch_threads": 1,
-        },
-    )
+    monkeypatch.setattr(manifest, "_hardware", lambda accelerator: dict(HARDWARE))
     cfg = SimpleNamespace(
         seed=1, resolved=lambda: {"reproduce": {"mode": "exact"}}, hash=lambda: "c" * 64
     )

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from launch_support import DIGEST, ROOT, commit, copy_project, git, mod, record_image
+from launch_support import DIGEST, ROOT, commit, copy_project, enter_project, git, mod
 from launch_support import subprocess_env as env_for
 
 SECRET = "hf_launch_test_secret_0123456789"
@@ -39,12 +39,7 @@ def sky():
 
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
-    """A committed copy of the repo with a recorded image and a git remote, as the cwd."""
-    copy_project(tmp_path)
-    record_image(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("FT_ARTIFACT_STORE", raising=False)
-    return tmp_path
+    return enter_project(tmp_path, monkeypatch)
 
 
 @pytest.fixture

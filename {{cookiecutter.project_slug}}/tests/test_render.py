@@ -38,7 +38,14 @@ def render():
 
 def test_templates_ship_in_the_wheel_and_load_from_it(tmp_path):
     source = sorted(p.name for p in (ROOT / "src" / TEMPLATES).iterdir())
-    assert source == ["history.html.j2", "migration.md.j2", "report.md.j2"]
+    assert source == [
+        "gates.md.j2",
+        "history.html.j2",
+        "migration.md.j2",
+        "plan.md.j2",
+        "report.md.j2",
+        "tables.md.j2",
+    ]
     uv = Path(sys.executable).parent / "uv"
     dist = tmp_path / "dist"
     # uv builds with its built-in uv_build: no download, so this runs offline.

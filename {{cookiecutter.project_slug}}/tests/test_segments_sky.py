@@ -11,7 +11,7 @@ tests/test_closure.py.
 """
 
 import pytest
-from launch_support import DIGEST, copy_project, git, mod, record_image
+from launch_support import DIGEST, enter_project, git, mod
 
 
 @pytest.fixture
@@ -23,11 +23,7 @@ def sky():
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    copy_project(tmp_path)
-    record_image(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("FT_ARTIFACT_STORE", raising=False)
-    return tmp_path
+    return enter_project(tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -18,7 +18,16 @@ from pathlib import Path
 
 import pytest
 from s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, _bucket_fs
-from test_closure import SMOKE, _env, _make_project, adapter_bytes, ft, kill_at_step, mod
+from test_closure import (
+    SMOKE,
+    _env,
+    _make_project,
+    adapter_bytes,
+    ft,
+    ft_under_torchrun,
+    kill_at_step,
+    mod,
+)
 
 # Trains real runs in `ft` processes: not part of the quick suite (`-m "not slow"`).
 pytestmark = pytest.mark.slow
@@ -106,19 +115,13 @@ def test_train_to_s3_leaves_a_finished_run_in_the_bucket(project, s3_run, local_
 
 def test_killed_run_resumes_from_the_bucket_with_the_same_bytes(project, local_run, s3):
     url = f"s3://{BUCKET}/runs/killed"
-    proc = subprocess.Popen(
+    # Killed once it logged step 6: checkpoint 4 was pushed before step 5 began.
+    kill_at_step(
         [str(project / ".venv" / "bin" / "ft"), "train", *SMOKE, "--out", url],
-        cwd=project,
-        env=_env(**s3),
-        stderr=subprocess.PIPE,
-        text=True,
+        project,
+        _env(**s3),
+        6,
     )
-    for line in proc.stderr:
-        if line.startswith("step 6/"):  # checkpoint 4 was pushed before step 5 began
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
     found = objects(s3, "runs/killed")
     assert "checkpoints/step-00000004/COMPLETE" in found and "manifest.json" not in found
     # An upload cut short before its marker: a newer checkpoint that must not count.
@@ -281,13 +284,7 @@ def test_a_fetched_run_reproduces(project, fetched):
 @pytest.mark.slow
 def test_two_processes_resume_from_the_bucket(project, s3):
     """Under torchrun the first process pulls the run and the other waits; the main one pushes."""
-    ft2 = [
-        str(project / ".venv" / "bin" / "torchrun"),
-        "--standalone",
-        "--nproc_per_node=2",
-        "--no-python",
-        str(project / ".venv" / "bin" / "ft"),
-    ]
+    ft2 = ft_under_torchrun(project, 2)
     whole, killed = f"s3://{BUCKET}/runs/two-whole", f"s3://{BUCKET}/runs/two-killed"
     subprocess.run(
         [*ft2, "train", *SMOKE, "--out", whole],

@@ -30,6 +30,7 @@ from ..util.hashing import naming, write_atomic
 from . import lock as lock_file
 from .filters import FILTERS, Filter
 from .lock import SPLITS
+from .named import resolve
 from .pool import map_chunks
 from .serialize import ENCODER
 from .sources import open_source
@@ -51,23 +52,17 @@ def resolve_filters(cfg: Config) -> list[tuple[Filter, dict]]:
     """Look up each configured filter and check its params against its signature."""
     chain = []
     for i, spec in enumerate(cfg.data.filters):
-        flt = FILTERS.get(spec.name)
-        if flt is None:
-            raise UserError(
-                f"unknown data filter {spec.name!r}",
-                file=cfg._path,
-                key=f"data.filters.{i}.name",
-                fix=f"use one of: {', '.join(sorted(FILTERS))}, or add it to data/filters.py",
-            )
-        params = inspect.signature(flt.fn).parameters
-        for p in spec.params:
-            if p not in list(params)[1:]:
-                raise UserError(
-                    f"filter {spec.name!r} takes no parameter {p!r}",
-                    file=cfg._path,
-                    key=f"data.filters.{i}.params.{p}",
-                    fix=f"its parameters are: {', '.join(list(params)[1:]) or 'none'}",
-                )
+        flt = resolve(
+            FILTERS,
+            spec.name,
+            spec.params,
+            unknown="data filter",
+            what="filter",
+            home="data/filters.py",
+            file=cfg._path,
+            key=f"data.filters.{i}",
+            name_key="name",
+        )
         chain.append((flt, dict(spec.params)))
     return chain
 

@@ -105,6 +105,7 @@ class StepSampler(Sampler):
 
 def train_loader(
     examples: list[dict],
+    *,
     pad_id: int,
     batch_size: int,
     seed: int,

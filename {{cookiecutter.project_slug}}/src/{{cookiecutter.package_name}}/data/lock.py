@@ -56,6 +56,20 @@ def steps_table(old: dict, new: dict, split: str) -> list[tuple[str, dict | None
     return [(name, steps_a.get(name), steps_b.get(name)) for name in names]
 
 
+def splits_diff(old: dict, new: dict) -> list[dict]:
+    """Per split of two locks: its filter steps side by side (steps_table) and each side's
+    split record (rows, sha256); what `ft plan` and `ft report` show as the data diff."""
+    return [
+        {
+            "split": s,
+            "steps": steps_table(old, new, s),
+            "old": split_of(old, s),
+            "new": split_of(new, s),
+        }
+        for s in SPLITS
+    ]
+
+
 def moved_steps(old_split: dict, new_split: dict) -> list[tuple[dict, dict]]:
     """(before, after) for each filter in both splits whose rows in or out changed."""
     before = {s["filter"]: s for s in old_split.get("steps", [])}
@@ -75,17 +89,9 @@ def input_differences(old: dict, new: dict) -> list[str]:
 
 def _training_input_differences(old: dict, new: dict) -> list[str]:
     """Sources, the filter list and parameters, filter code."""
-    diffs = []
-    old_src = {s["name"]: s for s in old.get("sources", [])}
-    new_src = {s["name"]: s for s in new.get("sources", [])}
-    for name in sorted(old_src.keys() | new_src.keys()):
-        a, b = old_src.get(name), new_src.get(name)
-        if a is None or b is None:
-            diffs.append(f"source {name!r} {'added' if a is None else 'removed'}")
-            continue
-        for k in SOURCE_KEYS:
-            if a.get(k) != b.get(k):
-                diffs.append(f"source {name!r}: {k} {a.get(k)} -> {b.get(k)}")
+    diffs = _named_differences(
+        "source", old.get("sources", []), new.get("sources", []), SOURCE_KEYS
+    )
     old_f = [(f["name"], f["params"]) for f in old.get("filters", [])]
     new_f = [(f["name"], f["params"]) for f in new.get("filters", [])]
     if old_f != new_f:
@@ -121,17 +127,23 @@ def split_differences(old: dict, new: dict) -> list[str]:
 
 def suite_differences(old: dict, new: dict) -> list[str]:
     """What moved in the pinned eval suites: added, removed, or a pinned field changed."""
+    return _named_differences(
+        "eval suite", old.get("suites", []), new.get("suites", []), SUITE_KEYS
+    )
+
+
+def _named_differences(kind: str, old: list[dict], new: list[dict], keys) -> list[str]:
+    """Entries matched by name: each one added or removed, and each of `keys` that changed."""
     diffs = []
-    old_suites = {s["name"]: s for s in old.get("suites", [])}
-    new_suites = {s["name"]: s for s in new.get("suites", [])}
-    for name in sorted(old_suites.keys() | new_suites.keys()):
-        a, b = old_suites.get(name), new_suites.get(name)
+    before, after = {e["name"]: e for e in old}, {e["name"]: e for e in new}
+    for name in sorted(before.keys() | after.keys()):
+        a, b = before.get(name), after.get(name)
         if a is None or b is None:
-            diffs.append(f"eval suite {name!r} {'added' if a is None else 'removed'}")
+            diffs.append(f"{kind} {name!r} {'added' if a is None else 'removed'}")
             continue
-        for k in SUITE_KEYS:
-            if a.get(k) != b.get(k):
-                diffs.append(f"eval suite {name!r}: {k} {a.get(k)} -> {b.get(k)}")
+        diffs += [
+            f"{kind} {name!r}: {k} {a.get(k)} -> {b.get(k)}" for k in keys if a.get(k) != b.get(k)
+        ]
     return diffs
 
 

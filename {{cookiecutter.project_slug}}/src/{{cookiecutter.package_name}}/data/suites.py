@@ -7,7 +7,6 @@ checked against its sha256, and sliced by its segments (config `eval.suites[].se
 a row field or a registered function of data/segments.py. `all` is always the whole suite.
 """
 
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from ..config import Config
 from ..errors import UserError
 from ..util.hashing import sha256_file
 from .formats import read_jsonl
+from .named import resolve
 from .segments import SEGMENTS
 
 
@@ -32,23 +32,17 @@ def _rule(cfg: Config, s: int, g: int):
     if spec.field is not None:
         field, value = spec.field, spec.value if spec.value is not None else spec.name
         return lambda row: row.get(field) == value
-    seg = SEGMENTS.get(spec.fn)
-    if seg is None:
-        raise UserError(
-            f"unknown segment function {spec.fn!r}",
-            file=cfg._path,
-            key=f"{key}.fn",
-            fix=f"use one of: {', '.join(sorted(SEGMENTS))}, or add it to data/segments.py",
-        )
-    accepted = list(inspect.signature(seg.fn).parameters)[1:]
-    for p in spec.params:
-        if p not in accepted:
-            raise UserError(
-                f"segment function {spec.fn!r} takes no parameter {p!r}",
-                file=cfg._path,
-                key=f"{key}.params.{p}",
-                fix=f"its parameters are: {', '.join(accepted) or 'none'}",
-            )
+    seg = resolve(
+        SEGMENTS,
+        spec.fn,
+        spec.params,
+        unknown="segment function",
+        what="segment function",
+        home="data/segments.py",
+        file=cfg._path,
+        key=key,
+        name_key="fn",
+    )
     params = dict(spec.params)
     return lambda row: bool(seg.fn(row, **params))
 

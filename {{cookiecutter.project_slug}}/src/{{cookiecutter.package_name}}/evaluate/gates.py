@@ -97,29 +97,6 @@ def changed_suites(run_suites: dict, base_suites: dict | None) -> list[str]:
     )
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
-def table(results: list[GateResult], waived: dict[str, dict] | None = None) -> list[str]:
-    """Markdown: every gate with its verdict (a waived failure says who waived it)."""
-    waived = waived or {}
-    lines = [
-        "| gate | max regression | this run | baseline | regression | verdict |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
-    ]
-    for r in results:
-        verdict = {PASS: "✅ pass", FAIL: "❌ **fail**"}.get(r.status, f"➖ {r.status}")
-        if r.status == FAIL and r.gate in waived:
-            verdict = f"⚠️ fail, waived by {waived[r.gate]['by']}"
-        regression = "-" if r.regression is None else f"{r.regression:+.4f}"
-        lines.append(
-            f"| `{r.gate}` | {r.max_regression:g} | {_num(r.value)} | {_num(r.baseline)} | "
-            f"{regression} | {verdict} |"
-        )
-    return lines
-
-
 # --- releases: the latest other release as baseline, and waivers from the tag --------------
 
 WAIVER_PREFIX = "Waive-gate:"

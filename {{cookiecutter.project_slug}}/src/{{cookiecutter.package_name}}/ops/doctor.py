@@ -34,6 +34,28 @@ VARIABLE = "repository variable (Settings > Secrets and variables > Actions > Va
 SECRET = "secret (Settings > Secrets and variables > Actions > Secrets; release: the environment's)"
 GROUPS_WHERE = "pyproject.toml dependency groups"
 WORKFLOWS = ("terminal", "ci", "train", "poll", "release", "drill")
+# Bucket access per scheme: the OIDC variable that makes stored keys unnecessary, else the
+# key a workflow needs instead (name, where it is set, what the line says).
+_GCS = (
+    ("GCP_WORKLOAD_IDENTITY_PROVIDER", "bucket access by OIDC"),
+    (
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        VARIABLE,
+        "bucket access: set GCP_WORKLOAD_IDENTITY_PROVIDER (OIDC) or a key file",
+    ),
+)
+BUCKET_ACCESS = {
+    "s3": (
+        ("AWS_ROLE_ARN", "bucket access by OIDC (no stored keys)"),
+        (
+            "AWS_ACCESS_KEY_ID",
+            SECRET,
+            "bucket access: set AWS_ROLE_ARN (OIDC, preferred) or the key pair",
+        ),
+    ),
+    "gs": _GCS,
+    "gcs": _GCS,
+}
 
 
 @dataclass(frozen=True)
@@ -72,35 +94,14 @@ def store_lines(store: str | None, *, required: bool) -> list[Line]:
             )
         ]
     lines.append(Line("ok", "FT_ARTIFACT_STORE", f"runs go to {store}/<commit>", VARIABLE))
-    scheme = store.split("://", 1)[0]
-    if scheme == "s3":
-        if _set("AWS_ROLE_ARN"):
-            lines.append(
-                Line("ok", "AWS_ROLE_ARN", "bucket access by OIDC (no stored keys)", VARIABLE)
-            )
-        else:
-            lines.append(
-                _need(
-                    "AWS_ACCESS_KEY_ID",
-                    "bucket access: set AWS_ROLE_ARN (OIDC, preferred) or the key pair",
-                    SECRET,
-                    required=required,
-                )
-            )
-    elif scheme in ("gs", "gcs"):
-        if _set("GCP_WORKLOAD_IDENTITY_PROVIDER"):
-            lines.append(
-                Line("ok", "GCP_WORKLOAD_IDENTITY_PROVIDER", "bucket access by OIDC", VARIABLE)
-            )
-        else:
-            lines.append(
-                _need(
-                    "GOOGLE_APPLICATION_CREDENTIALS",
-                    "bucket access: set GCP_WORKLOAD_IDENTITY_PROVIDER (OIDC) or a key file",
-                    VARIABLE,
-                    required=required,
-                )
-            )
+    access = BUCKET_ACCESS.get(store.split("://", 1)[0])
+    if access:
+        (oidc, oidc_says), (key, kind, key_says) = access
+        lines.append(
+            Line("ok", oidc, oidc_says, VARIABLE)
+            if _set(oidc)
+            else _need(key, key_says, kind, required=required)
+        )
     return lines
 
 

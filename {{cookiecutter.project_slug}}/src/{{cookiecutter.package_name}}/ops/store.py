@@ -48,6 +48,7 @@ START_FILES = ("run.json", "config.yaml")  # mirrored when a run starts
 RESUME_FILES = ("run.json", "config.yaml", "metrics.jsonl")  # pulled before a resume
 FINAL_FILES = ("REPRODUCE.md", "manifest.json")  # pushed last, in this order: manifest commits
 _HELD: dict[str, int] = {}  # run directory -> open lock descriptor, for this process's life
+BUSY_FIX = "wait for it to finish (or stop it), then resume; or pass a new --out"
 READY_WAIT_S = 3600  # how long the other processes of one machine wait for a resume's pull
 
 
@@ -76,12 +77,8 @@ def lock_run_dir(run_dir: Path) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise UserError(
-            "another `ft train` is writing this run directory",
-            file=str(run_dir),
-            key="--out",
-            fix="wait for it to finish (or stop it), then resume; or pass a new --out",
-        ) from None
+        busy = "another `ft train` is writing this run directory"
+        raise UserError(busy, file=str(run_dir), key="--out", fix=BUSY_FIX) from None
     _HELD[key] = fd
 
 
@@ -89,37 +86,6 @@ def unlock_run_dir(run_dir: Path) -> None:
     fd = _HELD.pop(str(Path(run_dir).resolve()), None)
     if fd is not None:
         os.close(fd)
-
-
-def claim_run_dir(run_dir: Path) -> None:
-    """Make `run_dir` a new run's directory, locked for this process (`ft train` without
-    --resume): absent or empty but for the temps of a killed write, which are removed.
-
-    Checked before mkdir (never create anything inside someone's directory), and again
-    under the directory's lock (another `ft train` may have started in between).
-    """
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(
-            "is a file, not a run directory",
-            file=str(run_dir),
-            key="--out",
-            fix="pass a new directory for --out",
-        )
-    for locked in (False, True):
-        if run_dir.is_dir() and any(not is_scratch(p.name) for p in run_dir.iterdir()):
-            if locked:
-                unlock_run_dir(run_dir)
-            raise UserError(
-                "the output directory is not empty",
-                file=str(run_dir),
-                fix="pass a new --out, or add --resume to continue an interrupted run",
-            )
-        if not locked:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            lock_run_dir(run_dir)
-    for p in run_dir.iterdir():  # temp files of a run killed while it set up
-        if is_scratch(p.name):
-            p.unlink(missing_ok=True)
 
 
 def staging_dir(url: str) -> Path:

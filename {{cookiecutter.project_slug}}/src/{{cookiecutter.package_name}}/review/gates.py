@@ -17,23 +17,20 @@ from ..evaluate import gates
 from ..util.hashing import write_atomic
 from .behaviour import gate_results
 from .report.load import load_run, resolve_baseline
+from .report.templating import render_template
 
 
 def render(run_manifest: dict, base_manifest: dict | None, how: str) -> tuple[str, list]:
+    """The gate table as Markdown (templates/gates.md.j2), and the results it shows."""
     results = gate_results(run_manifest, base_manifest)
-    lines = [f"### Gates: `{run_manifest['run_id']}` against {how}", ""]
-    lines += gates.table(results) if results else ["No gates (`eval.gates` is empty)."]
     changed = gates.changed_suites(
         run_manifest.get("eval_suites") or {},
         None if base_manifest is None else base_manifest.get("eval_suites") or {},
     )
-    if changed:
-        lines += [
-            "",
-            f"Changed suite(s) since the baseline: {', '.join(f'`{c}`' for c in changed)}. "
-            "Their gates are not compared like for like; the next release becomes their baseline.",
-        ]
-    return "\n".join(lines) + "\n", results
+    text = render_template(
+        "gates.md.j2", run_id=run_manifest["run_id"], how=how, results=results, changed=changed
+    )
+    return text, results
 
 
 def main(

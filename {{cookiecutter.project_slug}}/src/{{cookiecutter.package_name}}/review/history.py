@@ -7,8 +7,8 @@ Writes OUT/index.html (default site/) and OUT/reproduce/<version>.md, each
 release's REPRODUCE.md, linked relatively from the page. The page shows metric
 trajectories across releases (eval loss, last training loss), the training-loss
 curves of every release, and a table of each version's pins with its reproduce
-status (its verification.json) and drill status (a drill.json in the entry, if
-the scheduled re-training drill recorded one; otherwise "not run").
+status (its verification.json). The monthly drill reports in an issue, not here
+(docs/decisions/0023-the-drill-reports-in-an-issue.md).
 
 Self-contained: inline CSS, figures embedded as base64 PNG data URIs drawn with
 matplotlib, no script and nothing fetched at view time, so a workflow can publish
@@ -21,15 +21,16 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .behaviour import history_cell
+from .behaviour import metric_names
 from .report import write_dir
 from .report.figures import new_figure, png_bytes
+from .report.format import fixed
 from .report.load import Side, load_run
 from .report.markdown import pins, reproduce_status
 from .report.templating import render_template
 
 INDEX = "index.html"
-# The page's columns after version, published, reproduce and drill: pins, by their name in
+# The page's columns after version, published and reproduce: pins, by their name in
 # report.markdown.pins().
 PINS = ("git commit", "base model", "data train sha256", "image digest", "uv.lock sha256")
 
@@ -124,14 +125,19 @@ def _reproduce_badge(side: Side) -> dict:
     return _badge("failed", "fail", reproduce_status(side).removeprefix("❌ "))
 
 
-def _drill_badge(side: Side) -> dict:
-    d = side.drill
-    if d is None:
-        return _badge("not run", "none")
-    when = _when(d.get("finished_at") or d.get("checked_at") or d.get("started_at") or "")
-    if d.get("passed") is True:
-        return _badge("passed", "pass", str(when))
-    return _badge("failed", "fail", f"{d.get('reason') or 'did not pass'} {when}")
+def suites_cell(manifest: dict) -> str:
+    """One line per suite: each segment's first generation metric (else its loss)."""
+    parts = []
+    for name, suite in (manifest.get("eval_suites") or {}).items():
+        metrics = metric_names(suite)
+        if not metrics:
+            continue
+        metric = metrics[0]
+        segs = " · ".join(
+            f"{seg} {fixed(values.get(metric))}" for seg, values in suite["segments"].items()
+        )
+        parts.append(f"{name} {metric}: {segs}")
+    return "; ".join(parts) or "-"
 
 
 def _row(version: str, index: dict, side: Side) -> dict:
@@ -142,10 +148,9 @@ def _row(version: str, index: dict, side: Side) -> dict:
         "reproduce_md": side.reproduce_md is not None,
         "published": _when(index.get("created_at")),
         "reproduce": _reproduce_badge(side),
-        "drill": _drill_badge(side),
         "metrics": m["metrics"],
         "train_rows": m["data"]["splits"].get("train", {}).get("rows"),
-        "suites": history_cell(m),
+        "suites": suites_cell(m),
         "run_id": m.get("run_id"),
         "pins": pins(m),
     }

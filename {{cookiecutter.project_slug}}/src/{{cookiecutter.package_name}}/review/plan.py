@@ -15,11 +15,12 @@ from pathlib import Path
 import yaml
 
 from ..closure.diff import changed_keys
-from ..data.lock import SPLITS, differences, split_of, steps_table
+from ..data.lock import differences, splits_diff
 from ..errors import UserError
 from ..ops.inputs import IMAGE_WORKFLOW, training_paths, triggers_training
 from ..util import git
 from ..util.hashing import write_atomic
+from .report.templating import render_template
 
 __all__ = ["IMAGE_WORKFLOW", "render", "main", "training_paths", "triggers_training"]
 
@@ -35,25 +36,6 @@ def _config_rows(base: str, path: str) -> list[tuple[str, object, object]]:
     old = yaml.safe_load(old_text) if old_text else {}
     new = yaml.safe_load(new_text) if new_text else {}
     return changed_keys(old or {}, new or {})
-
-
-def data_rows(old: dict, new: dict) -> list[str]:
-    """Markdown table rows: each split's filters, rows in -> out before and after, and the
-    final rows and hash; a changed cell is marked **changed**."""
-    rows = []
-    fmt = lambda s: f"{s['rows_in']} -> {s['rows_out']}" if s else "absent"  # noqa: E731
-    for split in SPLITS:
-        for name, sa, sb in steps_table(old, new, split):
-            mark = "" if sa == sb else " **changed**"
-            rows.append(f"| {split} | `{name}` | {fmt(sa)} | {fmt(sb)}{mark} |")
-        a, b = split_of(old, split), split_of(new, split)
-        old_hash, new_hash = str(a.get("sha256", "-"))[:12], str(b.get("sha256", "-"))[:12]
-        mark = "" if old_hash == new_hash else " **changed**"
-        rows.append(
-            f"| {split} | **final** | {a.get('rows', '-')} rows `{old_hash}` | "
-            f"{b.get('rows', '-')} rows `{new_hash}`{mark} |"
-        )
-    return rows
 
 
 def _base_change(since: str, path: str) -> list[str]:
@@ -77,52 +59,31 @@ def render(base: str, configs: list[str], lock_path: str = "data.lock") -> str:
     since = merge_base.stdout.strip()
     changed_files = git.run("diff", "--name-only", since).stdout.split()
     changed_files += git.run("ls-files", "--others", "--exclude-standard").stdout.split()
-    hits = triggers_training(sorted(set(changed_files)), training_paths())
-    lines = ["## Training plan", ""]
-    if hits:
-        lines.append(
-            "Merging this starts **GPU training** of `configs/recipe.yaml` "
-            f"(training inputs changed: {', '.join(f'`{h}`' for h in hits)})."
-        )
-    else:
-        lines.append("Merging this does not start training (no training input changed).")
-    image_hits = (
-        triggers_training(sorted(set(changed_files)), training_paths(IMAGE_WORKFLOW))
-        if IMAGE_WORKFLOW.is_file()
-        else []
-    )
-    if image_hits:
-        lines.append(
-            "\nMerging this **rebuilds the training image** first "
-            f"({', '.join(f'`{h}`' for h in image_hits)} changed): the image workflow opens a "
-            "pull request pinning it in `image.lock`, and merging that one starts training "
-            "on the new image. Until then `ft launch --backend sky` refuses the stale lock."
-        )
+    files = sorted(set(changed_files))
+    configs_shown = []
     for path in configs:
         rows = _config_rows(since, path)
-        lines += ["", f"### Config `{path}`", ""]
-        if not rows:
-            lines.append("No change.")
-            continue
-        lines += ["| key | base | this branch |", "| --- | --- | --- |"]
-        lines += [f"| `{k}` | `{a}` | `{b}` |" for k, a, b in rows]
-        if any(k.startswith("model.base") for k, _, _ in rows):
-            lines += ["", *_base_change(since, path)]
+        base_change = any(k.startswith("model.base") for k, _, _ in rows)
+        configs_shown.append(
+            {
+                "path": path,
+                "rows": rows,
+                "base_change": _base_change(since, path) if base_change else [],
+            }
+        )
     old_lock_text = _show(since, lock_path)
     new_lock = json.loads(Path(lock_path).read_text())
     old_lock = json.loads(old_lock_text) if old_lock_text else {}
-    lines += [
-        "",
-        "### Data",
-        "",
-        "| split | filter | base rows in -> out | this branch |",
-        "| --- | --- | --- | --- |",
-        *data_rows(old_lock, new_lock),
-    ]
-    moved = differences(old_lock, new_lock) if old_lock else ["no data.lock on the base"]
-    if moved:
-        lines += ["", "What moved: " + "; ".join(moved)]
-    return "\n".join(lines) + "\n"
+    return render_template(
+        "plan.md.j2",
+        hits=triggers_training(files, training_paths()),
+        image_hits=triggers_training(files, training_paths(IMAGE_WORKFLOW))
+        if IMAGE_WORKFLOW.is_file()
+        else [],
+        configs=configs_shown,
+        data=splits_diff(old_lock, new_lock),
+        moved=differences(old_lock, new_lock) if old_lock else ["no data.lock on the base"],
+    )
 
 
 def main(base: str, configs: list[str] | None, out: str | None) -> int:

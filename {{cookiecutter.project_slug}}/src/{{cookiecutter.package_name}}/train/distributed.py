@@ -26,7 +26,7 @@ def shard(cfg: Config, accelerator, model):
     made, which must see the sharded parameters). Otherwise the model as it is."""
     if cfg.train.strategy != "fsdp" or accelerator.num_processes == 1:
         return model
-    # A 4-bit base with fsdp is refused by the config (config.py): not sharded here.
+    # A 4-bit base with fsdp is refused by the config (config/schema.py): not sharded here.
     from torch.distributed.fsdp import fully_shard
 
     for layer in _decoder_layers(model):

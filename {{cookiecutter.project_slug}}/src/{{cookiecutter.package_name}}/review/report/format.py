@@ -17,6 +17,11 @@ def fmt(value) -> str:
     return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3g}"
 
 
+def fixed(value) -> str:
+    """Four decimals, whatever the size: eval-suite metrics and gate values line up."""
+    return "-" if value is None else f"{value:.4f}"
+
+
 def signed(value: int) -> str:
     """An integer difference with its sign and thousands separators: +1,234, -56, +0."""
     return f"{value:+,}"

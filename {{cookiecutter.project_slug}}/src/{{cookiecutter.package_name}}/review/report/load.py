@@ -20,7 +20,6 @@ class Side:
     verification: dict | None
     verification_current: bool = False  # the record vouches for this very manifest.json
     reproduce_md: str | None = None
-    drill: dict | None = None
 
 
 READ_OUTPUTS = ("metrics.jsonl", "eval.json")
@@ -104,7 +103,6 @@ def load_run(run_dir: str | Path, label: str | None = None) -> Side:
         verification=verification,
         verification_current=current,
         reproduce_md=reproduce_md.read_text() if reproduce_md.is_file() else None,
-        drill=_read_json(run_dir / "drill.json"),
     )
 
 

@@ -3,9 +3,9 @@
 import json
 
 from ...closure.diff import changed_keys
-from ...data.lock import input_differences
-from ..behaviour import gates_section, suites_section
-from ..plan import data_rows
+from ...data.lock import input_differences, splits_diff
+from ...evaluate.gates import failures
+from ..behaviour import gate_results, suites
 from .figures import DATA_PNG, LOSS_PNG
 from .format import short
 from .load import Side, splits
@@ -61,7 +61,7 @@ def data(run: Side, base: Side | None) -> dict:
         return {"splits": splits(run.manifest)}
     old, new = base.manifest["data"], run.manifest["data"]
     return {
-        "rows": data_rows(old, new),
+        "rows": splits_diff(old, new),
         "moved": input_differences(old, new),
         "unchanged": old["splits"] == new["splits"],
     }
@@ -160,6 +160,7 @@ def render(
 
     m = run.manifest
     changes = config_changes(base.manifest["config"], m["config"]) if base else []
+    gates = gate_results(m, base.manifest if base else None)
     return render_template(
         "report.md.j2",
         run_id=m["run_id"],
@@ -177,8 +178,9 @@ def render(
         figures={"loss": fig(LOSS_PNG), "data": fig(DATA_PNG)},
         figure_names={"loss": LOSS_PNG, "data": DATA_PNG},
         metrics=metrics(run, base),
-        suites=suites_section(m, base.manifest if base else None),
-        gates=gates_section(m, base.manifest if base else None),
+        suites=suites(m, base.manifest if base else None),
+        gates=gates,
+        gates_failed=failures(gates),
         data=data(run, base),
         config_sha256=m["config_sha256"],
         config_path=m["command"]["config"],

@@ -1,5 +1,5 @@
-"""The one Jinja environment that renders what a reviewer reads: report.md, the history page
-and migration.md.
+"""The one Jinja environment that renders what a reviewer reads: report.md, the history page,
+migration.md, `ft gate`'s table and `ft plan`'s comment.
 
 Templates are package data (review/report/templates/*.j2), found through the installed package
 (PackageLoader), so a wheel renders the same as a checkout. Undefined names are errors
@@ -12,7 +12,7 @@ from functools import cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from .format import cell, code, delta, fmt, short, signed, sparkline
+from .format import cell, code, delta, fixed, fmt, short, signed, sparkline
 
 
 @cache
@@ -26,10 +26,22 @@ def environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters.update(
-        fmt=fmt, short=short, cell=cell, code=code, delta=delta, sparkline=sparkline, signed=signed
+        fmt=fmt,
+        fixed=fixed,
+        short=short,
+        cell=cell,
+        code=code,
+        delta=delta,
+        sparkline=sparkline,
+        signed=signed,
     )
     return env
 
 
 def render_template(name: str, **context) -> str:
     return environment().get_template(name).render(**context)
+
+
+def render_macro(name: str, macro: str, *args, **kwargs) -> str:
+    """One macro of a template (tables.md.j2's tables), called from Python."""
+    return str(getattr(environment().get_template(name).module, macro)(*args, **kwargs))

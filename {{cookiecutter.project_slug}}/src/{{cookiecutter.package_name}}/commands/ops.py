@@ -1,0 +1,199 @@
+"""Operations: `ft launch`, `ft image`, `ft jobs`, `ft release resolve`, `ft doctor`."""
+
+import sys
+from argparse import Namespace
+
+from .spec import CONFIG, Command, arg, config_file
+
+
+def launch(args: Namespace) -> int:
+    from ..ops.launch import main
+
+    return main(
+        args.config,
+        args.overrides,
+        backend=args.backend,
+        run_uri=args.run_uri,
+        fetch=args.fetch,
+        command=args.cmd,
+        detach=args.detach,
+    )
+
+
+def image_check(args: Namespace) -> int:
+    from ..ops.image import check
+
+    lock = check()
+    print(f"ok  {_built(lock)}; uv.lock and Dockerfile unchanged since")
+    return 0
+
+
+def image_build_args(args: Namespace) -> int:
+    from ..ops.image import build_args
+
+    for key, value in build_args(latest_base=args.latest_base).items():
+        print(f"{key}={value}")
+    return 0
+
+
+def image_record(args: Namespace) -> int:
+    from ..ops.image import record
+
+    lock = record(args.name, args.digest, args.base_digest)
+    print(f"wrote image.lock: {_built(lock, base=True)}")
+    return 0
+
+
+def _built(lock: dict, base: bool = False) -> str:
+    """`IMAGE  built from commit SHA`, or `IMAGE on BASE@DIGEST, built from commit SHA`."""
+    from ..ops.image import reference
+
+    on = f" on {lock['base']}@{lock['base_digest']}," if base else " "
+    return f"{reference(lock)}{on} built from commit {lock['commit'][:12]}"
+
+
+def jobs_ended(args: Namespace) -> int:
+    from ..ops.jobs import ended
+
+    for job in ended(args.minutes):
+        print(f"{job.commit}\t{job.state}\t{job.job_id}\t{job.status}\t{job.name}")
+    return 0
+
+
+def release_resolve(args: Namespace) -> int:
+    import os
+
+    from ..errors import UserError
+    from ..ops.inputs import resolve_run
+    from ..ops.runner import require_shared_store
+
+    store = args.store or os.environ.get("FT_ARTIFACT_STORE")
+    if not store:
+        raise UserError(
+            "no artifact store",
+            key="--store",
+            fix="pass --store s3://bucket/runs or set FT_ARTIFACT_STORE",
+        )
+    require_shared_store(store, key="--store")
+    url, commit = resolve_run(store, args.commit)
+    print(f"run of {commit[:12]} (same training inputs)", file=sys.stderr)
+    print(url)
+    return 0
+
+
+def doctor(args: Namespace) -> int:
+    from ..ops.doctor import main
+
+    return main(args.workflow, args.config, args.backend)
+
+
+COMMANDS = {
+    "launch": Command(
+        launch,
+        "Train here (local) or as a SkyPilot managed job on the image pinned in image.lock (sky)",
+        (
+            *CONFIG,
+            arg(
+                "--backend",
+                choices=["local", "sky"],
+                help="where to train (default: the config's launch.backend)",
+            ),
+            arg(
+                "--run-uri",
+                metavar="URI",
+                help="where the run is written: local: a path or URL for ft train --out; sky: "
+                "s3://bucket/path (default: <artifact store>/<config>-<UTC time>)",
+            ),
+            arg(
+                "--fetch",
+                metavar="DIR",
+                help="sky: once the job succeeded, download its run into DIR (as ft fetch)",
+            ),
+            arg(
+                "--detach",
+                action="store_true",
+                help="sky: submit and return (print the job as JSON); `ft jobs ended` sees it end",
+            ),
+            arg(
+                "cmd",
+                nargs="*",
+                metavar="-- COMMAND",
+                help="run this instead of ft train (sky: on the same image and machines)",
+            ),
+        ),
+    ),
+    "image check": Command(
+        image_check, "Fail unless image.lock pins an image built from this uv.lock and Dockerfile"
+    ),
+    "image build-args": Command(
+        image_build_args,
+        "Print the KEY=VALUE build args for `docker build` of the training image",
+        (
+            arg(
+                "--latest-base",
+                action="store_true",
+                help="build on the newest image of the base tag, not the pinned digest "
+                "(a deliberate base bump; record its digest afterwards)",
+            ),
+        ),
+    ),
+    "image record": Command(
+        image_record,
+        "Write image.lock for an image built and pushed from this checkout",
+        (
+            arg("--name", help="image name without tag (default: the one in image.lock)"),
+            arg("--digest", required=True, help="the pushed image's digest, sha256:<64 hex>"),
+            arg(
+                "--base-digest",
+                required=True,
+                help="the digest of the base image it was built on, sha256:<64 hex>",
+            ),
+        ),
+    ),
+    "jobs ended": Command(
+        jobs_ended,
+        "The managed training jobs of this repository that ended lately: commit, status, job id",
+        (
+            arg(
+                "--minutes",
+                type=int,
+                default=60,
+                help="jobs that ended within this many minutes (default: %(default)s; keep it "
+                "above the watcher's schedule so none is missed)",
+            ),
+        ),
+    ),
+    "release resolve": Command(
+        release_resolve,
+        "Print the bucket URL of the run that a commit's training inputs resolve to",
+        (
+            arg(
+                "--commit",
+                default="HEAD",
+                help="the commit to release, e.g. the tag's (default: %(default)s)",
+            ),
+            arg(
+                "--store",
+                help="the artifact store, e.g. s3://bucket/runs (default: $FT_ARTIFACT_STORE)",
+            ),
+        ),
+    ),
+    "doctor": Command(
+        doctor,
+        "List what the configured backends need (variables, secrets) and what is missing",
+        (
+            arg(
+                "--workflow",
+                default="terminal",
+                help="whose needs: terminal, ci, train, poll, release or drill "
+                "(default: %(default)s)",
+            ),
+            arg(
+                "--backend",
+                choices=["local", "sky"],
+                help="launch backend (default: the config's launch.backend)",
+            ),
+            config_file(),
+        ),
+    ),
+}
