@@ -82,7 +82,7 @@ def checkout(
             file="manifest.json",
             fix="commit the changes, then train again",
         )
-    top = git.incheckout(
+    top = git.in_checkout(
         "rev-parse",
         "--show-toplevel",
         fix="run ft reproduce from the repository the run was trained in",
