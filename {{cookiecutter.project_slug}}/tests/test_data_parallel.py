@@ -220,16 +220,12 @@ def test_chunked_stream_gives_the_rows_of_one_list(pkg, data_workdir, chunk_rows
     assert flow.steps() == whole.steps and flow.rows_in == len(rows)
 
 
-def test_streamed_dedupe_keeps_what_the_list_dedupe_keeps(pkg, data_workdir):
+def test_streamed_dedupe_keeps_what_the_list_dedupe_keeps(pkg, data_workdir, tmp_path):
     rows = messy_rows(20_000)
+    list_dedupe = load_list_dedupe(tmp_path / "list_dedupe.py")
     for fields in (("prompt", "response"), ("prompt",), ("i",)):
         kept = list(pkg.data.filters.dedupe(iter(rows), fields))
-        seen, expected = set(), []
-        for row in rows:
-            key = tuple(row.get(f) for f in fields)
-            if key not in seen:
-                seen.add(key)
-                expected.append(row)
+        expected = list_dedupe(rows, fields)
         assert kept == expected
 
 
@@ -247,6 +243,21 @@ def dedupe(rows: list[Row], fields: tuple[str, ...] = ("prompt", "response")) ->
             kept.append(row)
     return kept
 '''
+
+
+def load_list_dedupe(module: Path):
+    """LIST_DEDUPE as a function, its source written to `module` (inspect reads it back from
+    there for the filter's code hash)."""
+    import linecache
+
+    module.write_text(LIST_DEDUPE)
+    scope = {"dataset_filter": lambda fn: fn, "Row": dict}
+    code = compile(LIST_DEDUPE, str(module), "exec")
+    linecache.checkcache(str(module))
+    exec(code, scope)
+    return scope["dedupe"]
+
+
 # The prompt/response rows that dedupe was written for (chat rows came later).
 PROMPT_RESPONSE = [
     "data.row_format=prompt_response",
@@ -263,18 +274,10 @@ def test_a_list_dedupe_still_runs_in_the_streaming_pipeline(
 ):
     """A repo that kept the list-based dedupe still builds: the streaming pipeline feeds it
     the split and keeps the same rows as the streamed dedupe; only its code hash differs."""
-    import linecache
-
     filters = pkg.data.filters
     cfg = pkg.config.load_config(RECIPE, PROMPT_RESPONSE)
     streamed = pkg.data.build.run_pipeline(cfg)
-    module = tmp_path / "list_dedupe.py"
-    module.write_text(LIST_DEDUPE)
-    scope = {"dataset_filter": lambda fn: fn, "Row": dict}
-    code = compile(LIST_DEDUPE, str(module), "exec")  # inspect reads the source back from it
-    linecache.checkcache(str(module))
-    exec(code, scope)
-    old = filters.Filter("dedupe", "dataset", scope["dedupe"])
+    old = filters.Filter("dedupe", "dataset", load_list_dedupe(tmp_path / "list_dedupe.py"))
     monkeypatch.setitem(filters.FILTERS, "dedupe", old)
     lock = pkg.data.build.run_pipeline(cfg)
     assert lock["splits"] == streamed["splits"] and lock["sources"] == streamed["sources"]

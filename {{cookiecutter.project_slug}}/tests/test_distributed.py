@@ -12,6 +12,7 @@ and resumed from its sharded-then-gathered checkpoint ends in the same bytes.
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 from test_closure import (
@@ -38,6 +39,19 @@ def test_strategy_is_ddp_by_default_and_fsdp_refuses_a_4bit_base(pkg, data_workd
     done.user_error("configs/smoke.yaml", "train.strategy fsdp", "4-bit")
 
 
+def train_two(project: Path, *args: str) -> subprocess.CompletedProcess:
+    """`ft train ARGS` as 2 processes under torchrun; it must succeed."""
+    done = subprocess.run(
+        [*ft_under_torchrun(project, 2), "train", *args],
+        cwd=project,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 @pytest.fixture(scope="module")
 def fsdp_project(tmp_path_factory):
     return _make_project(tmp_path_factory.mktemp("fsdp"))
@@ -45,27 +59,14 @@ def fsdp_project(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fsdp_run(fsdp_project):
-    done = subprocess.run(
-        [*ft_under_torchrun(fsdp_project, 2), "train", *FSDP, "--out", "runs/fsdp"],
-        cwd=fsdp_project,
-        env=_env(),
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = train_two(fsdp_project, *FSDP, "--out", "runs/fsdp")
     assert "fsdp: base and adapter sharded over 2 processes" in done.stderr
     return fsdp_project / "runs" / "fsdp"
 
 
 @pytest.mark.slow
 def test_fsdp_over_two_processes_equals_ddp_byte_for_byte(fsdp_project, fsdp_run):
-    subprocess.run(
-        [*ft_under_torchrun(fsdp_project, 2), "train", *TWO, "--out", "runs/ddp"],
-        cwd=fsdp_project,
-        env=_env(),
-        check=True,
-        capture_output=True,
-    )
+    train_two(fsdp_project, *TWO, "--out", "runs/ddp")
     ddp = fsdp_project / "runs" / "ddp"
     manifest = json.loads((fsdp_run / "manifest.json").read_text())
     assert manifest["hardware"]["world_size"] == 2
@@ -95,14 +96,7 @@ def test_an_fsdp_run_killed_and_resumed_gives_the_same_bytes(fsdp_project, fsdp_
     )
     run = fsdp_project / out
     assert not (run / "manifest.json").exists()
-    resumed = subprocess.run(
-        [*ft_under_torchrun(fsdp_project, 2), "train", "--out", out, "--resume"],
-        cwd=fsdp_project,
-        env=_env(),
-        capture_output=True,
-        text=True,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resumed = train_two(fsdp_project, "--out", out, "--resume")
     assert "resuming from checkpoints/step-00000004 (step 4)" in resumed.stderr
     assert adapter_bytes(run) == adapter_bytes(fsdp_run)
     assert (run / "eval.json").read_bytes() == (fsdp_run / "eval.json").read_bytes()
@@ -123,14 +117,7 @@ def test_fsdp_over_two_gpus_reruns_byte_for_byte(two_gpus, fsdp_project):
     """NCCL, which no CPU run exercises: two fsdp runs on the same 2 GPUs give the same bytes."""
     runs = []
     for name in ("gpu-a", "gpu-b"):
-        done = subprocess.run(
-            [*ft_under_torchrun(fsdp_project, 2), "train", *FSDP, "--out", f"runs/{name}"],
-            cwd=fsdp_project,
-            env=_env(),
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
+        train_two(fsdp_project, *FSDP, "--out", f"runs/{name}")
         runs.append(fsdp_project / "runs" / name)
     manifest = json.loads((runs[0] / "manifest.json").read_text())
     assert manifest["hardware"]["device_type"] == "cuda"

@@ -12,6 +12,7 @@ the run's objects (what the mount shows). Then `ft reproduce RUN_DIR --collect R
 reads the results back from the bucket and `ft publish` takes the verification.
 """
 
+import contextlib
 import json
 import subprocess
 from pathlib import Path
@@ -90,15 +91,27 @@ def test_collected_intervals_pass_and_the_verification_publishes(project, s3, sk
     assert "published v0.1.0" in published.stdout
 
 
-def test_a_tampered_interval_result_fails_naming_the_interval(project, s3, sky_run):
+@contextlib.contextmanager
+def tampered(s3: dict, obj: str, edit):
+    """Bucket object `obj` replaced by `edit(its bytes)` (None: removed) inside the block,
+    then restored, so the session's sky run stays whole for the next test."""
     fs = _bucket_fs(s3)
-    obj = f"{BUCKET}/runs/sky/verify/interval-0001/checkpoints/step-00000008/state.pt"
     original = fs.cat_file(obj)
-    fs.pipe_file(obj, original[:-1] + bytes([original[-1] ^ 1]))
+    changed = edit(original)
+    if changed is None:
+        fs.rm_file(obj)
+    else:
+        fs.pipe_file(obj, changed)
     try:
-        done = collect(project, s3)
+        yield
     finally:
         fs.pipe_file(obj, original)
+
+
+def test_a_tampered_interval_result_fails_naming_the_interval(project, s3, sky_run):
+    obj = f"{BUCKET}/runs/sky/verify/interval-0001/checkpoints/step-00000008/state.pt"
+    with tampered(s3, obj, lambda data: data[:-1] + bytes([data[-1] ^ 1])):
+        done = collect(project, s3)
     assert done.returncode == 1
     assert "the run diverged between steps 4 and 8 (interval 1 of 3" in done.stderr
     record = json.loads((project / "runs" / "sky" / "verification.json").read_text())
@@ -107,14 +120,9 @@ def test_a_tampered_interval_result_fails_naming_the_interval(project, s3, sky_r
 
 
 def test_a_missing_interval_result_is_an_error_naming_it(project, s3, sky_run):
-    fs = _bucket_fs(s3)
     obj = f"{BUCKET}/runs/sky/verify/interval-0002/manifest.json"
-    original = fs.cat_file(obj)
-    fs.rm_file(obj)
-    try:
+    with tampered(s3, obj, lambda data: None):
         done = collect(project, s3)
-    finally:
-        fs.pipe_file(obj, original)
     assert done.returncode == 1
     assert "interval 2 (steps 8-12) has no committed result" in done.stderr
     assert f"{URL}/verify/interval-0002/manifest.json is missing" in done.stderr

@@ -4,7 +4,7 @@ handler functions beside them, with their help line and arguments (spec.py).
     config.py   ft config, ft base          train.py    ft train, reproduce, diff, fetch
     data.py     ft data                     publish.py  ft publish, registry, generate, export
     review.py   ft plan, report, gate, migrate, retrain, history
-    ops.py      ft launch, image, jobs, release, doctor
+    ops.py      ft launch, task run, image, jobs, release, doctor
 
 A handler parses nothing and decides nothing: it turns parsed arguments into a call of
 the stage function that does the work, and prints the result for a person. cli.py

@@ -1,4 +1,5 @@
-"""Operations: `ft launch`, `ft image`, `ft jobs`, `ft release resolve`, `ft doctor`."""
+"""Operations: `ft launch`, `ft task run`, `ft image`, `ft jobs`, `ft release resolve`,
+`ft doctor`."""
 
 import sys
 from argparse import Namespace
@@ -18,6 +19,12 @@ def launch(args: Namespace) -> int:
         command=args.cmd,
         detach=args.detach,
     )
+
+
+def task_run(args: Namespace) -> int:
+    from ..ops.task import main
+
+    return main()
 
 
 def image_check(args: Namespace) -> int:
@@ -149,6 +156,11 @@ COMMANDS = {
                 help="the digest of the base image it was built on, sha256:<64 hex>",
             ),
         ),
+    ),
+    "task run": Command(
+        task_run,
+        "Inside a SkyPilot job (sky/train.yaml's run:): finish, resume or start the run, "
+        "one process per GPU",
     ),
     "jobs ended": Command(
         jobs_ended,

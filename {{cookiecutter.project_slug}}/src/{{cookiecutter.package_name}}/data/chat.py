@@ -57,7 +57,9 @@ def template_sha256(tokenizer) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest() if text else None
 
 
-def _render(tokenizer, messages: list[dict], generation_prompt: bool = False) -> str:
+def render_chat(tokenizer, messages: list[dict], generation_prompt: bool = False) -> str:
+    """Messages as text, through the base's own chat template: what training encodes, and
+    (with the generation prompt) what an eval suite's completion continues."""
     return tokenizer.apply_chat_template(
         messages, tokenize=False, add_generation_prompt=generation_prompt
     )
@@ -65,7 +67,7 @@ def _render(tokenizer, messages: list[dict], generation_prompt: bool = False) ->
 
 def assistant_spans(tokenizer, messages: list[dict], loss_on: str) -> tuple[str, list]:
     """(rendered text, [(start, end) character spans that carry loss])."""
-    text = _render(tokenizer, messages)
+    text = render_chat(tokenizer, messages)
     if loss_on == "all":
         return text, [(0, len(text))]
     turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
@@ -73,8 +75,8 @@ def assistant_spans(tokenizer, messages: list[dict], loss_on: str) -> tuple[str,
         turns = turns[-1:]
     spans = []
     for i in turns:
-        before = _render(tokenizer, messages[:i], generation_prompt=True) if i else ""
-        through = _render(tokenizer, messages[: i + 1])
+        before = render_chat(tokenizer, messages[:i], generation_prompt=True) if i else ""
+        through = render_chat(tokenizer, messages[: i + 1])
         if not (text.startswith(through) and through.startswith(before)):
             raise TemplateNotPrefixStable(i)
         spans.append((len(before), len(through)))

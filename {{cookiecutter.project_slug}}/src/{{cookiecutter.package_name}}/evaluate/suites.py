@@ -67,9 +67,9 @@ def suite_examples(cfg: Config, rows: list[dict], tokenizer, max_len: int) -> li
 def prompt_ids(cfg: Config, tokenizer, prompt: str) -> list[int]:
     """The context a completion continues, formatted as training formats a prompt."""
     if cfg.data.row_format == "chat":
-        from ..data.chat import _render
+        from ..data.chat import render_chat
 
-        text = _render(tokenizer, [{"role": "user", "content": prompt}], generation_prompt=True)
+        text = render_chat(tokenizer, [{"role": "user", "content": prompt}], generation_prompt=True)
         return tokenizer(text, add_special_tokens=False)["input_ids"]
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     return bos + tokenizer(prompt + "\n", add_special_tokens=False)["input_ids"]

@@ -20,6 +20,7 @@ import re
 import shlex
 import subprocess
 import sys
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,31 +31,11 @@ from ..config import Config, load_config
 from ..errors import UserError
 from ..util import git
 from . import image
+from .shape import check_shape
 
 TASK_YAML = "sky/train.yaml"
 # Buckets a job can mount (file_mounts) and `ft fetch` can read (fsspec).
 BUCKET_SCHEMES = ("s3", "gs")
-# SkyPilot accepts any accelerator name and fails only when no cloud offers it, after
-# provisioning starts. Its catalog is downloaded from a git host at run time, so it cannot be
-# read offline: names are checked against this list, and a name missing from it is warned
-# about, not refused (a new GPU should not need an ft release); a known name's per-node count
-# must be one the list gives. A GPU missing here: add it with the counts `sky show-gpus NAME`
-# lists.
-ACCELERATORS = {
-    "B200": (1, 2, 4, 8),
-    "H200": (1, 2, 4, 8),
-    "H100": (1, 2, 4, 8),
-    "GH200": (1,),
-    "A100-80GB": (1, 2, 4, 8),
-    "A100": (1, 2, 4, 8, 16),
-    "L40S": (1, 2, 4, 8),
-    "L4": (1, 2, 4, 8),
-    "A10G": (1, 4, 8),
-    "A10": (1,),
-    "T4": (1, 2, 4, 8),
-    "V100": (1, 2, 4, 8),
-}
-NO_SPOT = ("lambda",)  # infra without spot instances
 # envs in sky/train.yaml that ft launch fills for every job.
 FILLED = (
     "CONFIG",
@@ -291,8 +272,9 @@ def submit(task, name: str) -> int:
     """
     import sky
 
-    task.update_envs_and_secrets_from_workdir()
-    job_ids, _ = sky.stream_and_get(sky.jobs.launch(task, name=name))
+    with _stdout_to_stderr():  # SkyPilot logs to stdout; --detach prints only the job's JSON
+        task.update_envs_and_secrets_from_workdir()
+        job_ids, _ = sky.stream_and_get(sky.jobs.launch(task, name=name))
     if not job_ids:
         raise RuntimeError(f"SkyPilot returned no job id for {name}")
     return int(job_ids[0])
@@ -308,32 +290,18 @@ def follow(job_id: int) -> int:
     return int(code)
 
 
-def check_shape(cfg: Config) -> None:
-    """Accelerator name and per-node count from our list; no spot where there is none."""
-    spec = cfg.launch.accelerators
-    name, _, count = spec.partition(":")
-    if name not in ACCELERATORS:
-        print(
-            f"warning: {cfg._path}: launch.accelerators: {name!r} is not in ft's list "
-            f"({', '.join(ACCELERATORS)}); SkyPilot fails the job when it provisions if no "
-            "cloud offers it (check: `sky show-gpus " + name + "`; add it to ACCELERATORS in "
-            "ops/launch.py to have its counts checked)",
-            file=sys.stderr,
-        )
-    elif not count.isdigit() or int(count) not in ACCELERATORS[name]:
-        raise UserError(
-            f"{name} comes {ACCELERATORS[name]} to a machine, not {count!r}",
-            file=cfg._path,
-            key="launch.accelerators",
-            fix=f"use {name}:N with N in {ACCELERATORS[name]}, and more nodes for more",
-        )
-    if cfg.launch.use_spot and cfg.launch.infra.split("/")[0] in NO_SPOT:
-        raise UserError(
-            f"{cfg.launch.infra} has no spot instances",
-            file=cfg._path,
-            key="launch.use_spot",
-            fix="set launch.use_spot to false",
-        )
+@contextmanager
+def _stdout_to_stderr():
+    """File descriptor 1 points at 2 meanwhile: SkyPilot's log handlers hold sys.stdout."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _import_sky():

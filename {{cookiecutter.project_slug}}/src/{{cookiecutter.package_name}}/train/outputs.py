@@ -1,4 +1,4 @@
-"""The adapter files a finished run writes (train/recipe.py step 8): peft's, made canonical.
+"""The adapter files a finished run writes (train/recipe.py step 9): peft's, made canonical.
 
 Written beside the run in `.partial-adapter/` and renamed into `adapter/`, so a killed
 run never leaves a half-written adapter that looks finished.

@@ -88,7 +88,7 @@ def main(
             run_dir, invocation=invocation, cfg=cfg, location=location, resume=resume, replay=replay
         )
     except UserError:
-        if not resume and int(os.environ.get("RANK", "0")) == 0:
+        if not resume and rundir.first_process():
             shutil.rmtree(run_dir, ignore_errors=True)
             location.abandon()
         raise

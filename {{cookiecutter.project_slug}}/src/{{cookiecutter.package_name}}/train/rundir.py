@@ -23,7 +23,10 @@ from ..util.records import read_json
 RUN_FILE = "run.json"  # the invocation, written first: what --resume re-reads
 
 
-def _first_process() -> bool:
+def first_process() -> bool:
+    """Whether this process sets the run up: under torchrun RANK 0, else the only one. Read
+    from the environment because the run directory is set up before the Accelerator exists
+    (it needs the config's seed first, and a resume's config is in the directory)."""
     return int(os.environ.get("RANK", "0")) == 0
 
 
@@ -43,7 +46,7 @@ def create(
         "started_at": datetime.now(UTC).isoformat(),
         "git": git_state(),
     }
-    if _first_process():  # under torchrun, only rank 0 sets the run up
+    if first_process():  # under torchrun, only rank 0 sets the run up
         if run_dir.exists() and not run_dir.is_dir():
             raise UserError(
                 "is a file, not a run directory",
@@ -89,7 +92,7 @@ def reopen(out: str | None) -> tuple[Path, dict]:
             file=str(run_dir),
             fix="pass the --out directory of an interrupted run",
         )
-    if _first_process():
+    if first_process():
         store.lock_run_dir(run_dir)
     if (run_dir / "manifest.json").exists():
         store.unlock_run_dir(run_dir)
@@ -127,7 +130,7 @@ def git_at_start(run_dir: Path, invocation: dict, resume: bool) -> dict:
 def warn_if_dirty() -> None:
     """One line up front: a run from uncommitted changes can be neither reproduced nor
     published (`ft reproduce` rebuilds from the recorded commit), so say so before it trains."""
-    if not _first_process():
+    if not first_process():
         return
     dirty = dirty_files()
     if dirty:
