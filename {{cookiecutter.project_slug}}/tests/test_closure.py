@@ -722,7 +722,7 @@ def test_two_process_run_spot_checked_by_seed_and_refused_by_publish(project, tw
 
 def test_planted_nondeterminism_is_localised_to_its_interval(project):
     """Fresh randomness from step 5 on: interval 1 (steps 4-8) diverges; 0 and 2 match."""
-    train_py = next((project / "src").glob("*/train/recipe.py"))
+    train_py = next((project / "src").glob("*/train/loop.py"))  # the training loop
     loop = "    for step in range(start, stop):\n"
     original = train_py.read_text()
     assert loop in original
