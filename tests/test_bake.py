@@ -457,7 +457,8 @@ def test_cruft_link(baked: Baked, template: Path) -> None:
 
 def test_pre_commit_hooks_install_from_pypi_only(baked: Baked) -> None:
     # Behind a package mirror with no git host, only local hooks with pinned PyPI
-    # dependencies install; ruff must be the dev group's ruff, or the two disagree.
+    # dependencies install; ruff must be the dev group's ruff, or the two disagree, and
+    # the uv that starts the dev group's mypy must be the dev group's uv.
     config = yaml.safe_load((baked.path / ".pre-commit-config.yaml").read_text())
     assert [repo["repo"] for repo in config["repos"]] == ["local"]
     hooks = config["repos"][0]["hooks"]
@@ -465,8 +466,12 @@ def test_pre_commit_hooks_install_from_pypi_only(baked: Baked) -> None:
         assert hook["language"] == "python", hook["id"]
         deps = hook["additional_dependencies"]
         assert deps and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[\w.]+", d) for d in deps), hook["id"]
-    ruff = {d for h in hooks for d in h["additional_dependencies"] if d.startswith("ruff==")}
-    assert ruff == set(re.findall(r'"(ruff==[^"]+)"', (baked.path / "pyproject.toml").read_text()))
+    pyproject = (baked.path / "pyproject.toml").read_text()
+    for tool in ("ruff", "uv"):
+        pins = {d for h in hooks for d in h["additional_dependencies"] if d.startswith(f"{tool}==")}
+        assert pins == set(re.findall(rf'"({tool}==[^"]+)"', pyproject)), tool
+    mypy = next(h for h in hooks if h["id"] == "mypy")
+    assert mypy["entry"].split()[:3] == ["uv", "run", "--frozen"] and "mypy==" in pyproject
 
 
 def test_configs_validate(baked: Baked, default_ft: Path) -> None:

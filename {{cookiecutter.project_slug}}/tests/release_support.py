@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import json
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 PKG = next(p.name for p in sorted((REPO / "src").iterdir()) if (p / "__init__.py").is_file())
@@ -47,7 +48,7 @@ def make_release(
         "config.yaml": b"seed: 1\n",
         "eval.json": b'{"eval_loss": 1.5}\n',
     }
-    manifest = {
+    manifest: dict[str, Any] = {
         "schema": 1,
         "run_id": "smoke",
         "seed": 1,

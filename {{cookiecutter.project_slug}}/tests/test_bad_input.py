@@ -224,12 +224,13 @@ case("fetch", "unknown scheme", ("fetch", "nosuch://bucket/r", "fetched"), needl
 
 # --- 4. run.json for a resume ----------------------------------------------------------------
 
-for kind, data in {
+RUN_JSONS: dict[str, str | bytes] = {
     "truncated run.json": '{"config": "configs/sm',
     "run.json a list": "[]",
     "run.json not UTF-8": b'{"config": "\xff"}',
     "run.json with NaN": '{"config": NaN}',
-}.items():
+}
+for kind, data in RUN_JSONS.items():
     case(
         "resume",
         kind,

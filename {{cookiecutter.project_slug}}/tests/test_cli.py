@@ -25,7 +25,7 @@ HEAVY_MODULES = ("torch", "transformers", "peft", "accelerate", "datasets")
 
 def leaves(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
     """Every runnable subcommand, by its full name ("data build"), with its parser."""
-    found = {}
+    found: dict[str, argparse.ArgumentParser] = {}
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
@@ -165,7 +165,7 @@ def test_console_script_user_error_is_one_line_exit_2(data_workdir):
 
 
 def test_console_script_bad_config_is_one_line_exit_2(data_workdir):
-    argv = [FT, "config", "validate", "--config", "configs/smoke.yaml", "--set", "train.lrr=1"]
+    argv = [str(FT), "config", "validate", "--config", "configs/smoke.yaml", "--set", "train.lrr=1"]
     run = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert (run.returncode, run.stdout) == (2, "")
     assert "Traceback" not in run.stderr

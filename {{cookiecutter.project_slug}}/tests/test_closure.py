@@ -126,7 +126,7 @@ def project(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smoke_run(project) -> Path:
     """One smoke run in its own process, with secrets in its environment."""
-    ft(project, "train", *SMOKE, "--out", "runs/smoke", **SECRETS)
+    ft(project, "train", *SMOKE, "--out", "runs/smoke", check=True, **SECRETS)
     return project / "runs" / "smoke"
 
 
@@ -317,6 +317,7 @@ def kill_at_step(cmd: list[str], cwd: Path, env: dict, step: int) -> None:
     """Run CMD (`ft train`, or a launcher of several); once it logged `step`, SIGKILL it and
     every process below it (torchrun starts each worker in a session of its own)."""
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
     for line in proc.stderr:
         if line.startswith(f"step {step}/"):
             for pid in [proc.pid, *_descendants(proc.pid)]:
@@ -373,6 +374,7 @@ def test_files_edited_after_training_fail_reproduce(project, smoke_run, reproduc
     lock = run / "data.lock"
     text = lock.read_text()
     rows = re.search(r'"rows": (\d+)', text)
+    assert rows is not None
     lock.write_text(text.replace(rows.group(0), f'"rows": {int(rows.group(1)) + 1}', 1))
     monkeypatch.chdir(project)
     assert mod("closure.reproduce").main(str(run)) == 1

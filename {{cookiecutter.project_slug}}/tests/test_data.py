@@ -90,7 +90,7 @@ def test_check_passes_on_the_shipped_lock(ft, data_workdir, path):
 
 @pytest.mark.shipped
 def test_pipeline_reproduces_the_shipped_lock_exactly(pkg, data_workdir):
-    rows = {"train": [], "eval": []}
+    rows: dict[str, list[dict]] = {"train": [], "eval": []}
     lock = pkg.data.build.run_pipeline(
         pkg.config.load_config(RECIPE), sink=lambda split, chunk: rows[split].extend(chunk)
     )

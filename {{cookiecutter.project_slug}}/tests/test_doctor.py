@@ -137,6 +137,16 @@ def test_doctor_release_ok_when_configured_and_never_prints_a_secret(ft, env):
     assert {"FT_ARTIFACT_STORE", "AWS_ROLE_ARN", "SKYPILOT_SERVICE_ACCOUNT_TOKEN", "HF_TOKEN"} <= ok
 
 
+def test_doctor_with_a_config_that_sets_no_registry_uses_the_repos(ft, env, pkg):
+    # configs/smoke.yaml leaves publish.registry unset: recipe.yaml's registry is the repo's.
+    registries = importlib.import_module(f"{pkg.__name__}.publish.registries")
+    repo_registry, _ = registries.repo_registry()
+    result = ft("doctor", "--workflow", "release", "--config", "configs/smoke.yaml")
+    assert result.code == 2, result.err
+    line = next(line for line in result.out.splitlines() if " FT_REGISTRY " in line)
+    assert repo_registry in line, result.out
+
+
 def test_doctor_refuses_a_local_store_for_train(ft, env):
     env(FT_ARTIFACT_STORE="runs")
     result = ft("doctor", "--workflow", "train", "--backend", "local")

@@ -32,7 +32,7 @@ def apply(pkg):
     return run
 
 
-def row(prompt: str, response: str, **extra) -> dict:
+def row(prompt: str, response: object, **extra) -> dict:  # bad values too
     return {"prompt": prompt, "response": response, **extra}
 
 

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import PKG_NAME
@@ -109,7 +110,7 @@ def test_doctor_names_the_groups_a_workflow_lacks(ft, data_workdir, without, mon
 def test_reproduce_syncs_the_groups_a_run_needs(pkg):
     manifest_mod = importlib.import_module(f"{PKG_NAME}.closure.reproduce_md")
     sources = [{"name": "chat", "split": "train", "path": "data/raw/chat-train.jsonl"}]
-    manifest = {
+    manifest: dict[str, Any] = {
         "command": {"config": "configs/smoke.yaml", "overrides": []},
         "hardware": {"world_size": 1},
         "config": {"model": {"quantization": None}, "data": {"sources": sources}},

@@ -51,7 +51,8 @@ def test_dockerfile_builds_the_locked_environment_and_labels_it():
     lock = json.loads((ROOT / "image.lock").read_text())
     python = (ROOT / ".python-version").read_text().strip()
     # The base comes in as a build arg; its default is image.lock's base tag for this Python.
-    assert re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M).group(1) == lock["base"]
+    arg = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M)
+    assert arg is not None and arg.group(1) == lock["base"]
     assert lock["base"] == f"python:{python}-slim"
     assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M)
     # uv from PyPI at the dev group's pin; the environment only from the committed uv.lock.

@@ -433,7 +433,8 @@ def test_a_second_writer_of_a_run_directory_is_refused(pkg, ft, data_workdir):
         for d in (busy, fresh)
     ]
     try:
-        assert [h.stdout.readline().strip() for h in holders] == ["held", "held"]
+        outs = [h.stdout for h in holders if h.stdout is not None]
+        assert [out.readline().strip() for out in outs] == ["held", "held"]
         # a resume while another process trains the run ...
         ft("train", "--out", "runs/busy", "--resume").user_error("runs/busy", "another `ft train`")
         # ... and a new run racing another one into the same fresh directory

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -45,7 +46,7 @@ def project(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def submitted(monkeypatch):
     """Stop at the SDK boundary: record what would be submitted; the job 'exits' with `code`."""
-    calls = {"tasks": [], "code": 0}
+    calls: dict[str, Any] = {"tasks": [], "code": 0}
     launch = mod("ops.launch")
 
     def submit(task, name):
@@ -97,7 +98,27 @@ def test_task_yaml_loads_with_skypilot(sky):
     else:
         assert task.storage_mounts["/artifacts"].source == task.envs["ARTIFACT_BUCKET"]
         assert task.envs["ARTIFACTS"] == "/artifacts"
-    assert task.setup.strip().endswith("uv sync --frozen --no-dev --group qlora")
+    assert "uv sync --frozen --no-dev" in task.setup
+
+
+@pytest.mark.parametrize(
+    ("groups", "argv"),
+    [
+        ("", "sync --frozen --no-dev --group qlora"),
+        ("hub-data mlflow", "sync --frozen --no-dev --group qlora --group hub-data --group mlflow"),
+    ],
+)
+def test_setup_syncs_qlora_and_the_groups_ft_launch_fills(tmp_path, groups, argv):
+    """The task's real setup script, run by bash with a `uv` that records its arguments."""
+    (tmp_path / "uv").write_text('#!/bin/sh\necho "$@" > "$ARGV"\n')
+    (tmp_path / "uv").chmod(0o755)
+    env = {
+        "PATH": f"{tmp_path}:{os.environ['PATH']}",
+        "FT_GROUPS": groups,
+        "ARGV": str(tmp_path / "argv"),
+    }
+    subprocess.run(["bash", "-euo", "pipefail", "-c", task_yaml()["setup"]], env=env, check=True)
+    assert (tmp_path / "argv").read_text().strip() == argv
 
 
 def test_task_yaml_reads_top_to_bottom_and_matches_the_recipe():
@@ -169,6 +190,7 @@ def test_sky_launch_submits_the_tested_task(sky, project, submitted, ft, monkeyp
             "REPO_URL",
             "FT_IMAGE_DIGEST",
             "FT_LAUNCH_BACKEND",
+            "FT_GROUPS",
         )
     } == {
         "CONFIG": "configs/recipe.yaml",
@@ -179,6 +201,7 @@ def test_sky_launch_submits_the_tested_task(sky, project, submitted, ft, monkeyp
         "REPO_URL": git(project, "remote", "get-url", "origin"),
         "FT_IMAGE_DIGEST": f"{lock['name']}@{DIGEST}",
         "FT_LAUNCH_BACKEND": "sky",
+        "FT_GROUPS": "",
     }
     assert task.secrets["HF_TOKEN"].get_secret_value() == SECRET
     assert SECRET not in json.dumps(task.envs)
@@ -215,6 +238,13 @@ def test_sky_launch_defaults_and_a_command(sky, project, submitted, ft, monkeypa
     assert task.envs["RUN_URI"].startswith("gs://team-store/runs/recipe-")
     assert task.envs["ARTIFACT_BUCKET"] == "gs://team-store"
     assert not task.secrets and not task.managed_secret_refs
+
+
+def test_the_job_syncs_the_groups_its_config_needs(sky, project, submitted, ft):
+    result = ft("launch", "--backend", "sky", "--set", "track.report_to=[mlflow]")
+    assert result.code == 0, result.err
+    [(task, _)] = submitted["tasks"]
+    assert task.envs["FT_GROUPS"] == "mlflow"
 
 
 def test_detach_submits_and_returns_without_following(sky, project, submitted, ft, monkeypatch):
@@ -511,6 +541,7 @@ def test_a_preempted_single_node_job_resumes_from_the_bucket(job_project, tmp_pa
     bucket = tmp_path / "bucket"
     env = _job_env(job_project, bucket, "preempted", 1, 0)
     first = _script(job_project, env, stderr=subprocess.PIPE, start_new_session=True)
+    assert first.stderr is not None
     for line in first.stderr:
         if line.startswith("step 6/"):  # checkpoint at step 4 is in the bucket by now
             os.killpg(first.pid, signal.SIGKILL)  # the VM is gone

@@ -35,7 +35,9 @@ def migrating(workdir, tiny_v2, ft):
     # On the embedded tiny base whatever base the bake chose (a hub bake's recipe names a
     # hub model, which the offline suite cannot load): smoke.yaml's base block, verbatim.
     block = re.compile(r"(?m)^  base:\n(?:    .*\n)+")
-    text = block.sub(block.search(Path("configs/smoke.yaml").read_text())[0], text, count=1)
+    smoke = block.search(Path("configs/smoke.yaml").read_text())
+    assert smoke is not None
+    text = block.sub(smoke[0], text, count=1)
     Path(DRIFT).write_text(text)
     assert ft("data", "build", "--config", DRIFT).code == 0  # writes data/build/*.jsonl
     return workdir

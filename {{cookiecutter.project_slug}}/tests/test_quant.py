@@ -12,6 +12,7 @@ SIGKILLed mid-way and resumed. The quick tests need no bitsandbytes.
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from test_closure import SMOKE, _env, _uv, adapter_bytes, copy_repo, ft, kill_after_step, mod
@@ -40,7 +41,7 @@ def test_without_bitsandbytes_a_qlora_run_stops_naming_the_group(ft, workdir, mo
 
 
 def test_reproduce_md_syncs_the_qlora_group(pkg):
-    manifest = {
+    manifest: dict[str, Any] = {
         "command": {"config": "configs/smoke.yaml", "overrides": ["model.quantization=nf4"]},
         "hardware": {"world_size": 1},
         "config": {"model": {"quantization": "nf4"}},

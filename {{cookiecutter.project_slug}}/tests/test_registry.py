@@ -305,6 +305,7 @@ class RecordingHub:
         self.tags: dict[str, str] = {}
         self.repo = False
         self.before_tag = None  # a hook: what another publisher does meanwhile
+        self.scratch: Path  # where downloads land: set by the test that downloads
 
     @staticmethod
     def _error(cls_name: str, status: int):

@@ -392,6 +392,7 @@ def test_mlflow_received_the_records_of_metrics_jsonl(runs, monkeypatch):
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     client = MlflowClient(report_runs.mlflow_uri())
     experiment = client.get_experiment_by_name("report-tests")
+    assert experiment is not None
     found = client.search_runs([experiment.experiment_id], "tags.`ft.run_id` = 'variant'")
     assert len(found) == 1
     run = found[0]

@@ -30,9 +30,12 @@ def project(tmp_path, monkeypatch):
 def submitted(monkeypatch):
     calls = []
     launch = mod("ops.launch")
-    monkeypatch.setattr(
-        launch, "submit", lambda task, name: calls.append((task, name)) or 40 + len(calls)
-    )
+
+    def submit(task, name) -> int:
+        calls.append((task, name))
+        return 40 + len(calls)
+
+    monkeypatch.setattr(launch, "submit", submit)
     monkeypatch.setattr(
         launch, "follow", lambda job_id: pytest.fail("launch_intervals must not wait")
     )

@@ -167,6 +167,7 @@ def test_bucket_parquet_and_arrow_directory(ft, data_workdir, s3_env, tmp_path):
     for p in root.iterdir():
         put(s3_env, f"sources/rows-arrow/{p.name}", p.read_bytes())
     hashes = set()
+    extra: dict[str, object]
     for url, digest, extra in (
         (jsonl, sha256(jsonl_bytes(ROWS)), {}),
         (pq_url, sha256(parquet), {}),

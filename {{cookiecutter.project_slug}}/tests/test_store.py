@@ -158,6 +158,7 @@ def test_a_second_writer_of_one_url_is_refused(project, local_run, where, reques
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert first.stderr is not None
     for line in first.stderr:
         if line.startswith("step 6/"):  # checkpoint 4 is committed
             first.send_signal(signal.SIGSTOP)  # alive, holding the lease, writing nothing
@@ -329,14 +330,19 @@ class _Recorder:
     """Records the order in which objects are written; the writes themselves are real."""
 
     def __init__(self, remote, monkeypatch):
-        self.order = []
+        self.order: list[str] = []
         put, put_bytes = remote.put, remote.put_bytes
-        monkeypatch.setattr(
-            remote, "put", lambda local, rel: (self.order.append(rel), put(local, rel))
-        )
-        monkeypatch.setattr(
-            remote, "put_bytes", lambda data, rel: (self.order.append(rel), put_bytes(data, rel))
-        )
+
+        def put_file(local, rel):
+            self.order.append(rel)
+            return put(local, rel)
+
+        def put_data(data, rel):
+            self.order.append(rel)
+            return put_bytes(data, rel)
+
+        monkeypatch.setattr(remote, "put", put_file)
+        monkeypatch.setattr(remote, "put_bytes", put_data)
 
 
 def test_a_checkpoint_counts_only_with_its_marker(tmp_path, monkeypatch):

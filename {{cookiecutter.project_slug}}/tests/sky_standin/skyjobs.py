@@ -38,6 +38,8 @@ def get(request_id: str):
 
 
 def stream_and_get(request_id: str | None = None, **_ignored):
+    if request_id is None:  # SkyPilot then follows the latest request: ft never asks for that
+        raise NotImplementedError("the stand-in answers a given request id only")
     return get(request_id)
 
 

@@ -167,6 +167,7 @@ def run_block(block: str, tree: Path, env: dict, verbose: bool) -> subprocess.Co
     with subprocess.Popen(
         argv, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     ) as proc:
+        assert proc.stdout is not None  # stdout=PIPE
         for line in proc.stdout:
             if UV_SUMMARY.match(line):
                 sys.stderr.write(f"uv sync: {line}")

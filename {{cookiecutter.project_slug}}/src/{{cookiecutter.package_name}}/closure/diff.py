@@ -26,7 +26,7 @@ def flatten(value, prefix: str = "") -> dict:
         value = {str(i): v for i, v in enumerate(value)}
     if not isinstance(value, dict) or not value:
         return {prefix.rstrip("."): value}
-    out = {}
+    out: dict[str, object] = {}
     for k, v in value.items():
         out |= flatten(v, f"{prefix}{k}.")
     return out

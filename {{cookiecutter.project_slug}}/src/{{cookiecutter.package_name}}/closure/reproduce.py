@@ -148,14 +148,14 @@ def _local_segments(run_dir: Path, manifest: dict, record: dict, checkout, **how
     from .segments import verify
 
     text = (run_dir / "REPRODUCE.md").read_text()
-    blocks = tuple(fenced_block(text, fence) for fence in SEGMENT_FENCES)
-    if None in blocks:
+    setup, interval = (fenced_block(text, fence) for fence in SEGMENT_FENCES)
+    if setup is None or interval is None:
         raise Failed(
             "REPRODUCE.md has no segment command blocks (the run records no checkpoint "
             "chain, or was trained by SkyPilot: collect its interval jobs with --collect "
             "RUN_URI); verify it with a full replay (--full)"
         )
-    verify(run_dir, manifest, record, blocks=blocks, checkout=checkout, **how)
+    verify(run_dir, manifest, record, blocks=(setup, interval), checkout=checkout, **how)
 
 
 def _segments(run_dir: Path, record: dict, body) -> int:

@@ -227,7 +227,8 @@ def verify(
         for iv in chosen
         if iv.start == 0 or starts[iv.index] == chain_entry(manifest, iv.start)["sha256"]
     ]
-    results = {iv.index: (None, 0.0) for iv in chosen}  # a tampered start: never loaded
+    # (exit code, wall seconds) per interval; a tampered start: never loaded, no exit code
+    results: dict[int, tuple[int | None, float]] = {iv.index: (None, 0.0) for iv in chosen}
     if runnable:
         with checkout() as (tree, env):
             print(

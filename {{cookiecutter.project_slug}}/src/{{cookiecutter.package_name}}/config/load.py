@@ -3,11 +3,13 @@ UserError naming the file, the key and the fix."""
 
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from ..errors import UserError
 from .schema import Config
@@ -104,7 +106,7 @@ def _dotted(loc: tuple) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
-def _fix_for(error: dict) -> str:
+def _fix_for(error: ErrorDetails) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         return "remove the key or fix its spelling; configs/recipe.yaml documents every key"
@@ -115,7 +117,7 @@ def _fix_for(error: dict) -> str:
     return "see the comment on this key in configs/recipe.yaml"
 
 
-def load_config(path: str | Path = DEFAULT_CONFIG, overrides: list[str] = ()) -> Config:
+def load_config(path: str | Path = DEFAULT_CONFIG, overrides: Sequence[str] = ()) -> Config:
     """Read, override and validate; every user mistake becomes one UserError."""
     path = Path(path)
     fix = "pass --config with a YAML file under configs/"

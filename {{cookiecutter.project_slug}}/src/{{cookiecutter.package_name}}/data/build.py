@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..config import Config
 from ..errors import UserError
@@ -238,9 +239,9 @@ def run_pipeline(
     # Every source's metadata (existence, etag/size pins) before any byte is read.
     opened = [open_source(cfg, i, on_bytes) for i in range(len(cfg.data.sources))]
     if progress is not None:
-        sizes = [src.size for src in opened]
-        progress.start(None if None in sizes else sum(sizes))
-    lock = {
+        sizes = [src.size for src in opened if src.size is not None]
+        progress.start(sum(sizes) if len(sizes) == len(opened) else None)
+    lock: dict[str, Any] = {
         "schema": LOCK_SCHEMA,
         "sources": [],
         "filters": [{"name": f.name, "params": p, "code_sha256": f.code_sha256} for f, p in chain],
@@ -254,7 +255,7 @@ def run_pipeline(
         if out_dir is not None
         else {}
     )
-    made_dir = out_dir is not None and not Path(out_dir).exists()
+    made_dir = Path(out_dir) if out_dir is not None and not Path(out_dir).exists() else None
     done = False
     try:
         for split in SPLITS:
@@ -287,8 +288,8 @@ def run_pipeline(
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
-        if made_dir and not done and Path(out_dir).is_dir() and not any(Path(out_dir).iterdir()):
-            Path(out_dir).rmdir()  # a failed first build leaves no trace
+        if made_dir and not done and made_dir.is_dir() and not any(made_dir.iterdir()):
+            made_dir.rmdir()  # a failed first build leaves no trace
         if progress is not None:
             progress.close()
     return lock

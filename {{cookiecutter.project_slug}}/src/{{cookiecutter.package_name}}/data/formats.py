@@ -79,7 +79,7 @@ def jsonl(source: "Source") -> Batches:
         batch = []
         with source.storage("reading"):
             try:
-                for row in parse_jsonl(text, source.spec.path):
+                for row in parse_jsonl(text, source.path):
                     batch.append(row)
                     if len(batch) == BATCH_ROWS:
                         yield source.counted(batch)

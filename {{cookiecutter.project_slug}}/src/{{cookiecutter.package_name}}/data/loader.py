@@ -7,6 +7,8 @@ depend on `num_workers`, and it is a pure function of (seed, step), so a resume
 continues exactly where the checkpoint left off.
 """
 
+from typing import Protocol
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -92,7 +94,7 @@ class StepSampler(Sampler):
         return self.stop - self.start
 
     def __iter__(self):
-        epoch, perm = None, None
+        epoch, perm = None, np.empty(0, dtype=np.int64)  # perm: the order of `epoch`
         for micro in range(self.start, self.stop):
             chunk = []
             for pos in range(micro * self.batch, (micro + 1) * self.batch):
@@ -103,8 +105,15 @@ class StepSampler(Sampler):
             yield chunk[self.rank :: self.world]
 
 
+class Examples(Protocol):
+    """What train_loader reads by index: a list of examples, or a packed view of them."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int, /) -> dict: ...
+
+
 def train_loader(
-    examples: list[dict],
+    examples: Examples,
     *,
     pad_id: int,
     batch_size: int,
@@ -119,7 +128,7 @@ def train_loader(
     # the global torch stream that dropout uses.
     generator = torch.Generator().manual_seed(derive(seed, f"loader-rank{rank}"))
     return DataLoader(
-        examples,
+        examples,  # type: ignore[arg-type]  # map-style (__getitem__, __len__); stub wants Dataset
         batch_sampler=StepSampler(len(examples), batch_size, seed, start, stop, rank, world),
         collate_fn=Collate(pad_id),
         num_workers=num_workers,

@@ -52,7 +52,9 @@ class Packed:
         return max(0, len(self.starts) - 1)
 
     def __getitem__(self, index: int) -> dict:
-        ids, labels, positions = [], [], []
+        ids: list[int] = []
+        labels: list[int] = []
+        positions: list[int] = []
         for j in range(int(self.starts[index]), int(self.starts[index + 1])):
             example = self.examples[j]
             ids += example["input_ids"]

@@ -20,7 +20,7 @@ def filter_chunk(run: list[tuple[Filter, dict]], rows: list[dict]):
     being (filter offset, index of the row in that filter's input chunk, type, message,
     row text).
     """
-    counts = []
+    counts: list[int] = []
     for offset, (flt, params) in enumerate(run):
         kept = []
         for index, row in enumerate(rows):

@@ -69,6 +69,8 @@ class Source(_Opened):
         self.rows = 0
         self.sha256: str | None = None  # set once the stream has ended and matched the pin
         path = self.spec.path
+        assert path is not None, "a hub_id source is a HubSource (open_source)"
+        self.path = path
         if is_url(path) and "@" in urlsplit(path).netloc:
             raise UserError(
                 "the URL carries credentials, which would end up in data.lock and logs",
@@ -213,7 +215,7 @@ class Source(_Opened):
         self.sha256 = digest
 
     def unreadable(self, error: Exception, rel: str | None = None) -> UserError:
-        where = f"{self.spec.path.rstrip('/')}/{rel}" if rel else self.spec.path
+        where = f"{self.path.rstrip('/')}/{rel}" if rel else self.path
         return UserError(
             f"{where} is not readable as {self.spec.kind}: {error}",
             file=self.config_file,
@@ -304,7 +306,7 @@ def describe(path: str) -> dict:
         with source.storage("reading metadata of"):
             info = source.fs.info(source.root)
         etag = str(info.get("ETag") or info.get("etag") or "").strip('"') or None
-    out = {"path": path, "sha256": digest, "format": source.spec.kind}
+    out: dict[str, str | int] = {"path": path, "sha256": digest, "format": source.spec.kind}
     if source.size is not None and source.spec.kind != "arrow":
         out["size"] = source.size
     if etag:

@@ -9,6 +9,7 @@ a row field or a registered function of data/segments.py. `all` is always the wh
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..config import Config
 from ..errors import UserError
@@ -29,7 +30,7 @@ class Suite:
 def _rule(cfg: Config, s: int, g: int):
     spec = cfg.eval.suites[s].segments[g]
     key = f"eval.suites.{s}.segments.{g}"
-    if spec.field is not None:
+    if spec.fn is None:  # a field rule: the schema gives exactly one of `field` and `fn`
         field, value = spec.field, spec.value if spec.value is not None else spec.name
         return lambda row: row.get(field) == value
     seg = resolve(
@@ -97,9 +98,9 @@ def load_suites(cfg: Config) -> list[Suite]:
 def lock_entry(cfg: Config, suite: Suite, index: int) -> dict:
     """What data.lock records about a suite: its pin, size, and segment sizes and rules."""
     spec = cfg.eval.suites[index]
-    rules = {}
+    rules: dict[str, dict[str, Any]] = {}
     for seg in spec.segments:
-        if seg.field is not None:
+        if seg.fn is None:  # a field rule
             rules[seg.name] = {"field": seg.field, "value": seg.value or seg.name}
         else:
             rules[seg.name] = {

@@ -171,7 +171,7 @@ def _lock_matches_config(cfg: Config, lock: dict) -> bool:
         return False
     sources = []
     for s in cfg.data.sources:
-        entry = {"name": s.name, "split": s.split}
+        entry: dict[str, str | None] = {"name": s.name, "split": s.split}
         entry |= {"path": s.path, "sha256": s.sha256} if s.path else {}
         entry |= {"hub_id": s.hub_id, "revision": s.revision} if s.hub_id else {}
         sources.append(entry)
@@ -207,7 +207,7 @@ def training_examples(cfg: Config, tokenizer, base_pins: dict):
     Without it, every row is tokenized into memory on every run (the same examples).
     """
     if not cfg.data.token_store:
-        rows = {s: [] for s in SPLITS}
+        rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
         lock = check(cfg, sink=lambda split, chunk: rows[split].extend(chunk))
         encoded = [loader.encode_rows(cfg, rows[s], tokenizer) for s in SPLITS]
         return lock, *encoded, None

@@ -7,6 +7,7 @@ every generator, so its initial weights follow from the config seed.
 """
 
 from pathlib import Path
+from typing import Any
 
 from ..config import Config
 from ..errors import UserError
@@ -27,6 +28,7 @@ TOKENIZER_FILES = (
 def ensure_local_base(cfg: Config) -> str:
     """Build the embedded base if absent (when the config says so), then verify its hash."""
     base = cfg.model.base
+    assert base.path is not None, "called for a local base only"
     path = Path(base.path)
     if not path.exists() and base.build is not None:
         from .tiny import init_tiny
@@ -74,26 +76,30 @@ def load_base(cfg: Config):
     quant.check_installed(cfg)
     base = cfg.model.base
     dtype = getattr(torch, cfg.model.dtype)
+    pins: dict[str, Any]
+    tok_dir: str | Path
     if base.path is not None:
         pins = {"path": base.path, "sha256": ensure_local_base(cfg)}
         model, tokenizer = _from_pretrained(cfg, base.path, None, None, dtype, local_only=True)
         tok_dir = base.path
     else:
-        revision = base.revision
-        tok_revision = base.tokenizer_revision or base.revision
-        model, tokenizer = _load_hub(cfg, base.hub_id, revision, tok_revision, dtype)
+        hub_id, revision = base.hub_id, base.revision
+        # The schema (BaseModelSpec._pinned) requires both for a base that is not local.
+        assert hub_id is not None and revision is not None
+        tok_revision = base.tokenizer_revision or revision
+        model, tokenizer = _load_hub(cfg, hub_id, revision, tok_revision, dtype)
         # Every file of both snapshots, verified against the hub's content addresses, so a
         # corrupted cache fails here and `ft diff` names the file that moved.
-        files = snapshot_files(cfg, base.hub_id, revision)
-        tok_files = snapshot_files(cfg, base.hub_id, tok_revision)
+        files = snapshot_files(cfg, hub_id, revision)
+        tok_files = snapshot_files(cfg, hub_id, tok_revision)
         pins = {
-            "hub_id": base.hub_id,
+            "hub_id": hub_id,
             "revision": revision,
             "tokenizer_revision": tok_revision,
             "files": files,
             "tokenizer_files": {n: h for n, h in tok_files.items() if n in TOKENIZER_FILES},
         }
-        tok_dir = snapshot_dir(base.hub_id, tok_revision)
+        tok_dir = snapshot_dir(hub_id, tok_revision)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     pins["tokenizer_sha256"] = tokenizer_hash(tok_dir)

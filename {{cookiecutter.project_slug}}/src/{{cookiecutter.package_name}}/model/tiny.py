@@ -25,11 +25,12 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ..util.hashing import default_mode, sha256_tree, write_atomic
 
 TINY_SEED = 20240611
-TINY_CONFIG = {
+TINY_CONFIG: dict[str, Any] = {  # config.json of the embedded base
     "architectures": ["LlamaForCausalLM"],
     "model_type": "llama",
     "vocab_size": 512,

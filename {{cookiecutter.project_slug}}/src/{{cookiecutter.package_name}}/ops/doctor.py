@@ -239,10 +239,13 @@ def check(
 
 def main(workflow: str, config: str, backend: str | None) -> int:
     from ..config import load_config
+    from ..publish.registries import repo_registry
 
     cfg = load_config(config)
     backend = backend or cfg.launch.backend
-    registry = os.environ.get("FT_REGISTRY") or cfg.publish.registry
+    # A config other than configs/recipe.yaml leaves publish.registry unset: the repo's
+    # registry is then the one every command uses (recipe.yaml's, else the default).
+    registry = os.environ.get("FT_REGISTRY") or cfg.publish.registry or repo_registry()[0]
     store = os.environ.get("FT_ARTIFACT_STORE")
     lines = check(
         workflow,

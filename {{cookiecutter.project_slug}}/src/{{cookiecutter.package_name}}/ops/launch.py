@@ -30,6 +30,7 @@ import yaml
 from ..config import Config, load_config
 from ..errors import UserError
 from ..util import git
+from ..util.groups import GROUPS, job_groups
 from . import image
 from .shape import check_shape
 
@@ -45,6 +46,7 @@ FILLED = (
     "REPO_URL",
     "COMMIT",
     "FT_IMAGE_DIGEST",
+    "FT_GROUPS",
 )
 SECRET_NAME = re.compile(r".*(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS|_KEY)(_.*)?", re.I)
 
@@ -208,6 +210,10 @@ def sky_task(
         "REPO_URL": repo_url,
         "COMMIT": commit,
         "FT_IMAGE_DIGEST": pinned,
+        # setup: syncs these besides qlora (the image has qlora; the others are not in it).
+        "FT_GROUPS": " ".join(
+            g for g in job_groups(cfg.resolved()) if g != GROUPS["bitsandbytes"][0]
+        ),
     }
 
     # The config's launch: section decides the hardware; the image is the pinned one.

@@ -111,7 +111,7 @@ class RunLocation:
     @staticmethod
     def open(out: str | None, resume: bool = False, break_lock: bool = False) -> "RunLocation":
         """A local path as it is; a URL gets a staging directory, pulled from it on resume."""
-        if not is_url(out):
+        if out is None or not is_url(out):
             if break_lock:
                 raise UserError(
                     "--break-lock is for an --out URL: a run directory's lock is released "
@@ -145,7 +145,8 @@ class RemoteRunLocation(RunLocation):
     """A run under a URL, trained in a local staging directory mirrored to it."""
 
     def __init__(self, url: str):
-        super().__init__(str(staging_dir(url)))
+        self.staging = staging_dir(url)
+        super().__init__(str(self.staging))
         self.remote = RemoteDir(url)
         self.url = self.remote.url
         self.lease: Lease | None = None
@@ -159,7 +160,7 @@ class RemoteRunLocation(RunLocation):
                 key="--out",
                 fix="run on one machine, or use a directory on a shared filesystem",
             )
-        staging = Path(self.local_dir)
+        staging = self.staging
         if int(os.environ.get("LOCAL_RANK", "0")) != 0:
             if resume and "manifest.json" in self.remote.names():
                 raise RunComplete(self.url)  # as the first process does: nothing to wait for
@@ -267,7 +268,9 @@ class RemoteRunLocation(RunLocation):
         metrics = path.parent.parent / "metrics.jsonl"
         if metrics.is_file():  # before the marker: a committed checkpoint has its metrics
             self.remote.put(metrics, "metrics.jsonl")
-        step = int(STEP_DIR.fullmatch(path.name).group(1))
+        named = STEP_DIR.fullmatch(path.name)
+        assert named is not None, f"not a checkpoint directory: {path}"  # checkpoint.save names it
+        step = int(named.group(1))
         marker = json.dumps({"step": step, "files": files}, indent=2, sort_keys=True) + "\n"
         self._commit(marker.encode(), f"{prefix}/{MARKER}")  # last: commits it
 

@@ -79,7 +79,7 @@ def trajectory_figure(releases: list[tuple[str, dict, Side]]) -> bytes:
 
 
 def curves_figure(releases: list[tuple[str, dict, Side]]) -> bytes | None:
-    with_curves = [(v, side) for v, _, side in releases if side.curve]
+    with_curves = [(v, side.curve) for v, _, side in releases if side.curve]
     if not with_curves:
         return None
     from matplotlib import colormaps
@@ -87,11 +87,11 @@ def curves_figure(releases: list[tuple[str, dict, Side]]) -> bytes | None:
     cmap = colormaps["viridis"]
     fig = new_figure(5.6, 3.4)
     ax = fig.add_subplot()
-    for i, (version, side) in enumerate(with_curves):
+    for i, (version, curve) in enumerate(with_curves):
         color = cmap(i / max(1, len(with_curves) - 1) * 0.85)
         ax.plot(
-            [r["step"] for r in side.curve],
-            [r["loss"] for r in side.curve],
+            [r["step"] for r in curve],
+            [r["loss"] for r in curve],
             color=color,
             label=version,
             linewidth=1.6 if i == len(with_curves) - 1 else 1.0,

@@ -18,6 +18,8 @@ its optimizer state are gathered, never the frozen base, so this costs what a Lo
 weighs, and the checkpoint's bytes do not depend on how its state was sharded.
 """
 
+from typing import cast
+
 from ..config import Config
 
 
@@ -58,10 +60,12 @@ def adapter_state(model, accelerator) -> dict:
             for k, v in accelerator.unwrap_model(model).named_parameters()
             if v.requires_grad
         }
+    import torch
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     options = StateDictOptions(full_state_dict=True, ignore_frozen_params=True)
-    return {k: v.detach().cpu() for k, v in get_model_state_dict(model, options=options).items()}
+    state = get_model_state_dict(model, options=options)  # a model's state: tensors only
+    return {k: cast(torch.Tensor, v).detach().cpu() for k, v in state.items()}
 
 
 def optimizer_state(model, optimizer) -> dict:

@@ -59,3 +59,13 @@ def run_groups(config: dict) -> list[str]:
     if any(source.get("hub_id") for source in data.get("sources") or []):
         groups.append(GROUPS["datasets"][0])
     return groups
+
+
+def job_groups(config: dict) -> list[str]:
+    """The groups a training job of this resolved config needs: its run's groups, and mlflow
+    when it reports to an MLflow tracker (a tracker is outside the closure, but the job must
+    import it). `ft launch` passes them to the SkyPilot task's `setup:` (FT_GROUPS)."""
+    groups = run_groups(config)
+    if "mlflow" in ((config.get("track") or {}).get("report_to") or []):
+        groups.append(GROUPS["mlflow"][0])
+    return groups

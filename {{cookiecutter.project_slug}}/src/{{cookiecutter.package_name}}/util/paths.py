@@ -29,17 +29,15 @@ def safe_name(name: object, *, source: str, fix: str | None = None) -> str:
     """`name` if it is a plain relative POSIX path (no `..`, `.`, empty part, `\\`, NUL,
     absolute path or drive), else an UnsafeName naming `source` (the file it came from)."""
     fix = fix or "the metadata was tampered with or damaged; restore it from the original"
-    ok = (
-        isinstance(name, str)
-        and 0 < len(name) <= MAX_NAME
+    if not isinstance(name, str) or not (
+        0 < len(name) <= MAX_NAME
         and "\\" not in name
         and "\0" not in name
         and not any(ord(c) < 32 for c in name)
         and not PurePosixPath(name).is_absolute()
         and not re.match(r"^[A-Za-z]:", name)
         and all(part not in ("", ".", "..") for part in name.split("/"))
-    )
-    if not ok:
+    ):
         raise UnsafeName(
             f"unsafe file name {name!r} (must stay inside its directory)", file=source, fix=fix
         )

@@ -225,6 +225,8 @@ def check_version(version: str, key: str = "--version") -> str:
 def version_key(version: str) -> tuple:
     """Semver precedence: a pre-release sorts before its release; numeric parts numerically."""
     m = VERSION.fullmatch(version)
+    if m is None:  # sort_versions passes versions only
+        raise ValueError(f"not a version: {version!r}")
     core = tuple(int(m.group(i)) for i in (1, 2, 3))
     if m.group(4) is None:
         return (*core, 1, ())

@@ -19,10 +19,12 @@ def _source(spec: BaseModelSpec) -> tuple[str, str | None, str | None]:
     """(path or hub id, model revision, tokenizer revision)."""
     if spec.path is not None:
         return spec.path, None, None
+    assert spec.hub_id is not None  # the schema gives exactly one of `path` and `hub_id`
     return spec.hub_id, spec.revision, spec.tokenizer_revision or spec.revision
 
 
 def _check_local(spec: BaseModelSpec, key: str, where: str) -> None:
+    assert spec.path is not None, "called for a local base only"
     path = Path(spec.path)
     if not path.exists() and spec.build is not None:
         from ...model.tiny import init_tiny

@@ -47,6 +47,7 @@ def edit_config(path: str, spec: BaseModelSpec) -> str:
             fix="write model.base by hand (docs/migration.md shows both forms)",
         )
     new = "\n".join(base_lines(spec, match["indent"])) + "\n"
-    trailing = re.search(r"\n((?:[ \t]*\n)*)$", match["body"])[1]  # blank lines after it
+    blank = re.search(r"\n((?:[ \t]*\n)*)$", match["body"])  # blank lines after it
+    trailing = blank[1] if blank else ""
     head = text[: match.start("body")]
     return head + new + trailing + text[match.end("body") :]

@@ -92,7 +92,7 @@ def load_run(run_dir: str | Path, label: str | None = None) -> Side:
     # The report reads outputs (metrics.jsonl): each must be the file the run produced.
     check_outputs(run_dir, manifest, [n for n in READ_OUTPUTS if n in manifest["outputs"]])
     verification = _read_json(run_dir / "verification.json")
-    current = bool(verification) and verification.get("manifest_sha256") == sha256_file(
+    current = verification is not None and verification.get("manifest_sha256") == sha256_file(
         run_dir / "manifest.json"
     )
     reproduce_md = run_dir / "REPRODUCE.md"

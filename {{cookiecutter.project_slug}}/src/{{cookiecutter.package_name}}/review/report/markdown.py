@@ -136,16 +136,16 @@ def reproduce_status(side: Side, run_ref: str | None = None) -> str:
 
 def curves(run: Side, base: Side | None) -> dict:
     """The training-loss curves to draw as sparklines, on one scale shared by both sides."""
-    sides = [s for s in (run, base) if s is not None and s.curve]
-    losses = [r["loss"] for s in sides for r in s.curve]
+    drawn = [(s, s.curve) for s in (run, base) if s is not None and s.curve]
+    losses = [r["loss"] for _, curve in drawn for r in curve]
     return {
         "curves": [
             {
                 "name": "this run" if side is run else f"baseline {side.label}",
-                "losses": [r["loss"] for r in side.curve],
-                "last_step": side.curve[-1]["step"],
+                "losses": [r["loss"] for r in curve],
+                "last_step": curve[-1]["step"],
             }
-            for side in sides
+            for side, curve in drawn
         ],
         "curve_lo": min(losses, default=None),
         "curve_hi": max(losses, default=None),
