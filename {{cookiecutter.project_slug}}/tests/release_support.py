@@ -39,8 +39,9 @@ def _sha(data: bytes) -> str:
 def make_release(
     root: Path, version: str = VERSION, uri: str = "file://registry"
 ) -> tuple[dict[str, Path], dict]:
-    publish = importlib.import_module(f"{PKG}.publish.gate")
-    render_reproduce = importlib.import_module(f"{PKG}.closure.manifest").render_reproduce
+    release = importlib.import_module(f"{PKG}.publish.release")
+    card = importlib.import_module(f"{PKG}.publish.card")
+    render_reproduce = importlib.import_module(f"{PKG}.closure.reproduce_md").render_reproduce
     outputs = {
         "adapter/adapter_model.safetensors": hashlib.sha256(b"w").digest() * 64,
         "adapter/adapter_config.json": b'{"r": 4}\n',
@@ -74,7 +75,7 @@ def make_release(
     for name, data in outputs.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
-        files[publish.release_name(name)] = root / name  # as `ft publish` lays it out
+        files[release.release_name(name)] = root / name  # as `ft publish` lays it out
     manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     (root / "manifest.json").write_bytes(manifest_bytes)
     (root / "REPRODUCE.md").write_text(render_reproduce(manifest))
@@ -94,6 +95,6 @@ def make_release(
     (root / "verification.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     for name in ("manifest.json", "REPRODUCE.md", "verification.json"):
         files[name] = root / name
-    (root / "README.md").write_text(publish.model_card(manifest, record, version, files, uri))
+    (root / "README.md").write_text(card.model_card(manifest, record, version, files, uri))
     files["README.md"] = root / "README.md"
-    return files, publish.release_meta(manifest, record)
+    return files, release.release_meta(manifest, record)

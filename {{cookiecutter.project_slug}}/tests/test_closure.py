@@ -177,10 +177,9 @@ def test_run_directory_holds_the_closure(smoke_run):
     assert manifest["metrics"]["train_loss_last"] < manifest["metrics"]["train_loss_first"]
     # REPRODUCE.md is the rendering of the manifest, and its block is the local command.
     text = (smoke_run / "REPRODUCE.md").read_text()
-    assert text == mod("closure.manifest").render_reproduce(manifest)
-    assert mod("closure.manifest").command_block(text) == mod("closure.manifest").reproduce_command(
-        manifest
-    )
+    assert text == mod("closure.reproduce_md").render_reproduce(manifest)
+    document = mod("closure.reproduce_md")
+    assert document.command_block(text) == document.reproduce_command(manifest)
     assert "ft train --config configs/smoke.yaml --out" in text
 
 
@@ -606,7 +605,7 @@ def test_clean_room_names_a_file_read_from_outside_the_repository(project, smoke
     manifest = json.loads((run / "manifest.json").read_text())
     manifest["config"]["data"]["sources"][0]["path"] = str(outside)
     (run / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    (run / "REPRODUCE.md").write_text(mod("closure.manifest").render_reproduce(manifest))
+    (run / "REPRODUCE.md").write_text(mod("closure.reproduce_md").render_reproduce(manifest))
     done = ft(project, "reproduce", "--clean-room", "runs/smoke-outside", check=False)
     assert done.returncode == 1
     reason = json.loads((run / "verification.json").read_text())["reason"]
@@ -679,7 +678,8 @@ def test_segment_replay_passes_agrees_with_full_replay_and_publishes(
     assert again["checkpoints"] == manifest["checkpoints"]
     # REPRODUCE.md carries the interval command the gate ran, verbatim.
     text = (run / "REPRODUCE.md").read_text()
-    block = mod("closure.manifest").fenced_block(text, mod("closure.manifest").SEGMENT_FENCES[1])
+    document = mod("closure.reproduce_md")
+    block = document.fenced_block(text, document.SEGMENT_FENCES[1])
     assert block == seg["segment_command"]["interval"] and '--segment "$FT_SEGMENT"' in block
     # The record names the last interval's reproduction by hash, as a full replay names
     # reproduce/manifest.json; the gate recomputes from it and refuses one that moved.
@@ -724,7 +724,7 @@ def test_two_process_run_spot_checked_by_seed_and_refused_by_publish(project, tw
 
 def test_planted_nondeterminism_is_localised_to_its_interval(project):
     """Fresh randomness from step 5 on: interval 1 (steps 4-8) diverges; 0 and 2 match."""
-    train_py = next((project / "src").glob("*/train/recipe.py"))
+    train_py = next((project / "src").glob("*/train/loop.py"))  # the training loop
     loop = "    for step in range(start, stop):\n"
     original = train_py.read_text()
     assert loop in original
@@ -782,7 +782,7 @@ def test_tampered_missing_and_rehashed_checkpoints_fail(project, smoke_run, repr
         run / "checkpoints" / "step-00000004"
     )
     (run / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    (run / "REPRODUCE.md").write_text(mod("closure.manifest").render_reproduce(manifest))
+    (run / "REPRODUCE.md").write_text(mod("closure.reproduce_md").render_reproduce(manifest))
     # The re-hashed manifest no longer matches the verification the release was checked on.
     uri = f"file://{tmp_path / 'registry'}"
     refused = ft(
@@ -818,15 +818,15 @@ def smoke_chain(run: Path) -> list[str]:
 def test_fetch_with_checkpoints_brings_the_chain_verified(smoke_run, tmp_path):
     """`ft fetch --checkpoints` downloads the chain against the manifest's hashes, so a
     release job can run `ft reproduce --segments` on a run from the artifact store."""
-    store = mod("ops.store")
+    fetch = mod("ops.fetch").fetch
     bucket = tmp_path / "bucket" / "smoke"
     shutil.copytree(
         smoke_run, bucket, ignore=shutil.ignore_patterns("reproduce", "verification.json")
     )
-    fetched = store.fetch(f"file://{bucket}", tmp_path / "fetched", checkpoints=True)
+    fetched = fetch(f"file://{bucket}", tmp_path / "fetched", checkpoints=True)
     manifest = json.loads((fetched / "manifest.json").read_text())
     assert mod("train.checkpoint").chain(fetched) == manifest["checkpoints"]
     _tamper(bucket / "checkpoints" / "step-00000004")
     with pytest.raises(mod("errors").UserError, match="step-00000004/state.pt"):
-        store.fetch(f"file://{bucket}", tmp_path / "again", checkpoints=True)
+        fetch(f"file://{bucket}", tmp_path / "again", checkpoints=True)
     assert not (tmp_path / "again").exists()

@@ -108,7 +108,7 @@ def test_doctor_names_the_groups_a_workflow_lacks(ft, data_workdir, without, mon
 
 
 def test_reproduce_syncs_the_groups_a_run_needs(pkg):
-    manifest_mod = importlib.import_module(f"{PKG_NAME}.closure.manifest")
+    manifest_mod = importlib.import_module(f"{PKG_NAME}.closure.reproduce_md")
     sources = [{"name": "chat", "split": "train", "path": "data/raw/chat-train.jsonl"}]
     manifest: dict[str, Any] = {
         "command": {"config": "configs/smoke.yaml", "overrides": []},

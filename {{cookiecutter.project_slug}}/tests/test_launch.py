@@ -356,7 +356,7 @@ def test_sky_launch_without_the_sdk_says_how_to_install_it(project, ft, monkeypa
 
 
 def test_a_cloud_runs_reproduce_block_is_the_ft_launch_form(pkg):
-    manifest = mod("closure.manifest")
+    manifest = mod("closure.reproduce_md")
     record = {
         "command": {
             "config": "configs/recipe.yaml",

@@ -9,6 +9,7 @@ processes that publish, get killed midway or race each other are cheap.
 """
 
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -34,7 +35,7 @@ SECRETS = {
     "AWS_SECRET_ACCESS_KEY": "aws-publish-secret-do-not-leak",
 }
 WEIGHTS = "adapter/adapter_model.safetensors"
-# A release keeps the adapter's files at its root, where PEFT looks (gate.release_name).
+# A release keeps the adapter's files at its root, where PEFT looks (release.release_name).
 PUSHED = {
     "adapter_model.safetensors",
     "adapter_config.json",
@@ -286,7 +287,7 @@ def test_nan_weights_are_refused_even_with_every_record_rewritten(project, verif
         manifest = json.loads((where / "manifest.json").read_text())
         manifest["outputs"][WEIGHTS] = _sha(where / WEIGHTS)
         _rewrite(where / "manifest.json", manifest)
-    render = __import__(f"{PKG}.closure.manifest", fromlist=["render_reproduce"]).render_reproduce
+    render = importlib.import_module(f"{PKG}.closure.reproduce_md").render_reproduce
     (run / "REPRODUCE.md").write_text(render(json.loads((run / "manifest.json").read_text())))
     record = json.loads((run / "verification.json").read_text())
     for entry in record["compared"]:

@@ -47,7 +47,7 @@ def test_reproduce_md_syncs_the_qlora_group(pkg):
         "config": {"model": {"quantization": "nf4"}},
         "checkpoints": [{"step": 0}],
     }
-    manifest_mod = mod("closure.manifest")
+    manifest_mod = mod("closure.reproduce_md")
     block = manifest_mod.reproduce_command(manifest)
     assert block.startswith("uv sync --frozen --group qlora\n")
     assert "uv run --frozen --group qlora ft train --config configs/smoke.yaml" in block

@@ -455,8 +455,8 @@ def test_hf_pull_checks_the_release_against_its_manifest(reg, hub, tmp_path, ft,
     """A tag re-pointed at a commit whose files and release.json were edited together:
     every sha256 matches the index, the release no longer matches its manifest."""
     recorder, registry = hub
-    gate = importlib.import_module(f"{PKG}.publish.gate")
-    monkeypatch.setattr(gate, "open_registry", lambda uri: registry)
+    versions = importlib.import_module(f"{PKG}.publish.versions")
+    monkeypatch.setattr(versions, "open_registry", lambda uri: registry)
     files, meta = make_release(tmp_path / "release", uri=registry.uri)
     registry.publish("v1.0.0", files, meta)
     assert ft("registry", "pull", "v1.0.0", tmp_path / "ok", "--registry", registry.uri).code == 0

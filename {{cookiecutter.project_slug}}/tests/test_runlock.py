@@ -35,21 +35,21 @@ def on_env(request, tmp_path, monkeypatch) -> str:
 
 
 def _lease(url: str, **kw):
-    return mod("ops.runlock").Lease(mod("ops.store").RemoteDir(url), **kw)
+    return mod("ops.runlock").Lease(mod("ops.remote").RemoteDir(url), **kw)
 
 
 def _plant(url: str, **fields) -> None:
     """A lease as another process would have written it."""
     record = {"host": "other-host", "pid": 4242, "renewed_at": time.time(), "ttl_s": 120.0}
     data = (json.dumps(record | fields) + "\n").encode()
-    mod("ops.store").RemoteDir(url).put_bytes(data, mod("ops.runlock").LEASE)
+    mod("ops.remote").RemoteDir(url).put_bytes(data, mod("ops.runlock").LEASE)
 
 
 RACE = """
 import sys, time
 from {pkg}.errors import UserError
 from {pkg}.ops.runlock import Lease
-from {pkg}.ops.store import RemoteDir
+from {pkg}.ops.remote import RemoteDir
 url, start = sys.argv[1], float(sys.argv[2])
 lease = Lease(RemoteDir(url))
 while time.time() < start:
@@ -89,7 +89,7 @@ def test_racing_processes_elect_exactly_one_writer(on_env):
     for line in refusals:
         assert len(line.splitlines()) == 1
         assert url in line and f"pid {winners[0]}" in line and "--break-lock" in line
-    assert not mod("ops.store").RemoteDir(url).fs.exists(f"{_lease(url).where}")
+    assert not mod("ops.remote").RemoteDir(url).fs.exists(f"{_lease(url).where}")
 
 
 def test_live_leases_are_refused_stale_ones_taken_over(on_env, capfd):
@@ -117,7 +117,7 @@ def test_live_leases_are_refused_stale_ones_taken_over(on_env, capfd):
     assert "broke lock" in capfd.readouterr().err
     lease.release()
 
-    mod("ops.store").RemoteDir(url).put_bytes(b"{not json", mod("ops.runlock").LEASE)
+    mod("ops.remote").RemoteDir(url).put_bytes(b"{not json", mod("ops.runlock").LEASE)
     with pytest.raises(errors.UserError, match="is not a lock written by `ft train`"):
         _lease(url).acquire()
     lease = _lease(url)
@@ -142,7 +142,7 @@ def test_a_lapsing_lease_is_waited_out_and_a_renewed_one_refused(on_env, capfd):
     with pytest.raises(errors.UserError, match="lock held by host other-host"):
         _lease(on_env).acquire()
     renewer.join()
-    assert json.loads(mod("ops.store").RemoteDir(on_env).read(runlock.LEASE))["pid"] == 4242
+    assert json.loads(mod("ops.remote").RemoteDir(on_env).read(runlock.LEASE))["pid"] == 4242
 
 
 def test_a_holder_that_lost_its_lease_commits_nothing(on_env, tmp_path, monkeypatch):

@@ -176,7 +176,7 @@ def test_a_second_writer_of_one_url_is_refused(project, local_run, where, reques
     staged = project / mod("ops.store").staging_dir(url)
     assert adapter_bytes(staged) == adapter_bytes(local_run)
     assert (staged / "metrics.jsonl").read_bytes() == (local_run / "metrics.jsonl").read_bytes()
-    remote = mod("ops.store").RemoteDir(url)
+    remote = mod("ops.remote").RemoteDir(url)
     if where == "file":
         assert "manifest.json" in remote.names()
         assert not (tmp_path / "bucket" / "two-writers" / ".ft-lock").exists()  # released
@@ -396,10 +396,10 @@ def test_outputs_go_up_manifest_last_and_fetch_back_from_file_url(tmp_path, monk
     assert recorder.order[-2:] == ["REPRODUCE.md", "manifest.json"]  # manifest commits
     assert set(recorder.order[:-2]) == {*outputs, "run.json"}
 
-    dest = store.fetch(url, tmp_path / "fetched")
+    dest = mod("ops.fetch").fetch(url, tmp_path / "fetched")
     for name in (*outputs, "manifest.json", "REPRODUCE.md", "run.json"):
         assert (dest / name).read_bytes() == (run / name).read_bytes()
     (tmp_path / "bucket" / "r" / "eval.json").write_text('{"eval_loss": 0.5}\n')
     with pytest.raises(mod("errors").UserError, match=r"r/eval\.json: sha256 .* manifest\.json"):
-        store.fetch(url, tmp_path / "again")
+        mod("ops.fetch").fetch(url, tmp_path / "again")
     assert not (tmp_path / "again").exists() and not list(tmp_path.glob(".partial-*"))

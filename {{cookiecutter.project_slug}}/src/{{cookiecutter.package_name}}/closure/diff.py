@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from ..data.lock import moved_steps
-from ..errors import UserError
+from .compare import record_path
 from .manifest import check_outputs, read_manifest
 
 
@@ -141,13 +141,11 @@ def _against_reproduction(run: Path, a: dict) -> int:
     """The run against what its last `ft reproduce` replayed, at the first divergence."""
     from .segments import replay_pins
 
-    path = run / "verification.json"
-    if not path.is_file():
-        raise UserError(
-            "no verification.json: nothing to compare the run with",
-            file=str(path),
-            fix=f"run `ft reproduce {run}` first, or pass a second run",
-        )
+    path = record_path(
+        run,
+        missing="nothing to compare the run with",
+        fix=f"run `ft reproduce {run}` first, or pass a second run",
+    )
     record = json.loads(path.read_text())
     where = record.get("first_divergence")
     if record.get("strategy") == "segments":

@@ -14,7 +14,7 @@ outputs (docs/verification.md gives the argument and its assumptions).
 `ft train --segment I --chain RUN` replays one interval (`Replay`); `verify` is the
 gate: it executes REPRODUCE.md's segment blocks verbatim, P intervals at a time,
 and writes one verdict per interval into verification.json; `check_record`
-recomputes those verdicts from the hashes, for `ft publish`.
+(publish/verdict.py) recomputes those verdicts from the hashes, for `ft publish`.
 """
 
 import json
@@ -195,7 +195,7 @@ def verify(
 ) -> None:
     """Replay the chosen intervals through REPRODUCE.md's blocks; fill `record`; raise Failed
     naming the first diverging interval. `checkout()` yields a clean worktree and its env."""
-    from .reproduce import _Failed as Failed
+    from .checkout import Failed
 
     found = intervals(manifest)
     if not found:
@@ -293,7 +293,7 @@ def verify(
 
 def compare_last(run_dir: Path, out: Path, manifest: dict, record: dict, entry: dict) -> bool:
     """The last interval's outputs (in `out`) against the run's, recomputed from the bytes."""
-    from .reproduce import compare
+    from .compare import compare
 
     fresh = out / "manifest.json"
     entry["compared"] = compare(run_dir, out, manifest) if fresh.is_file() else []
@@ -308,8 +308,8 @@ def compare_last(run_dir: Path, out: Path, manifest: dict, record: dict, entry: 
 
 def conclude(manifest: dict, record: dict, entries: list[dict], out_root: Path) -> None:
     """Record the per-interval verdicts; raise Failed naming the first diverging interval."""
+    from .checkout import Failed
     from .diff import explain
-    from .reproduce import _Failed as Failed
 
     found = intervals(manifest)
     record["intervals"] = entries
@@ -377,59 +377,3 @@ def _pins(out: Path) -> dict | None:
 def replay_pins(run_dir: Path, index: int) -> dict | None:
     """What interval `index`'s replay recorded about its inputs (for `ft diff`)."""
     return _pins(Path(run_dir) / OUT_DIR / f"interval-{index:04d}")
-
-
-# --- publish: the verdict recomputed from the hashes ----------------------------------------
-
-
-def check_complete(record: dict, where: str) -> None:
-    """A segments record that replayed a sample is a drill's spot check, never a release's
-    verification (UserError)."""
-    seg = record.get("segments")
-    if record.get("strategy") == "segments" and not (isinstance(seg, dict) and seg.get("complete")):
-        replayed = len(seg.get("replayed") or []) if isinstance(seg, dict) else 0
-        total = seg.get("intervals") if isinstance(seg, dict) else "?"
-        raise UserError(
-            f"the verification replayed {replayed} of {total} checkpoint intervals: "
-            "a spot check, not a verification",
-            file=where,
-            fix="run `ft reproduce RUN --segments all` (or a full replay) before publishing",
-        )
-
-
-def check_record(record: dict, manifest: dict, where: str) -> None:
-    """A segments verification must cover every interval of this manifest's chain, and
-    every recorded hash must equal the manifest's and the replayed one (UserError if not).
-    The outputs of the last interval are `record["compared"]`, checked as for a full replay."""
-    if record.get("strategy") != "segments":
-        return
-    fix = "run `ft reproduce RUN --segments all` (or a full replay) again"
-    found = intervals(manifest)
-    seg = record.get("segments") or {}
-    entries = {e.get("index"): e for e in record.get("intervals") or []}
-    if not found or sorted(entries) != [iv.index for iv in found] or not seg.get("complete"):
-        raise UserError(
-            f"the verification replayed {len(entries)} of {len(found)} checkpoint intervals: "
-            "a spot check, not a verification",
-            file=where,
-            fix=fix,
-        )
-    for iv in found:
-        e = entries[iv.index]
-        pairs = [(e.get("start"), chain_entry(manifest, iv.start)["sha256"])]
-        if not iv.last:
-            pairs.append((e.get("end"), chain_entry(manifest, iv.stop)["sha256"]))
-        for side, recorded in pairs:
-            if (
-                not isinstance(side, dict)
-                or side.get("expected") != recorded
-                or side.get("actual") != recorded
-            ):
-                raise UserError(
-                    f"{iv.name}: the verification's checkpoint hashes do not match "
-                    "manifest.json's chain",
-                    file=where,
-                    fix=fix,
-                )
-        if e.get("steps") != [iv.start, iv.stop] or e.get("exit_code") != 0:
-            raise UserError(f"{iv.name} did not replay cleanly", file=where, fix=fix)

@@ -125,8 +125,9 @@ def collect(
 ) -> None:
     """Fill `record` from the interval jobs' committed results under RUN_URI/verify/; raise
     Failed naming the first diverged interval, or the first interval with no result."""
-    from ..ops.store import MARKER, RemoteDir, normalise_url
-    from .reproduce import _Failed as Failed
+    from ..ops.remote import RemoteDir, normalise_url
+    from ..ops.store import MARKER
+    from .checkout import Failed
 
     if manifest["command"].get("backend") != "sky":
         raise UserError(
@@ -227,7 +228,7 @@ def _needed(iv: Interval, marker: str) -> list[str]:
 def _checkpoint(remote, out: Path, step: int, marker: str) -> str:
     """Download the files a committed checkpoint's marker lists; its content hash, recomputed
     from the downloaded bytes (the marker only says which files the commit covers)."""
-    from ..ops.store import CHECKPOINT_FILE
+    from ..ops.fetch import CHECKPOINT_FILE
 
     prefix = f"checkpoints/step-{step:08d}"
     files = json.loads(remote.read(f"{prefix}/{marker}")).get("files") or {}
@@ -245,7 +246,7 @@ def _checkpoint(remote, out: Path, step: int, marker: str) -> str:
 def _outputs(remote, out: Path) -> None:
     """The last interval's run: manifest.json and every output it lists (their hashes are
     compared against the original run's by `compare_last`, not against this manifest)."""
-    from ..ops.store import RESTORE_FIX
+    from ..ops.remote import RESTORE_FIX
     from ..util.paths import inside, safe_name
 
     where = f"{remote.url}/manifest.json"

@@ -21,19 +21,19 @@ def _registry_uri(args: Namespace) -> str:
 
 
 def registry_list(args: Namespace) -> int:
-    from ..publish.gate import list_versions
+    from ..publish.versions import list_versions
 
     return list_versions(_registry_uri(args))
 
 
 def registry_show(args: Namespace) -> int:
-    from ..publish.gate import show_version
+    from ..publish.versions import show_version
 
     return show_version(_registry_uri(args), args.version)
 
 
 def registry_pull(args: Namespace) -> int:
-    from ..publish.gate import pull_version
+    from ..publish.versions import pull_version
 
     return pull_version(_registry_uri(args), args.version, args.dest)
 

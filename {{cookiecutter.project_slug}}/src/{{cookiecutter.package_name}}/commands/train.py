@@ -62,8 +62,8 @@ def diff(args: Namespace) -> int:
 
 
 def fetch(args: Namespace) -> int:
+    from ..ops.fetch import fetch
     from ..ops.runner import require_shared_store
-    from ..ops.store import fetch
 
     require_shared_store(args.run_url, key="run_url")
     fetch(args.run_url, args.dest, checkpoints=args.checkpoints)

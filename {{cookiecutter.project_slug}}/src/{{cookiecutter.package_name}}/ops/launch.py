@@ -107,7 +107,7 @@ def main(
         flush=True,
     )
     if code == 0 and fetch is not None:
-        from .store import fetch as fetch_run
+        from .fetch import fetch as fetch_run
 
         fetch_run(job["run_uri"], fetch)
     return code

@@ -228,7 +228,7 @@ def _ago(seconds: float) -> str:
 
 
 class Lease:
-    """This process's claim on a run URL (ops/store.py `RemoteDir`)."""
+    """This process's claim on a run URL (ops/remote.py `RemoteDir`)."""
 
     def __init__(self, remote, ttl_s: float = TTL_S):
         self.remote, self.ttl_s = remote, ttl_s

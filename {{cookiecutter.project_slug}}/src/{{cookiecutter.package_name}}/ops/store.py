@@ -2,7 +2,7 @@
 
     uv run ft train --config configs/smoke.yaml --out s3://bucket/runs/smoke
     uv run ft train --out s3://bucket/runs/smoke --resume   # e.g. on a fresh spot VM
-    uv run ft fetch s3://bucket/runs/smoke runs/smoke        # then ft reproduce / ft diff
+    uv run ft fetch s3://bucket/runs/smoke runs/smoke        # fetch.py; then ft reproduce
 
 Training always writes a local directory. A plain path `--out` is that directory,
 as it always was. A URL `--out` trains in `runs/.staging/<sha256(URL)[:16]>/<name>/`
@@ -21,29 +21,26 @@ Object stores have no atomic rename, so commits are marker objects written last
 One process writes a run URL at a time: it holds the lease `<URL>/.ft-lock`
 (ops/runlock.py, docs/decisions/0016), taken before anything is pulled or pushed.
 
-Credentials are never passed, logged or written here: fsspec's backends read them
-from the environment (s3fs/botocore: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
-AWS_SECRET_ACCESS_KEY or AWS_PROFILE; gcsfs: the gcloud login).
+The objects under a URL are a RemoteDir (remote.py: credentials come from the environment,
+never from us); `ft fetch` is fetch.py.
 """
 
 import hashlib
 import json
 import os
-import posixpath
 import re
 import shutil
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from ..errors import UserError
 from ..train.checkpoint import STEP_DIR
-from ..util.hashing import open_atomic, sha256_file, tree_files, write_atomic
-from ..util.paths import inside, safe_name
+from ..util.hashing import sha256_file, tree_files, write_atomic
+from ..util.paths import inside
 from ..util.records import loads
-from .runlock import LEASE, Lease
+from .remote import RESTORE_FIX, RemoteDir, is_url, normalise_url
+from .runlock import Lease
 
 MARKER = "COMPLETE"
 STAGING = Path("runs") / ".staging"
@@ -51,28 +48,8 @@ START_FILES = ("run.json", "config.yaml")  # mirrored when a run starts
 RESUME_FILES = ("run.json", "config.yaml", "metrics.jsonl")  # pulled before a resume
 FINAL_FILES = ("REPRODUCE.md", "manifest.json")  # pushed last, in this order: manifest commits
 _HELD: dict[str, int] = {}  # run directory -> open lock descriptor, for this process's life
-ACCESS_FIX = (
-    "check the URL, that the bucket exists, and the credentials in the environment "
-    "(S3: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
-)
-RESTORE_FIX = "the object was tampered with or damaged; restore it, or train the run again"
+BUSY_FIX = "wait for it to finish (or stop it), then resume; or pass a new --out"
 READY_WAIT_S = 3600  # how long the other processes of one machine wait for a resume's pull
-# A checkpoint file as a manifest's chain names it (ft fetch --checkpoints).
-CHECKPOINT_FILE = re.compile(r"checkpoints/step-\d{8}/(state\.pt|rng-rank\d+\.pt)")
-
-
-def is_url(out: str | os.PathLike | None) -> bool:
-    return out is not None and "://" in str(out)
-
-
-def normalise_url(url: str) -> str:
-    """`s3://b/runs/x/..` is `s3://b/runs`: a URL's path is normalised like a local one."""
-    scheme, _, rest = url.partition("://")
-    head, slash, path = rest.partition("/")
-    if not slash:
-        return url.rstrip("/")
-    clean = posixpath.normpath("/" + path).lstrip("/")
-    return f"{scheme}://{head}/{clean}".rstrip("/") if clean != "." else f"{scheme}://{head}"
 
 
 def is_scratch(name: str) -> bool:
@@ -100,12 +77,8 @@ def lock_run_dir(run_dir: Path) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise UserError(
-            "another `ft train` is writing this run directory",
-            file=str(run_dir),
-            key="--out",
-            fix="wait for it to finish (or stop it), then resume; or pass a new --out",
-        ) from None
+        busy = "another `ft train` is writing this run directory"
+        raise UserError(busy, file=str(run_dir), key="--out", fix=BUSY_FIX) from None
     _HELD[key] = fd
 
 
@@ -119,106 +92,6 @@ def staging_dir(url: str) -> Path:
     """The local directory a URL run trains in; its name is the URL's last part (the run id)."""
     url = normalise_url(url)
     return STAGING / hashlib.sha256(url.encode()).hexdigest()[:16] / url.rsplit("/", 1)[-1]
-
-
-class RemoteDir:
-    """A directory of objects under a URL, through fsspec; every failure is one UserError."""
-
-    def __init__(self, url: str):
-        import fsspec
-        from fsspec.implementations.local import LocalFileSystem
-
-        self.url = normalise_url(url)
-        parts = urlsplit(self.url)
-        if "@" in parts.netloc:  # named without its credentials: this message is a log line too
-            shown = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
-            raise UserError(
-                "the URL carries credentials, which would end up in logs",
-                file=shown,
-                fix="drop them from the URL; set them in the environment instead",
-            )
-        protocol = self.url.split("://", 1)[0]
-        try:
-            self.fs, root = fsspec.core.url_to_fs(self.url)
-        except ImportError as e:
-            raise UserError(
-                f"no fsspec backend for {protocol}:// ({e})",
-                file=url,
-                fix="add the backend package (e.g. `uv add adlfs` for abfs://), or use "
-                "s3://, gs:// or file://",
-            ) from None
-        except ValueError as e:
-            raise UserError(
-                f"not a storage URL ({e})",
-                file=url,
-                fix="use a path, file:///abs/path or s3://bucket/path",
-            ) from None
-        self.root = root.rstrip("/")
-        self.on_disk = isinstance(self.fs, LocalFileSystem)
-
-    def _path(self, rel: str) -> str:
-        return f"{self.root}/{rel}"
-
-    @contextmanager
-    def errors(self, doing: str):
-        """Storage failures (missing bucket, denied, unreachable) as one line naming the URL."""
-        try:
-            yield
-        except UserError:
-            raise
-        except Exception as e:
-            boto = sys.modules.get("botocore.exceptions")  # loaded by s3fs when in use
-            if not isinstance(e, OSError) and not (boto and isinstance(e, boto.BotoCoreError)):
-                raise
-            raise UserError(
-                f"{doing} failed: {type(e).__name__}: {e}", file=self.url, fix=ACCESS_FIX
-            ) from None
-
-    def names(self) -> set[str]:
-        """Every object below the URL, as a relative path; a fresh listing, never a cached one."""
-        with self.errors("listing"):
-            self.fs.invalidate_cache()
-            if not self.fs.exists(self.root):
-                return set()
-            return {  # the writer's lease is not part of the run
-                p[len(self.root) + 1 :]
-                for p in self.fs.find(self.root)
-                if p.startswith(self.root + "/") and p != f"{self.root}/{LEASE}"
-            }
-
-    def read(self, rel: str) -> bytes:
-        with self.errors(f"reading {rel}"):
-            return self.fs.cat_file(self._path(rel))
-
-    def put(self, local: Path, rel: str) -> None:
-        """One object; on disk under a temp name and renamed, on object stores one PUT."""
-        target = self._path(rel)
-        with self.errors(f"uploading {rel}"):
-            if self.on_disk:
-                with open(local, "rb") as src, open_atomic(target) as dst:
-                    shutil.copyfileobj(src, dst)
-            else:
-                self.fs.put_file(str(local), target)
-
-    def put_bytes(self, data: bytes, rel: str) -> None:
-        with self.errors(f"writing {rel}"):
-            if self.on_disk:
-                write_atomic(self._path(rel), data)
-            else:
-                self.fs.pipe_file(self._path(rel), data)
-
-    def get(self, rel: str, dest: Path, sha256: str | None = None, against: str = "") -> None:
-        """Download one object to `dest`; with `sha256`, refuse bytes that differ from it."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with self.errors(f"downloading {rel}"):
-            self.fs.get_file(self._path(rel), str(dest))
-        if sha256 is not None and (actual := sha256_file(dest)) != sha256:
-            raise UserError(
-                f"sha256 {actual[:16]}... differs from {against}'s {sha256[:16]}...: "
-                "the object was changed or damaged after it was written",
-                file=f"{self.url}/{rel}",
-                fix="restore the object, or train the run again",
-            )
 
 
 class RunComplete(Exception):
@@ -432,79 +305,6 @@ def latest_checkpoint(names: set[str]) -> str | None:
         ):
             steps.append(parts[1])
     return max(steps, default=None)
-
-
-def fetch(url: str, dest: str | os.PathLike, checkpoints: bool = False) -> Path:
-    """`ft fetch URL DIR [--checkpoints]`: a finished run, every file re-hashed against its
-    manifest.
-
-    Downloads manifest.json, REPRODUCE.md, run.json and every output the manifest
-    lists (with `checkpoints`, or when the run's config says `reproduce.strategy:
-    segments`, also every checkpoint of its chain) into a temp directory beside DIR,
-    renamed into place only when every hash matched: DIR is complete or absent.
-    """
-    remote, dest = RemoteDir(url), Path(os.path.normpath(dest))
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise UserError(
-            "the destination is not empty",
-            file=str(dest),
-            fix="pass a new directory, e.g. runs/<id>",
-        )
-    if "manifest.json" not in remote.names():
-        raise UserError(
-            "no manifest.json: the run did not finish (or this is not a run)",
-            file=url,
-            fix="pass the URL of a finished run (its manifest is written last)",
-        )
-    manifest_bytes = remote.read("manifest.json")
-    try:
-        manifest = loads(manifest_bytes)
-        reproduce = manifest["config"]["reproduce"]
-        if not isinstance(manifest["outputs"], dict) or not isinstance(reproduce, dict):
-            raise TypeError
-    except (ValueError, KeyError, TypeError):
-        raise UserError(
-            "is not a manifest written by `ft train`",
-            file=f"{remote.url}/manifest.json",
-            fix=RESTORE_FIX,
-        ) from None
-    for name in manifest["outputs"]:  # every name checked before anything is downloaded
-        safe_name(name, source=f"{remote.url}/manifest.json", fix=RESTORE_FIX)
-    partial = dest.with_name(f".partial-{dest.name}-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        write_atomic(partial / "manifest.json", manifest_bytes)
-        for name in ("run.json", "REPRODUCE.md"):
-            remote.get(name, partial / name)
-        for name, digest in sorted(manifest["outputs"].items()):
-            dest_file = inside(partial, name, source=f"{remote.url}/manifest.json", fix=RESTORE_FIX)
-            remote.get(name, dest_file, digest, against="manifest.json")
-        # A run whose config verifies by segments needs its chain wherever it is verified.
-        checkpoints = checkpoints or reproduce.get("strategy") == "segments"
-        for link in manifest.get("checkpoints") or [] if checkpoints else []:
-            for name, digest in sorted(link["files"].items()):
-                rel = f"{link['path']}/{name}"
-                # Names from the remote manifest must stay inside the run directory.
-                if not CHECKPOINT_FILE.fullmatch(rel):
-                    raise UserError(
-                        f"the manifest lists a checkpoint file outside the chain: {rel!r}",
-                        file=f"{url}/manifest.json",
-                        fix="fetch a run written by `ft train`",
-                    )
-                dest_file = inside(
-                    partial, rel, source=f"{remote.url}/manifest.json", fix=RESTORE_FIX
-                )
-                remote.get(rel, dest_file, digest, against="manifest.json")
-        if dest.exists():
-            dest.rmdir()
-        os.replace(partial, dest)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    print(
-        f"fetched {remote.url} -> {dest}: {len(manifest['outputs'])} outputs match manifest.json",
-        file=sys.stderr,
-    )
-    return dest
 
 
 def _ready_file(staging: Path) -> Path:

@@ -46,8 +46,8 @@ def _repo(repo: str | None) -> str:
 
 
 def verify(registry_uri: str, version: str, repo: str | None) -> int:
-    from .gate import resolve_version
     from .registries import open_registry
+    from .versions import resolve_version
 
     repo = _repo(repo)
     gh = shutil.which("gh")

@@ -14,12 +14,8 @@ existing non-empty OUT is refused.
 """
 
 import json
-import shutil
-import uuid
-from pathlib import Path
 
-from ..errors import UserError
-from ..util.hashing import sha256_file, tree_files, write_atomic
+from ..util.hashing import new_dir, sha256_file, tree_files, write_atomic
 
 EXPORT_RECORD = "export.json"
 
@@ -28,16 +24,9 @@ def main(target: str, out: str, registry_uri: str | None = None) -> dict:
     from ..data.chat import template_sha256
     from .generate import artifact, load_adapter
 
-    out_dir = Path(out)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise UserError(
-            "the export directory exists and is not empty",
-            file=str(out_dir),
-            fix="pass a new or empty --merged directory",
-        )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.parent / f".{out_dir.name}.export-{uuid.uuid4().hex[:12]}"
-    try:
+    with new_dir(
+        out, tag="export", what="the export directory", fix="pass a new or empty --merged directory"
+    ) as staging:
         with artifact(target, registry_uri) as (manifest_dir, adapter_dir):
             loaded = load_adapter(manifest_dir, adapter_dir)
             merged = loaded.model.merge_and_unload()
@@ -56,9 +45,4 @@ def main(target: str, out: str, registry_uri: str | None = None) -> dict:
             "files": {p.as_posix(): sha256_file(staging / p) for p in tree_files(staging)},
         }
         write_atomic(staging / EXPORT_RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n")
-        if out_dir.exists():
-            out_dir.rmdir()
-        staging.rename(out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return record

@@ -1,11 +1,15 @@
 """The one place the package runs git: output captured as text, failures returned.
 
 Callers decide what a failure means (outside a checkout a manifest records `null`;
-`ft launch` refuses), so nothing here raises on a non-zero exit.
+`ft launch` refuses), so nothing here raises on a non-zero exit, except `in_checkout`,
+for the commands that cannot run outside one.
 """
 
+import os
 import subprocess
 from pathlib import Path
+
+from ..errors import UserError
 
 
 def run(*args: str, cwd: str | Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -31,3 +35,12 @@ def raw(*args: str, cwd: str | Path | None = None) -> bytes | None:
     """Stdout of `git ARGS` as bytes (diffs of non-UTF-8 files), or None when git failed."""
     done = subprocess.run(["git", *args], cwd=cwd, capture_output=True)
     return done.stdout if done.returncode == 0 else None
+
+
+def in_checkout(*args: str, fix: str) -> str:
+    """Stripped stdout of `git ARGS` run where a command needs a checkout; outside one, a
+    UserError naming the working directory and `fix` (what to run from instead)."""
+    out = output(*args)
+    if out is None:
+        raise UserError("not inside a git checkout", file=os.getcwd(), fix=fix)
+    return out

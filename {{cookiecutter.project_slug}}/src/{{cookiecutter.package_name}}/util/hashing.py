@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from ..errors import UserError
+
 CHUNK = 1 << 20
 
 
@@ -160,3 +162,34 @@ def replace_dir(out: str | os.PathLike, files: dict[str, bytes]) -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def check_new_dir(dest: Path, *, fix: str, what: str = "the destination") -> None:
+    """`dest` must be absent or an empty directory: a command never mixes its output in."""
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise UserError(f"{what} exists and is not empty", file=str(dest), fix=fix)
+
+
+@contextmanager
+def new_dir(
+    dest: str | os.PathLike, *, tag: str, fix: str, what: str = "the destination"
+) -> Iterator[Path]:
+    """An empty private directory beside `dest` that becomes `dest` when the block ends.
+
+    `dest` must be absent or an empty directory (a UserError naming it and `fix`
+    otherwise). What the block writes into the private directory (`.<tag>-<name>-<hex>`)
+    is renamed into place only if the block returns: `dest` appears whole or not at all,
+    and an error or a signal removes the private copy.
+    """
+    dest = Path(os.path.normpath(dest))
+    check_new_dir(dest, fix=fix, what=what)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    private = dest.parent / f".{tag}-{dest.name}-{uuid.uuid4().hex[:12]}"
+    try:
+        private.mkdir()
+        yield private
+        if dest.exists():
+            dest.rmdir()
+        os.rename(private, dest)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)

@@ -24,14 +24,14 @@ import re
 import shutil
 import sys
 import tempfile
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ...config import DEFAULT_CONFIG
 from ...errors import UserError
-from ...util.hashing import copy_hashing, sha256_file
+from ...util.hashing import copy_hashing, new_dir, sha256_file
 from ...util.paths import HEX64, safe_name
 
 INDEX_NAME = "release.json"
@@ -137,6 +137,14 @@ DEFAULT_REGISTRY = "file://./registry"
 REPO_CONFIG = DEFAULT_CONFIG  # configs/recipe.yaml: the repo's registry lives there
 
 
+URI_FORMS = "file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME"
+
+
+def bad_uri(problem: str, form: str = URI_FORMS) -> UserError:
+    """A registry URI written wrong (`publish.registry`, --registry or $FT_REGISTRY)."""
+    return UserError(problem, key="publish.registry", fix=f"use {form}")
+
+
 def resolve_registry(
     flag: str | None, run_config: dict | None = None, *, shared: bool = False
 ) -> str:
@@ -185,11 +193,7 @@ def open_registry(uri: str) -> Registry:
     """The backend for a registry URI; a bad URI is a UserError naming the key."""
     scheme, sep, rest = uri.partition("://")
     if not sep or not rest:
-        raise UserError(
-            f"not a registry URI: {uri!r}",
-            key="publish.registry",
-            fix="use file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME",
-        )
+        raise bad_uri(f"not a registry URI: {uri!r}")
     if scheme == "file":
         from .local import LocalRegistry
 
@@ -205,11 +209,7 @@ def open_registry(uri: str) -> Registry:
         require("mlflow", uri, key="publish.registry")
 
         return MlflowRegistry(rest, uri)
-    raise UserError(
-        f"unknown registry scheme {scheme!r} in {uri!r}",
-        key="publish.registry",
-        fix="use file://PATH, hf://OWNER/REPO or mlflow://MODEL_NAME",
-    )
+    raise bad_uri(f"unknown registry scheme {scheme!r} in {uri!r}")
 
 
 def check_version(version: str, key: str = "--version") -> str:
@@ -272,6 +272,22 @@ def hash_files(files: dict[str, Path]) -> dict[str, dict]:
     }
 
 
+@contextmanager
+def release_folder(
+    version: str, files: dict[str, Path], meta: dict
+) -> Iterator[tuple[Path, dict, bytes]]:
+    """A temp folder holding a version's files and its index, as a remote backend uploads
+    them in one go; yields (folder, index, the index's bytes)."""
+    index = make_index(version, hash_files(files), meta)
+    data = index_bytes(index)
+    with tempfile.TemporaryDirectory(prefix="ft-release-") as tmp:
+        folder = Path(tmp)
+        for name, src in files.items():
+            copy_hashing(Path(src), folder / name)
+        (folder / INDEX_NAME).write_bytes(data)
+        yield folder, index, data
+
+
 def read_index(data: bytes, version: str, where: str) -> dict:
     try:
         index = json.loads(data)
@@ -315,16 +331,7 @@ def pull_into(index: dict, dest: Path, fetch) -> dict:
 
     `dest` must be absent or empty: a pull never mixes a version with other files.
     """
-    dest = Path(dest)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise UserError(
-            "the destination exists and is not empty",
-            file=str(dest),
-            fix="pull into a new or empty directory",
-        )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = dest.parent / f".{dest.name}.pull-{uuid.uuid4().hex[:12]}"
-    try:
+    with new_dir(dest, tag="pull", fix="pull into a new or empty directory") as staging:
         for name, entry in sorted(index["files"].items()):
             src = fetch(name, entry)
             digest, size = copy_hashing(Path(src), staging / check_name(name))
@@ -336,9 +343,4 @@ def pull_into(index: dict, dest: Path, fetch) -> dict:
                     fix="restore the registry from a backup; a published version "
                     "is immutable and cannot be re-published",
                 )
-        if dest.exists():
-            dest.rmdir()
-        os.rename(staging, dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return index

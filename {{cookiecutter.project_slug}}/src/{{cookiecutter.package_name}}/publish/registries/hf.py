@@ -17,42 +17,29 @@ for HfApi's methods, since the hub cannot be reached from CI (docs/publish.md).
 """
 
 import json
-import tempfile
 from pathlib import Path
 
 from ...errors import UserError
-from ...util.hashing import copy_hashing
 from . import (
     INDEX_NAME,
     Fetch,
     Registry,
+    bad_uri,
     downloaded,
-    hash_files,
-    index_bytes,
-    make_index,
     read_index,
+    release_folder,
     sort_versions,
 )
+
+FORM = "hf://OWNER/REPO, e.g. hf://my-org/my-finetune"
 
 
 class HfRegistry(Registry):
     def __init__(self, repo_id: str, uri: str, api=None):
         parts = repo_id.split("/")
         if len(parts) != 2 or not all(parts) or any(c in repo_id for c in " ?#@:"):
-            raise UserError(
-                f"not a hub model repo: {uri!r}",
-                key="publish.registry",
-                fix="use hf://OWNER/REPO, e.g. hf://my-org/my-finetune",
-            )
+            raise bad_uri(f"not a hub model repo: {uri!r}", FORM)
         self.repo_id, self.uri, self._api = repo_id, uri, api
-
-    @property
-    def api(self):
-        if self._api is None:
-            from huggingface_hub import HfApi
-
-            self._api = HfApi()
-        return self._api
 
     def _call(self, method: str, *args, **kwargs):
         """One HfApi call; hub answers a user can act on become one-line UserErrors."""
@@ -93,6 +80,14 @@ class HfRegistry(Registry):
                 fix="check the network (or HF_ENDPOINT), then run the command again",
             ) from None
 
+    @property
+    def api(self):
+        if self._api is None:
+            from huggingface_hub import HfApi
+
+            self._api = HfApi()
+        return self._api
+
     def versions(self) -> list[str]:
         from huggingface_hub.errors import RepositoryNotFoundError
 
@@ -118,12 +113,7 @@ class HfRegistry(Registry):
 
         if self.exists(version):
             raise self.already_exists(version, " (a tag of that name)")
-        index = make_index(version, hash_files(files), meta)
-        with tempfile.TemporaryDirectory(prefix="ft-hf-") as tmp:
-            folder = Path(tmp)
-            for name, src in files.items():
-                copy_hashing(Path(src), folder / name)
-            (folder / INDEX_NAME).write_bytes(index_bytes(index))
+        with release_folder(version, files, meta) as (folder, index, _):
             self._call("create_repo", self.repo_id, repo_type="model", private=True, exist_ok=True)
             commit = self._call(
                 "upload_folder",

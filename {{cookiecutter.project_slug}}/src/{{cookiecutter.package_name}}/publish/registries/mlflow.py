@@ -31,19 +31,18 @@ import tempfile
 from pathlib import Path
 
 from ...errors import UserError
-from ...util.hashing import copy_hashing, sha256_bytes
+from ...util.hashing import sha256_bytes
 from ...util.net import cap_mlflow_retries, check_reachable
 from . import (
     INDEX_NAME,
     Fetch,
     IntegrityError,
     Registry,
+    bad_uri,
     check_version,
     downloaded,
-    hash_files,
-    index_bytes,
-    make_index,
     read_index,
+    release_folder,
     sort_versions,
 )
 
@@ -51,6 +50,7 @@ RELEASE_TAG = "release_version"
 ARTIFACT_DIR = "release"
 MLMODEL = "MLmodel"
 LOADER = "ft_adapter_pyfunc"
+FORM = "mlflow://MODEL_NAME, e.g. mlflow://my-finetune"
 
 
 def model_files(folder: Path) -> dict[str, Path]:
@@ -121,18 +121,14 @@ def _reachable(method):
 
 class MlflowRegistry(Registry):
     # What publish adds beside the release (not in its manifest); `ft registry pull` checks
-    # them against this package's own loader (publish/gate.py: _backend_files).
+    # them against this package's own loader (publish/release.py: check_backend_files).
     ADDED_FILES = (MLMODEL, f"code/{LOADER}.py")
 
     stale_after_s = 600.0
 
     def __init__(self, name: str, uri: str, client=None):
         if not name or "/" in name or name != name.strip():
-            raise UserError(
-                f"not an MLflow model name: {uri!r}",
-                key="publish.registry",
-                fix="use mlflow://MODEL_NAME, e.g. mlflow://my-finetune",
-            )
+            raise bad_uri(f"not an MLflow model name: {uri!r}", FORM)
         self.name, self.uri, self._client = name, uri, client
 
     @property
@@ -258,8 +254,6 @@ class MlflowRegistry(Registry):
         from mlflow.exceptions import MlflowException
 
         client = self.client
-        index = make_index(version, hash_files(files), meta)
-        data = index_bytes(index)
         try:
             client.create_registered_model(
                 self.name,
@@ -274,11 +268,7 @@ class MlflowRegistry(Registry):
             run_name=f"publish {version}",
             tags={RELEASE_TAG: version, "ft.run_id": str(meta.get("run_id"))},
         )
-        with tempfile.TemporaryDirectory(prefix="ft-mlflow-") as tmp:
-            folder = Path(tmp)
-            for name, src in files.items():
-                copy_hashing(Path(src), folder / name)
-            (folder / INDEX_NAME).write_bytes(data)
+        with release_folder(version, files, meta) as (folder, index, data):
             client.log_artifacts(run.info.run_id, str(folder), artifact_path=ARTIFACT_DIR)
         client.set_terminated(run.info.run_id)
         tags = {RELEASE_TAG: version, "index_sha256": sha256_bytes(data), **_flat_tags(meta)}
