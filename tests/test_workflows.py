@@ -198,6 +198,10 @@ def test_2_push_to_main_trains_and_stores_the_run_by_commit(act):
     assert (run / "REPRODUCE.md").is_file() and (run / "adapter").is_dir()
 
 
+# release.yml's publish job, as act prefixes its log lines.
+PUBLISH_JOB = "Publish (release environment)"
+
+
 def test_3_tag_reproduces_then_publishes(act):
     # The tag is on a later docs-only commit: the release resolves the trained ancestor.
     (act.repo / "README.md").write_text((act.repo / "README.md").read_text() + "\nRelease notes.\n")
@@ -205,6 +209,7 @@ def test_3_tag_reproduces_then_publishes(act):
     git(act.repo, "tag", "v0.1.0")
     log = act.run("push", "release.yml", push_payload("refs/tags/v0.1.0"))
     assert f"run of {act.trained[:12]} (same training inputs)" in log
+    assert f"[release/{PUBLISH_JOB}]" in log
     assert "v0.1.0" in act.versions()
     # Every published file was attested in the release job; `ft registry verify` checks each.
     verify = ("registry", "verify", "v0.1.0", "--repo", REPO_NAME, "--registry", REGISTRY)
@@ -238,7 +243,7 @@ def test_4_broken_reproduce_md_blocks_the_release(act):
     finally:
         act.bucket(f"fs.pipe({doc!r}, {original.encode()!r})")
     assert "REPRODUCE.md was edited" in log
-    assert "ft publish" not in log.split("Job succeeded")[-1] or "publish" not in log
+    assert f"[release/{PUBLISH_JOB}]" not in log  # the publish job never started
     assert act.versions() == before
     assert not (act.outbox / "release-v0.1.1.md").exists()
 
