@@ -18,6 +18,7 @@ import yaml
 
 from ..errors import UserError
 from ..util import git
+from .remote import RemoteDir
 
 TRAIN_WORKFLOW = Path(".github/workflows/train.yml")
 # Image inputs (uv.lock, Dockerfile) do not train directly: image.yml rebuilds the image and
@@ -93,12 +94,10 @@ def check_same_inputs(trained_at: str, commit: str, key: str) -> None:
 
 def _state(url: str) -> str | None:
     """`finished` (manifest.json present), `started` (anything else there) or None."""
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(url)
-    if fs.exists(f"{root.rstrip('/')}/manifest.json"):
+    run = RemoteDir(url)
+    if run.exists("manifest.json"):
         return "finished"
-    return "started" if fs.exists(root) else None
+    return "started" if run.exists() else None
 
 
 def resolve_run(store: str, commit: str) -> tuple[str, str]:

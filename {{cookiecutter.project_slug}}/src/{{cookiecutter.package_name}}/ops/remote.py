@@ -92,6 +92,13 @@ class RemoteDir:
                 f"{doing} failed: {type(e).__name__}: {e}", file=self.url, fix=ACCESS_FIX
             ) from None
 
+    def exists(self, rel: str = "") -> bool:
+        """Whether there is an object at `rel` (or, with no `rel`, anything at the URL); asked
+        afresh, never from a cached listing."""
+        with self.errors("checking"):
+            self.fs.invalidate_cache()
+            return bool(self.fs.exists(self._path(rel) if rel else self.root))
+
     def names(self) -> set[str]:
         """Every object below the URL, as a relative path; a fresh listing, never a cached one."""
         with self.errors("listing"):

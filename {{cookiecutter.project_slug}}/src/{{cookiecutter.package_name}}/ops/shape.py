@@ -41,7 +41,7 @@ def check_shape(cfg: Config) -> None:
         print(
             f"warning: {cfg._path}: launch.accelerators: {name!r} is not in ft's list "
             f"({', '.join(ACCELERATORS)}); SkyPilot fails the job when it provisions if no "
-            "cloud offers it (check: `sky show-gpus " + name + "`; add it to ACCELERATORS in "
+            f"cloud offers it (check: `sky show-gpus {name}`; add it to ACCELERATORS in "
             "ops/shape.py to have its counts checked)",
             file=sys.stderr,
         )

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Callable, Mapping
 
 from ..errors import UserError
+from .remote import RemoteDir
 from .shape import launcher
 
 FIX = "run it as the `run:` of sky/train.yaml, submitted by `ft launch --backend sky`"
@@ -43,13 +44,6 @@ def _int(environ: Mapping[str, str], name: str) -> int:
         raise UserError(f"not a whole number: {value!r}", key=name, fix=FIX) from None
 
 
-def _bucket_exists(url: str) -> bool:
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(url)
-    return bool(fs.exists(path))
-
-
 def locate(environ: Mapping[str, str]) -> tuple[str, str, Callable[[str], bool]]:
     """(the run as this machine sees it, where `ft train` writes it, is-there-a-file-in-it)."""
     run_uri, bucket = _env(environ, "RUN_URI"), _env(environ, "ARTIFACT_BUCKET")
@@ -61,7 +55,7 @@ def locate(environ: Mapping[str, str]) -> tuple[str, str, Callable[[str], bool]]
         )
     mount = environ.get("ARTIFACTS")
     if mount is None:  # no mount (RunPod): ask the bucket
-        return run_uri, run_uri, lambda name: _bucket_exists(f"{run_uri}/{name}")
+        return run_uri, run_uri, RemoteDir(run_uri).exists
     seen = f"{mount}/{run_uri[len(bucket) + 1 :]}"
     out = seen if _int(environ, "SKYPILOT_NUM_NODES") > 1 else run_uri
     return seen, out, lambda name: os.path.isfile(f"{seen}/{name}")
