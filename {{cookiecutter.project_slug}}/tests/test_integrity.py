@@ -253,8 +253,8 @@ def test_reproduce_accepts_a_clean_pulled_release(pkg, pulled_release):
     reproduce = importlib.import_module(f"{pkg.__name__}.closure.reproduce")
     manifest = json.loads((pulled_release / "manifest.json").read_text())
     assert any(name.startswith("adapter/") for name in manifest["outputs"])
-    reproduce._check_run_files(pulled_release, manifest)  # raises on any difference
-    assert "ft train" in reproduce._check_document(pulled_release, manifest, {})
+    reproduce.check_run_files(pulled_release, manifest)  # raises on any difference
+    assert "ft train" in reproduce.check_document(pulled_release, manifest, {})
 
 
 @pytest.mark.parametrize("case", sorted(PULLED_TAMPER))

@@ -92,3 +92,32 @@ def test_cli_prints_one_tab_separated_line_per_job(jobs, ft, monkeypatch):
         [SHA[1], "failure", "8"],
     ]
     assert all(line[4].startswith(f"{name}-") for line in lines)
+
+
+def test_a_tag_is_reported_once_all_its_reproduction_jobs_ended(jobs, monkeypatch):
+    module, name, _ = jobs
+    S = ManagedJobStatus
+
+    def job(job_id, tag, index, status, end_at):
+        name_ = f"{name}-verify-{tag}-{index:04d}"
+        return {"job_id": job_id, "job_name": name_, "status": status, "end_at": end_at}
+
+    records = [
+        job(11, "v1.0.0", 0, S.SUCCEEDED, NOW - 900),
+        job(12, "v1.0.0", 1, S.SUCCEEDED, NOW - 30),
+        job(13, "v1.1.0-rc.1", 0, S.SUCCEEDED, NOW - 40),
+        job(14, "v1.1.0-rc.1", 1, S.FAILED, NOW - 50),
+        job(15, "v1.2.0", 0, S.SUCCEEDED, NOW - 20),
+        job(16, "v1.2.0", 1, S.RECOVERING, None),  # still running: not yet
+        job(17, "v0.9.0", 0, S.SUCCEEDED, NOW - 7200),  # ended before the window
+        {"job_id": 18, "job_name": f"{name}-{SHA[0]}", "status": S.SUCCEEDED, "end_at": NOW},
+    ]
+    asked = []
+    monkeypatch.setattr(module, "queue_records", lambda prefix: asked.append(prefix) or records)
+    got = module.reproduced(60, now=NOW)
+    assert asked == [f"{name}-verify-"]
+    assert [(r.tag, r.state, r.job_ids) for r in got] == [
+        ("v1.0.0", "success", (11, 12)),
+        ("v1.1.0-rc.1", "failure", (13, 14)),
+    ]
+    assert [e.job_id for e in module.ended(60, now=NOW)] == [18]  # training jobs only

@@ -149,3 +149,45 @@ def test_collecting_into_another_run_is_refused_and_writes_nothing(project, s3, 
     assert f"is not the manifest of the run at s3://{BUCKET}/runs/other" in done.stderr
     assert "--collect" in done.stderr
     assert (run / "verification.json").read_bytes() == before
+
+
+def test_a_release_collects_its_own_tags_results_and_says_verified(project, s3, sky_run):
+    """`ft release verify --collect` (release.yml, dispatched once the tag's jobs ended) reads
+    RUN_URI/verify/TAG/: here the bytes the interval jobs committed, as a tag's jobs would."""
+    fs = _bucket_fs(s3)
+    for obj in fs.find(f"{BUCKET}/runs/sky/verify"):
+        rel = obj.removeprefix(f"{BUCKET}/runs/sky/verify/")
+        if rel.startswith("interval-"):
+            fs.pipe_file(f"{BUCKET}/runs/sky/verify/v1.0.0/{rel}", fs.cat_file(obj))
+    done = ft(
+        project, "release", "verify", "runs/sky", "--run-uri", URL, "--tag", "v1.0.0",
+        "--collect", **s3,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "verified\n" and "PASS  sky: 3 of 3 intervals" in done.stderr
+    record = json.loads((project / "runs" / "sky" / "verification.json").read_text())
+    assert record["passed"] and record["segments"]["collected_from"] == f"{URL}/verify/v1.0.0"
+    assert f"--out {URL}/verify/v1.0.0/interval-0000" in record["segment_command"]["interval"]
+    # Another tag of the same run has no results of its own: nothing is borrowed from v1.0.0.
+    other = ft(
+        project, "release", "verify", "runs/sky", "--run-uri", URL, "--tag", "v1.0.1",
+        "--collect", check=False, **s3,
+    )  # fmt: skip
+    assert other.returncode == 1 and other.stdout == ""
+    assert f"{URL}/verify/v1.0.1/interval-0000/checkpoints/step-00000000" in other.stderr
+
+
+def test_a_release_of_an_edited_run_fails_before_any_job_is_submitted(project, s3, sky_run):
+    doc = project / "runs" / "sky" / "REPRODUCE.md"
+    original = doc.read_text()
+    doc.write_text(original.replace("ft launch", "ft  launch", 1))
+    try:
+        done = ft(
+            project, "release", "verify", "runs/sky", "--run-uri", URL, "--tag", "v1.0.2",
+            check=False, **s3,
+        )  # fmt: skip
+    finally:
+        doc.write_text(original)
+    assert done.returncode == 1 and done.stdout == ""
+    assert "REPRODUCE.md was edited after the run" in done.stderr
+    assert "submitted" not in done.stderr

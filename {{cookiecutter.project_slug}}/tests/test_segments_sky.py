@@ -90,3 +90,31 @@ def test_a_local_run_is_replayed_here_not_in_the_cloud(project, submitted):
     with pytest.raises(mod("errors").UserError, match="trained locally"):
         mod("closure.segments_sky").launch_intervals(manifest, "s3://bucket-x/runs/r1")
     assert submitted == []
+
+
+def test_a_release_submits_from_the_runs_commit_with_jobs_named_by_tag(sky, project, submitted):
+    """`ft release verify` on a tag: the jobs clone the commit that trained, not the tag's later
+    docs-only commit, and carry the tag in their name and result folder."""
+    trained = git(project, "rev-parse", "HEAD")
+    (project / "README.md").write_text((project / "README.md").read_text() + "\nNotes.\n")
+    git(project, "commit", "-qam", "Docs after the training")
+    here = mod("util.git").output("rev-parse", "--show-toplevel")
+    with mod("closure.release_verify").at_commit(trained) as tree:
+        assert git(tree, "rev-parse", "HEAD") == trained
+        jobs = mod("closure.segments_sky").launch_intervals(
+            sky_manifest(), "s3://bucket-x/runs/r1", label="v1.2.0"
+        )
+    assert mod("util.git").output("rev-parse", "--show-toplevel") == here
+    assert not tree.exists() and str(tree) not in git(project, "worktree", "list")
+    assert [i for i, _ in jobs] == [0, 1, 2]
+    for index, (task, name) in enumerate(submitted):
+        out = f"s3://bucket-x/runs/r1/verify/v1.2.0/interval-{index:04d}"
+        assert name.endswith(f"-train-verify-v1.2.0-{index:04d}")
+        assert task.envs["COMMIT"] == trained and task.envs["RUN_URI"] == out
+        assert f"--out {out}" in task.run
+
+
+def test_a_tag_that_cannot_name_jobs_is_refused(project, submitted):
+    with pytest.raises(mod("errors").UserError, match="cannot name the reproduction's jobs"):
+        mod("closure.release_verify").main("runs/none", "s3://bucket-x/runs/r1", "v1/2")
+    assert submitted == []

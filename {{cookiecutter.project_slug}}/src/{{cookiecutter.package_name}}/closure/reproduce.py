@@ -47,10 +47,12 @@ def main(
     seed: int | None = None,
     full: bool = False,
     collect: str | None = None,
+    label: str | None = None,
 ) -> int:
     """`segments`: "all" or a count K; None follows the run's reproduce.strategy.
     `collect`: a SkyPilot-trained run's URL; its interval jobs' results are collected
-    from it (closure/segments_sky.py) instead of replaying the intervals here."""
+    from it (closure/segments_sky.py) instead of replaying the intervals here; `label`: the
+    release tag they were submitted for (closure/release_verify.py)."""
     run_dir = Path(run_dir).resolve()
     manifest = read_manifest(run_dir)
     settings = manifest["config"]["reproduce"]
@@ -70,13 +72,15 @@ def main(
         "strategy": strategy,
     }
     try:
-        block = _check_document(run_dir, manifest, record)
-        _check_run_files(run_dir, manifest)
+        block = check_document(run_dir, manifest, record)
+        check_run_files(run_dir, manifest)
         if collect:
             from .segments_sky import collect as gather
 
             return _segments(
-                run_dir, record, lambda: gather(run_dir, manifest, record, collect, k=k, seed=seed)
+                run_dir,
+                record,
+                lambda: gather(run_dir, manifest, record, collect, k=k, seed=seed, label=label),
             )
         if strategy == "segments":
 
@@ -176,7 +180,7 @@ def _failed(record: dict, failure: Failed, line: str) -> None:
         print(failure.detail, file=sys.stderr)
 
 
-def _check_document(run_dir: Path, manifest: dict, record: dict) -> str:
+def check_document(run_dir: Path, manifest: dict, record: dict) -> str:
     path = run_dir / "REPRODUCE.md"
     if not path.is_file():
         raise Failed(
@@ -209,7 +213,7 @@ def _check_document(run_dir: Path, manifest: dict, record: dict) -> str:
     return block
 
 
-def _check_run_files(run_dir: Path, manifest: dict) -> None:
+def check_run_files(run_dir: Path, manifest: dict) -> None:
     """The files in the run directory must still be the ones the manifest describes.
 
     A pulled release (`ft registry pull`, what the drill reproduces) is in its published

@@ -49,7 +49,9 @@ from .segments import (
 MOUNT = "$ARTIFACTS"  # where sky/train.yaml mounts ARTIFACT_BUCKET in the job
 
 
-def interval_command(manifest: dict, run_uri: str, index: int) -> list[str]:
+def interval_command(
+    manifest: dict, run_uri: str, index: int, label: str | None = None
+) -> list[str]:
     """The job's `run:`: replay interval `index` of the run at `run_uri` into its verify/ dir."""
     parts = urlsplit(run_uri)
     chain = f"{MOUNT}/{parts.path.strip('/')}"  # the run as the mounted bucket shows it
@@ -57,7 +59,7 @@ def interval_command(manifest: dict, run_uri: str, index: int) -> list[str]:
     train = ["ft", "train", "--config", cmd["config"]]
     for override in cmd["overrides"]:
         train += ["--set", override]
-    out = f"{run_uri.rstrip('/')}/verify/interval-{index:04d}"
+    out = result_url(run_uri, index, label)
     world = manifest["hardware"]["world_size"]
     launcher = (
         f"accelerate launch --multi_gpu --num_processes {world} --mixed_precision no "
@@ -75,10 +77,14 @@ def interval_command(manifest: dict, run_uri: str, index: int) -> list[str]:
 
 
 def launch_intervals(
-    manifest: dict, run_uri: str, k: int | None = None, seed: int = 0
+    manifest: dict, run_uri: str, k: int | None = None, seed: int = 0, label: str | None = None
 ) -> list[tuple[int, int]]:
     """Submit one managed job per chosen interval, all before waiting on any; return
-    (interval, job id) pairs. Waiting is `launch.follow(job_id)` per job."""
+    (interval, job id) pairs. Waiting is `launch.follow(job_id)` per job.
+
+    `label` (a release tag) keeps one verification's results apart from another's of the
+    same run (RUN_URI/verify/LABEL/interval-NNNN) and names the jobs
+    `<task>-verify-LABEL-NNNN`, which is how `ft jobs reproduced` finds them."""
     if manifest["command"].get("backend") != "sky":
         raise UserError(
             "this run was trained locally; replay its intervals here",
@@ -108,20 +114,37 @@ def launch_intervals(
         )
     jobs = []
     for index in select(len(found), k, seed):
-        out = f"{run_uri.rstrip('/')}/verify/interval-{index:04d}"
         task, job = launch.sky_task(
-            cfg, cmd["overrides"], run_uri=out, command=interval_command(manifest, run_uri, index)
+            cfg,
+            cmd["overrides"],
+            run_uri=result_url(run_uri, index, label),
+            command=interval_command(manifest, run_uri, index, label),
+            name_suffix=None if label is None else job_suffix(label, index),
         )
         jobs.append((index, launch.submit(task, job["name"])))
     return jobs
 
 
-def result_url(run_uri: str, index: int) -> str:
-    return f"{run_uri.rstrip('/')}/verify/interval-{index:04d}"
+def result_url(run_uri: str, index: int, label: str | None = None) -> str:
+    """Where interval `index`'s job commits its result: RUN_URI/verify[/LABEL]/interval-NNNN."""
+    folder = "verify" if label is None else f"verify/{label}"
+    return f"{run_uri.rstrip('/')}/{folder}/interval-{index:04d}"
+
+
+def job_suffix(label: str, index: int) -> str:
+    """A labelled interval job's name after `<task>-` (ops/jobs.py: `reproduced` parses it)."""
+    return f"verify-{label}-{index:04d}"
 
 
 def collect(
-    run_dir: Path, manifest: dict, record: dict, run_uri: str, *, k: int | None, seed: int | None
+    run_dir: Path,
+    manifest: dict,
+    record: dict,
+    run_uri: str,
+    *,
+    k: int | None,
+    seed: int | None,
+    label: str | None = None,
 ) -> None:
     """Fill `record` from the interval jobs' committed results under RUN_URI/verify/; raise
     Failed naming the first diverged interval, or the first interval with no result."""
@@ -156,14 +179,14 @@ def collect(
         )
     seed = 0 if seed is None else seed
     chosen = choose(found, k, seed, record)  # one managed job per interval, all at once
-    record["segments"]["collected_from"] = f"{run_uri}/verify"
+    record["segments"]["collected_from"] = result_url(run_uri, 0, label).rsplit("/", 1)[0]
     record["segment_command"] = {
         "backend": "sky",
-        "interval": shlex.join(interval_command(manifest, run_uri, chosen[0].index)),
+        "interval": shlex.join(interval_command(manifest, run_uri, chosen[0].index, label)),
     }
     out_root = run_dir / OUT_DIR
     shutil.rmtree(out_root, ignore_errors=True)  # nothing collected earlier counts
-    remotes = {iv.index: RemoteDir(result_url(run_uri, iv.index)) for iv in chosen}
+    remotes = {iv.index: RemoteDir(result_url(run_uri, iv.index, label)) for iv in chosen}
     listed = {i: remote.names() for i, remote in remotes.items()}
     chain = run.names()
     for iv in chosen:  # the chain checkpoints the jobs started from, as the bucket holds them
@@ -179,7 +202,7 @@ def collect(
     if missing:
         iv, need = missing[0]
         raise Failed(
-            f"{iv.name} has no committed result: {result_url(run_uri, iv.index)}/{need} is "
+            f"{iv.name} has no committed result: {result_url(run_uri, iv.index, label)}/{need} is "
             f"missing ({len({m[0].index for m in missing})} of {len(chosen)} intervals lack "
             "theirs); follow its job (sky jobs logs) or launch the interval again"
         )

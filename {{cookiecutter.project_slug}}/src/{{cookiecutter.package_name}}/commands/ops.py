@@ -1,10 +1,10 @@
-"""Operations: `ft launch`, `ft task run`, `ft image`, `ft jobs`, `ft release resolve`,
+"""Operations: `ft launch`, `ft task run`, `ft image`, `ft jobs`, `ft release resolve|verify`,
 `ft doctor`."""
 
 import sys
 from argparse import Namespace
 
-from .spec import CONFIG, Command, arg, config_file
+from .spec import CONFIG, RUN_DIR, Command, arg, config_file
 
 
 def launch(args: Namespace) -> int:
@@ -67,6 +67,14 @@ def jobs_ended(args: Namespace) -> int:
     return 0
 
 
+def jobs_reproduced(args: Namespace) -> int:
+    from ..ops.jobs import reproduced
+
+    for tag in reproduced(args.minutes):
+        print(f"{tag.tag}\t{tag.state}\t{','.join(map(str, tag.job_ids))}")
+    return 0
+
+
 def release_resolve(args: Namespace) -> int:
     import os
 
@@ -86,6 +94,20 @@ def release_resolve(args: Namespace) -> int:
     print(f"run of {commit[:12]} (same training inputs)", file=sys.stderr)
     print(url)
     return 0
+
+
+def release_verify(args: Namespace) -> int:
+    from ..closure.release_verify import main
+    from ..ops.runner import require_shared_store
+
+    require_shared_store(args.run_uri, key="--run-uri")
+    return main(
+        args.run_dir,
+        args.run_uri,
+        args.tag,
+        collect=args.collect,
+        keep_env=tuple(args.keep_env),
+    )
 
 
 def doctor(args: Namespace) -> int:
@@ -175,6 +197,18 @@ COMMANDS = {
             ),
         ),
     ),
+    "jobs reproduced": Command(
+        jobs_reproduced,
+        "The release tags whose reproduction jobs all ended lately: tag, status, job ids",
+        (
+            arg(
+                "--minutes",
+                type=int,
+                default=60,
+                help="whose last job ended within this many minutes (default: %(default)s)",
+            ),
+        ),
+    ),
     "release resolve": Command(
         release_resolve,
         "Print the bucket URL of the run that a commit's training inputs resolve to",
@@ -187,6 +221,28 @@ COMMANDS = {
             arg(
                 "--store",
                 help="the artifact store, e.g. s3://bucket/runs (default: $FT_ARTIFACT_STORE)",
+            ),
+        ),
+    ),
+    "release verify": Command(
+        release_verify,
+        "Verify a fetched run for a release: reproduce it here (local run), or submit its "
+        "interval jobs and return, then --collect them (sky run); prints verified|submitted",
+        (
+            RUN_DIR,
+            arg("--run-uri", required=True, metavar="URI", help="the run's URL in the bucket"),
+            arg("--tag", required=True, help="the release tag; names the jobs and their folder"),
+            arg(
+                "--collect",
+                action="store_true",
+                help="a sky-trained run: collect the tag's interval jobs from the bucket",
+            ),
+            arg(
+                "--keep-env",
+                action="append",
+                default=[],
+                metavar="NAME",
+                help="a locally trained run: pass this credential into the clean room",
             ),
         ),
     ),

@@ -12,6 +12,11 @@ failure); setting a status twice is harmless, so overlapping windows lose nothin
 One tab-separated line per job: commit, GitHub status state (`success`, `failure`,
 `error` for a cancelled job), job id, SkyPilot status, job name. Jobs whose name does not end
 in a 40-hex commit (started by hand) are left out. The SDK is called in `queue_records` alone.
+
+`ft jobs reproduced` is the same view of a release's reproduction jobs (`ft release verify`
+names them `<task>-verify-TAG-NNNN`, one per checkpoint interval): one line per tag all of
+whose jobs have ended, the last within the window: tag, `success` when every job succeeded
+(else `failure`), and the job ids. The watcher then dispatches release.yml on the tag, once.
 """
 
 import re
@@ -34,6 +39,13 @@ RUNNING = {
     "RECOVERING",
     "CANCELLING",
 }
+
+
+@dataclass(frozen=True)
+class Reproduced:
+    tag: str
+    state: str
+    job_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -80,3 +92,27 @@ def ended(minutes: int, *, now: float | None = None, root: Path = Path(".")) -> 
             continue
         out.append(Ended(commit, STATE.get(status, "failure"), int(record["job_id"]), status, name))
     return sorted(out, key=lambda e: e.job_id)
+
+
+def reproduced(
+    minutes: int, *, now: float | None = None, root: Path = Path(".")
+) -> list[Reproduced]:
+    """Tags whose reproduction jobs have all ended, the last within the last `minutes`."""
+    prefix = f"{task_name(root)}-verify-"
+    name = re.compile(re.escape(prefix) + r"(?P<tag>[A-Za-z0-9][A-Za-z0-9._-]*)-\d{4}")
+    since = (time.time() if now is None else now) - 60 * minutes
+    by_tag: dict[str, list[dict]] = {}
+    for record in queue_records(prefix):
+        found = name.fullmatch(str(record.get("job_name") or ""))
+        if found:
+            by_tag.setdefault(found["tag"], []).append(record)
+    out = []
+    for tag, records in sorted(by_tag.items()):
+        statuses = [_status(r) for r in records]
+        if any(s in RUNNING for s in statuses):
+            continue  # not all ended: nothing to collect yet
+        if max(float(r.get("end_at") or 0) for r in records) < since:
+            continue  # reported by an earlier window
+        state = "success" if all(s == "SUCCEEDED" for s in statuses) else "failure"
+        out.append(Reproduced(tag, state, tuple(sorted(int(r["job_id"]) for r in records))))
+    return out

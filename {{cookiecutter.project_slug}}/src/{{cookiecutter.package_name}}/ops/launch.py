@@ -152,10 +152,13 @@ def sky_task(
     run_uri: str | None = None,
     command: list[str] | None = None,
     environ=os.environ,
+    name_suffix: str | None = None,
 ):
     """The sky.Task `ft launch --backend sky` submits, and a description of the job.
 
-    Every check that can fail without a cloud runs here, before anything is submitted.
+    The job is named `<name: of sky/train.yaml>-<name_suffix>`, by default the run's id (the
+    last part of its URL: the commit, for train.yml's runs). Every check that can fail without
+    a cloud runs here, before anything is submitted.
     """
     sky = _import_sky()
     check_shape(cfg)
@@ -244,7 +247,7 @@ def sky_task(
     raw["secrets"] = {name: None for name, _ in present}
     if not present:
         raw.pop("secrets")
-    name = re.sub(r"[^a-zA-Z0-9._-]", "-", f"{raw.get('name') or 'train'}-{run_id}")
+    name = re.sub(r"[^a-zA-Z0-9._-]", "-", f"{raw.get('name') or 'train'}-{name_suffix or run_id}")
     try:
         task = sky.Task.from_yaml_config(
             raw, env_overrides=list(fills.items()), secrets_overrides=present or None
