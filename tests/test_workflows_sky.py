@@ -1,9 +1,15 @@
-"""train.yml with FT_LAUNCH_BACKEND=sky, then train-watch.yml, under act (test_workflows.py).
+"""train.yml with FT_LAUNCH_BACKEND=sky, then train-watch.yml and release.yml, under act
+(test_workflows.py).
 
 The merge submits the training job detached and its runner step ends before the job does;
 a later train-watch run (workflow_dispatch, as the schedule would) sees the job end and sets
-the merge commit's ft/train status; a job that fails gets a failure status and one issue,
-not a second on the next watch run.
+the merge commit's ft/train status. A tag on a later docs-only commit: release.yml submits one
+reproduction job per checkpoint interval, from the trained commit, and ends before they do;
+the next train-watch run sees them all end and dispatches release.yml on the tag (recorded
+by the `gh` stand-in; the test then runs it, as GitHub would), which collects the jobs'
+results from the bucket and publishes in the release environment; `ft registry verify`
+passes. Later watch runs do not dispatch that tag again. A training job that fails gets a
+failure status and one issue, not a second on the next watch run.
 
 SkyPilot's API server and cloud are the generated repo's stand-in (tests/sky_standin/, copied
 out of the baked repo so no run writes there): every run reaches it through PYTHONPATH and
@@ -25,8 +31,16 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from act_runner import BIN, Act, git
-from test_workflows import REPO_NAME, STORE, act, push_payload  # noqa: F401 (fixture)
+from test_workflows import (  # noqa: F401 (the act fixture)
+    PUBLISH_JOB,
+    REGISTRY,
+    REPO_NAME,
+    STORE,
+    act,
+    push_payload,
+)
 
 pytestmark = [pytest.mark.act, pytest.mark.slow]
 
@@ -77,6 +91,12 @@ def _stand_in(flows: Act, cafile: Path) -> tuple[Path, Path]:
 
 def _job(state: Path, job_id: int) -> dict:
     return json.loads((state / "jobs" / str(job_id) / "job.json").read_text())
+
+
+def _jobs(state: Path, name_part: str) -> list[dict]:
+    """Every job the stand-in holds whose name contains `name_part`, by id."""
+    found = [json.loads(p.read_text()) for p in (state / "jobs").glob("*/job.json")]
+    return sorted((r for r in found if name_part in r["job_name"]), key=lambda r: r["job_id"])
 
 
 def _wait(state: Path, job_id: int, timeout: float = 900) -> dict:
@@ -148,6 +168,37 @@ def _run(flows: Act, code: Path, state: Path, cafile: Path) -> None:
     assert not (flows.outbox / "issue.md").exists()
     flows.bucket(f"assert fs.exists('{STORE}/{sha}/manifest.json')")
 
+    # The release: a tag on a later docs-only commit. Its run submits one reproduction job per
+    # checkpoint interval, from the trained commit, and ends before they do.
+    (flows.repo / "README.md").write_text((flows.repo / "README.md").read_text() + "\nNotes.\n")
+    git(flows.repo, "commit", "-qam", "Docs before the release")
+    git(flows.repo, "tag", "v0.1.0")
+    tagged = git(flows.repo, "rev-parse", "HEAD")
+    log = flows.run("push", "release.yml", push_payload("refs/tags/v0.1.0"), **sky)
+    assert f"run of {sha[:12]} (same training inputs)" in log
+    assert f"[release/{PUBLISH_JOB}]" not in log  # nothing verified yet: no publish job
+    replays = _jobs(state, "-verify-v0.1.0-")
+    assert [r["job_name"][-4:] for r in replays] == [f"{i:04d}" for i in range(6)]  # 300 / 50
+    assert any(r["status"] not in ENDED for r in replays), replays
+    for r in replays:  # each clones the commit that trained, not the tag's
+        task = (state / "jobs" / str(r["job_id"]) / "task.yaml").read_text()
+        assert yaml.safe_load(task)["envs"]["COMMIT"] == sha and tagged not in task
+    log = (flows.outbox / "log").read_text()
+    assert f"statuses/{tagged} -f state=pending -f context=ft/release" in log
+    assert all(_wait(state, r["job_id"])["status"] == "SUCCEEDED" for r in replays)
+    flows.run("workflow_dispatch", "train-watch.yml", watch, **sky)
+    assert (flows.outbox / "dispatched").read_text() == "release.yml v0.1.0\n"
+    # GitHub starts the dispatched run on the tag: it collects, and publishes once reviewed.
+    tag_event = push_payload("refs/tags/v0.1.0")
+    log = flows.run("workflow_dispatch", "release.yml", tag_event, **sky)
+    assert "PASS  release: 6 of 6 intervals replayed and matched" in log
+    assert f"[release/{PUBLISH_JOB}]" in log and "v0.1.0" in flows.versions()
+    verify = ("registry", "verify", "v0.1.0", "--repo", REPO_NAME, "--registry", REGISTRY)
+    assert "each attested by" in flows.ft(*verify).stdout
+    log = (flows.outbox / "log").read_text()
+    assert f"statuses/{tagged} -f state=success -f context=ft/release" in log
+    flows.bucket(f"assert fs.exists('{STORE}/{sha}/verify/v0.1.0/interval-0005/manifest.json')")
+
     # A merge whose training fails on the GPU (the base model's pin no longer matches).
     path = flows.repo / "configs" / "recipe.yaml"
     text = path.read_text()
@@ -156,7 +207,8 @@ def _run(flows: Act, code: Path, state: Path, cafile: Path) -> None:
     git(flows.repo, "commit", "-qam", "A base model pin that does not match")
     bad = git(flows.repo, "rev-parse", "HEAD")
     flows.run("push", "train.yml", push_payload("refs/heads/main"), **sky)
-    assert _wait(state, 2)["status"] == "FAILED"
+    (failing,) = _jobs(state, bad)
+    assert _wait(state, failing["job_id"])["status"] == "FAILED"
     for _ in range(2):  # the second watch run sees the same ended job: no second issue
         flows.run("workflow_dispatch", "train-watch.yml", watch, **sky)
     log = (flows.outbox / "log").read_text()
@@ -164,3 +216,5 @@ def _run(flows: Act, code: Path, state: Path, cafile: Path) -> None:
     issues = [line for line in log.splitlines() if "issue create" in line]
     assert len(issues) == 1 and bad[:12] in issues[0], issues
     assert (flows.outbox / "issues").read_text().count("\n") == 1
+    # Those watch runs saw v0.1.0's jobs in their window too: its dispatch is not repeated.
+    assert (flows.outbox / "dispatched").read_text() == "release.yml v0.1.0\n"

@@ -113,7 +113,12 @@ def test_a_tag_is_reported_once_all_its_reproduction_jobs_ended(jobs, monkeypatc
         {"job_id": 18, "job_name": f"{name}-{SHA[0]}", "status": S.SUCCEEDED, "end_at": NOW},
     ]
     asked = []
-    monkeypatch.setattr(module, "queue_records", lambda prefix: asked.append(prefix) or records)
+
+    def queue(prefix):
+        asked.append(prefix)
+        return records
+
+    monkeypatch.setattr(module, "queue_records", queue)
     got = module.reproduced(60, now=NOW)
     assert asked == [f"{name}-verify-"]
     assert [(r.tag, r.state, r.job_ids) for r in got] == [
