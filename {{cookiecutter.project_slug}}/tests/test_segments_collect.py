@@ -168,7 +168,10 @@ def test_a_release_collects_its_own_tags_results_and_says_verified(project, s3, 
     record = json.loads((project / "runs" / "sky" / "verification.json").read_text())
     assert record["passed"] and record["segments"]["collected_from"] == f"{URL}/verify/v1.0.0"
     assert f"--out {URL}/verify/v1.0.0/interval-0000" in record["segment_command"]["interval"]
-    # Another tag of the same run has no results of its own: nothing is borrowed from v1.0.0.
+    # Another tag of the same run has no results of its own: nothing is borrowed from v1.0.0,
+    # and a verdict forged into its folder is not read.
+    forged = json.dumps(record).encode()
+    fs.pipe_file(f"{BUCKET}/runs/sky/verify/v1.0.1/verification.json", forged)
     other = ft(
         project, "release", "verify", "runs/sky", "--run-uri", URL, "--tag", "v1.0.1",
         "--collect", check=False, **s3,
