@@ -218,3 +218,20 @@ def _run(flows: Act, code: Path, state: Path, cafile: Path) -> None:
     assert (flows.outbox / "issues").read_text().count("\n") == 1
     # Those watch runs saw v0.1.0's jobs in their window too: its dispatch is not repeated.
     assert (flows.outbox / "dispatched").read_text() == "release.yml v0.1.0\n"
+
+    # The drill of v0.1.0, a sky-trained release: main's recipe is the broken one by now, so
+    # the re-training job must restore the release's inputs from its commit.
+    flows.run("workflow_dispatch", "drill.yml", watch, **sky)
+    drills = _jobs(state, "-verify-drill-")
+    label = drills[0]["job_name"].split("-verify-", 1)[1].rsplit("-", 1)[0]
+    interval, retrain = sorted(r["job_name"].rsplit("-", 1)[1] for r in drills)
+    assert interval.isdigit() and retrain == "retrain"  # one spot-check interval, one re-training
+    assert all(_wait(state, r["job_id"])["status"] == "SUCCEEDED" for r in drills)
+    for _ in range(2):  # overlapping windows: the drill is dispatched once
+        flows.run("workflow_dispatch", "train-watch.yml", watch, **sky)
+    dispatched = (flows.outbox / "dispatched").read_text().splitlines()
+    assert dispatched == ["release.yml v0.1.0", f"drill.yml main label={label}"]
+    log = flows.run("workflow_dispatch", "drill.yml", watch | {"inputs": {"label": label}}, **sky)
+    assert "PASS  drill: 1 of 6 intervals replayed and matched" in log
+    assert "ok  the release's config re-trains and passes" in log
+    assert not (flows.outbox / "issue.md").exists()

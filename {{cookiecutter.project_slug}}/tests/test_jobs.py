@@ -110,6 +110,13 @@ def test_a_tag_is_reported_once_all_its_reproduction_jobs_ended(jobs, monkeypatc
         job(15, "v1.2.0", 0, S.SUCCEEDED, NOW - 20),
         job(16, "v1.2.0", 1, S.RECOVERING, None),  # still running: not yet
         job(17, "v0.9.0", 0, S.SUCCEEDED, NOW - 7200),  # ended before the window
+        job(19, "drill-5", 2, S.SUCCEEDED, NOW - 300),
+        {
+            "job_id": 20,
+            "job_name": f"{name}-verify-drill-5-retrain",  # a drill's re-training
+            "status": S.SUCCEEDED,
+            "end_at": NOW - 100,
+        },
         {"job_id": 18, "job_name": f"{name}-{SHA[0]}", "status": S.SUCCEEDED, "end_at": NOW},
     ]
     asked = []
@@ -122,6 +129,7 @@ def test_a_tag_is_reported_once_all_its_reproduction_jobs_ended(jobs, monkeypatc
     got = module.reproduced(60, now=NOW)
     assert asked == [f"{name}-verify-"]
     assert [(r.tag, r.state, r.job_ids) for r in got] == [
+        ("drill-5", "success", (19, 20)),
         ("v1.0.0", "success", (11, 12)),
         ("v1.1.0-rc.1", "failure", (13, 14)),
     ]

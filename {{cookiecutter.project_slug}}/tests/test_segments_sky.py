@@ -10,6 +10,8 @@ record (backend sky, the config, its chain); the replay itself is tested locally
 tests/test_closure.py.
 """
 
+import json
+
 import pytest
 from launch_support import DIGEST, enter_project, git, mod
 
@@ -118,3 +120,27 @@ def test_a_tag_that_cannot_name_jobs_is_refused(project, submitted):
     with pytest.raises(mod("errors").UserError, match="cannot name the reproduction's jobs"):
         mod("closure.release_verify").main("runs/none", "s3://bucket-x/runs/r1", "v1/2")
     assert submitted == []
+
+
+def test_a_drill_retrains_the_releases_inputs_in_the_job_then_its_own_task(project):
+    drill = mod("review.drill_sky")
+    manifest = sky_manifest() | {"git": {"commit": "c" * 40}}
+    argv = drill.retrain_command(manifest)
+    assert argv[:4] == ["bash", "-euo", "pipefail", "-c"]
+    restore = f"git checkout {'c' * 40} -- configs/smoke.yaml data.lock"
+    assert restore in argv[4] and argv[4].endswith("; exec ft task run")
+    assert drill.seed_of("drill-7") == drill.seed_of("drill-7") != drill.seed_of("drill-8")
+
+
+def test_a_locally_trained_release_is_drilled_on_the_runner(project, tmp_path):
+    release = tmp_path / "drill"
+    release.mkdir()
+    manifest = sky_manifest() | {
+        "command": {"config": "configs/smoke.yaml", "overrides": []},
+        "run_id": "r1",
+        "outputs": {},
+        "git": {"commit": "c" * 40},
+    }
+    (release / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(mod("errors").UserError, match="trained locally; drill it on the runner"):
+        mod("review.drill_sky").submit(str(release), "s3://bucket-x/runs", "drill-7", 1)

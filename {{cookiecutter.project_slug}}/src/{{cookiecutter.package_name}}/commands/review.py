@@ -1,5 +1,5 @@
-"""`ft plan`, `ft report`, `ft gate`, `ft migrate`, `ft retrain`, `ft history`: reading runs
-and releases for a person (review/); none of them trains or publishes."""
+"""`ft plan`, `ft report`, `ft gate`, `ft migrate`, `ft retrain`, `ft drill`, `ft history`:
+reading runs and releases for a person (review/); none of them publishes (the drill trains)."""
 
 from argparse import Namespace
 
@@ -45,10 +45,55 @@ def retrain(args: Namespace) -> int:
     return main(args.release_dir, args.out, args.gates_out)
 
 
+def _store(args: Namespace) -> str:
+    import os
+
+    from ..errors import UserError
+    from ..ops.runner import require_shared_store
+
+    store = args.store or os.environ.get("FT_ARTIFACT_STORE")
+    if not store:
+        raise UserError(
+            "no artifact store",
+            key="--store",
+            fix="pass --store s3://bucket/runs or set FT_ARTIFACT_STORE",
+        )
+    require_shared_store(store, key="--store")
+    return store
+
+
+def drill_submit(args: Namespace) -> int:
+    from ..review.drill_sky import submit
+
+    return submit(args.release_dir, _store(args), args.label, args.segments)
+
+
+def drill_collect(args: Namespace) -> int:
+    from ..review.drill_sky import collect
+
+    return collect(
+        args.release_dir, _store(args), args.label, args.segments, args.out, args.gates_out
+    )
+
+
 def history(args: Namespace) -> int:
     from ..review.history import main
 
     return main(args.registry, args.out)
+
+
+_DRILL = (
+    arg("release_dir", help="a pulled release (ft registry pull latest runs/drill)"),
+    arg("--label", required=True, help="names the drill's jobs and bucket folders"),
+    arg(
+        "--segments",
+        type=int,
+        default=1,
+        metavar="K",
+        help="checkpoint intervals of the release's run to replay (default: %(default)s)",
+    ),
+    arg("--store", help="the artifact store, e.g. s3://bucket/runs (default: $FT_ARTIFACT_STORE)"),
+)
 
 
 COMMANDS = {
@@ -123,6 +168,22 @@ COMMANDS = {
         (
             arg("release_dir", help="a pulled release (ft registry pull latest runs/drill)"),
             arg("--out", default="runs/retrain", help="the new run (default: %(default)s)"),
+            arg("--gates-out", metavar="FILE", help="also write the gate table here"),
+        ),
+    ),
+    "drill submit": Command(
+        drill_submit,
+        "Drill a SkyPilot-trained release without waiting: submit its spot-check interval "
+        "jobs and its re-training on today's pipeline as managed jobs, then return",
+        (*_DRILL,),
+    ),
+    "drill collect": Command(
+        drill_collect,
+        "Once a drill's jobs ended: recompute its spot check from the bucket, fetch the "
+        "re-trained run and check the release's gates against it",
+        (
+            *_DRILL,
+            arg("--out", default="runs/retrain", help="the fetched re-trained run"),
             arg("--gates-out", metavar="FILE", help="also write the gate table here"),
         ),
     ),

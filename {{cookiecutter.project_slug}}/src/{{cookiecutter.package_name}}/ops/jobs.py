@@ -13,10 +13,12 @@ One tab-separated line per job: commit, GitHub status state (`success`, `failure
 `error` for a cancelled job), job id, SkyPilot status, job name. Jobs whose name does not end
 in a 40-hex commit (started by hand) are left out. The SDK is called in `queue_records` alone.
 
-`ft jobs reproduced` is the same view of a release's reproduction jobs (`ft release verify`
-names them `<task>-verify-TAG-NNNN`, one per checkpoint interval): one line per tag all of
-whose jobs have ended, the last within the window: tag, `success` when every job succeeded
-(else `failure`), and the job ids. The watcher then dispatches release.yml on the tag, once.
+`ft jobs reproduced` is the same view of the jobs a release or a drill submits and collects
+later (`ft release verify` names them `<task>-verify-TAG-NNNN`, one per checkpoint interval;
+`ft drill submit` adds `<task>-verify-drill-N-retrain`): one line per label (a tag, or a
+drill's `drill-N`) all of whose jobs have ended, the last within the window: label, `success`
+when every job succeeded (else `failure`), and the job ids. The watcher then dispatches
+release.yml on the tag (or drill.yml with the label), once.
 """
 
 import re
@@ -97,9 +99,9 @@ def ended(minutes: int, *, now: float | None = None, root: Path = Path(".")) -> 
 def reproduced(
     minutes: int, *, now: float | None = None, root: Path = Path(".")
 ) -> list[Reproduced]:
-    """Tags whose reproduction jobs have all ended, the last within the last `minutes`."""
+    """Labels (tags, drills) whose jobs have all ended, the last within the last `minutes`."""
     prefix = f"{task_name(root)}-verify-"
-    name = re.compile(re.escape(prefix) + r"(?P<tag>[A-Za-z0-9][A-Za-z0-9._-]*)-\d{4}")
+    name = re.compile(re.escape(prefix) + r"(?P<tag>[A-Za-z0-9][A-Za-z0-9._-]*)-(\d{4}|retrain)")
     since = (time.time() if now is None else now) - 60 * minutes
     by_tag: dict[str, list[dict]] = {}
     for record in queue_records(prefix):

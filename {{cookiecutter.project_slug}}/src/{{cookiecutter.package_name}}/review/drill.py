@@ -70,7 +70,13 @@ def main(release_dir: str, out: str = "runs/retrain", gates_out: str | None = No
                 f"{trained.returncode}); see the job log.\n",
             )
         return 1
-    text, results = render(read_manifest(out), release, f"the release (`{release_dir}`)")
+    return check_gates(read_manifest(out), release, release_dir, gates_out)
+
+
+def check_gates(run: dict, release: dict, release_dir: str, gates_out: str | None) -> int:
+    """The release's gates of the re-trained `run` against the release; the table on stdout
+    (and in `gates_out`); 1 when one fails."""
+    text, results = render(run, release, f"the release (`{release_dir}`)")
     sys.stdout.write(text)
     if gates_out:
         write_atomic(gates_out, text)
