@@ -117,7 +117,7 @@ def test_a_release_submits_from_the_runs_commit_with_jobs_named_by_tag(sky, proj
 
 
 def test_a_tag_that_cannot_name_jobs_is_refused(project, submitted):
-    with pytest.raises(mod("errors").UserError, match="cannot name the reproduction's jobs"):
+    with pytest.raises(mod("errors").UserError, match="cannot name the jobs"):
         mod("closure.release_verify").main("runs/none", "s3://bucket-x/runs/r1", "v1/2")
     assert submitted == []
 

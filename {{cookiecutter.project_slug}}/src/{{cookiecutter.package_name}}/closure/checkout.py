@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -87,31 +86,30 @@ def checkout(
         "--show-toplevel",
         fix="run ft reproduce from the repository the run was trained in",
     )
-    scratch = Path(tempfile.mkdtemp(prefix="ft-reproduce-"))
-    tree = scratch / "checkout"
-    added = git.run("worktree", "add", "--detach", str(tree), commit, cwd=top)
-    if added.returncode != 0:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise Failed(
-            f"cannot check out commit {commit}: {added.stderr.strip()}",
+
+    def cannot(message: str) -> Failed:
+        return Failed(
+            f"cannot check out commit {commit}: {message}",
             file="manifest.json",
             fix="fetch the commit (git fetch origin), or reproduce in the repo it was made in",
         )
-    # PYTHONDONTWRITEBYTECODE (set by many images and sandboxes) is dropped: the scratch
-    # checkout's venv is the gate's own, and without it every `ft train` of a segment replay
-    # compiled the ~3,000 modules it imports again (~6 CPU-s each, docs/benchmarks.md).
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("VIRTUAL_ENV", "FT_OUT", "FT_SEGMENT", "FT_CHAIN", "PYTHONDONTWRITEBYTECODE")
-    }
-    # The re-run is compared, then discarded: it may live on a CI runner's disk (ops/runner.py).
-    env["FT_RUNNER_SCRATCH"] = "1"
-    env["FT_REPRODUCING"] = "1"  # the nested `ft train` then gives no "reproduce me" hint
-    print(
-        f"reproducing {manifest['run_id']} at {commit[:12]} in {tree}", file=sys.stderr, flush=True
-    )
-    try:
+
+    with git.worktree(commit, top=top, prefix="ft-reproduce-", error=cannot) as tree:
+        # PYTHONDONTWRITEBYTECODE (set by many images and sandboxes) is dropped: the scratch
+        # checkout's venv is the gate's own, and without it every `ft train` of a segment
+        # replay compiled the ~3,000 modules it imports again (~6 CPU-s each,
+        # docs/benchmarks.md).
+        drop = ("VIRTUAL_ENV", "FT_OUT", "FT_SEGMENT", "FT_CHAIN", "PYTHONDONTWRITEBYTECODE")
+        env = {k: v for k, v in os.environ.items() if k not in drop}
+        # The re-run is compared, then discarded: it may live on a CI runner's disk
+        # (ops/runner.py).
+        env["FT_RUNNER_SCRATCH"] = "1"
+        env["FT_REPRODUCING"] = "1"  # the nested `ft train` then gives no "reproduce me" hint
+        print(
+            f"reproducing {manifest['run_id']} at {commit[:12]} in {tree}",
+            file=sys.stderr,
+            flush=True,
+        )
         if clean_room:  # closure/cleanroom.py: fresh HOME and caches, no credentials
             from .cleanroom import environment, outside_resources
 
@@ -122,7 +120,7 @@ def checkout(
                     file="manifest.json",
                     fix="pin what it needs in the repo (or pass --keep-env for a named secret)",
                 )
-            env, dropped = environment(env, scratch, keep_env)
+            env, dropped = environment(env, tree.parent, keep_env)
             record["clean_room"] = {
                 "home": "fresh",
                 "caches": "empty",
@@ -141,12 +139,6 @@ def checkout(
                     file=modified[0],
                     fix="write outputs under $FT_OUT or an ignored path, never into tracked files",
                 )
-    finally:
-        # The worktree's fresh .venv holds tens of thousands of files: removing it directly
-        # is several times faster than letting `git worktree remove` walk it.
-        shutil.rmtree(tree / ".venv", ignore_errors=True)
-        git.run("worktree", "remove", "--force", str(tree), cwd=top)
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 # What `uv sync` says about a fresh venv: a line per package (157 for the default lock) and

@@ -23,9 +23,7 @@ verification exits 1 with its FAIL line, as `ft reproduce` does.
 
 import os
 import re
-import shutil
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,12 +45,7 @@ def main(
     collect: bool = False,
     keep_env: tuple[str, ...] = (),
 ) -> int:
-    if not LABEL.fullmatch(tag):
-        raise UserError(
-            f"tag {tag!r} cannot name the reproduction's jobs and bucket folder",
-            key="--tag",
-            fix="use a tag of letters, digits, '.', '_' and '-' (e.g. v1.2.0)",
-        )
+    check_label(tag, key="--tag", example="v1.2.0")
     manifest = read_manifest(Path(run_dir))
     if manifest["command"].get("backend") != "sky":
         code = reproduce.main(run_dir, clean_room=True, keep_env=keep_env)
@@ -62,6 +55,16 @@ def main(
         code = reproduce.main(run_dir, segments="all", collect=run_uri, label=tag)
         return _say(code, "verified")
     return _say(submit(Path(run_dir).resolve(), manifest, run_uri, tag), "submitted")
+
+
+def check_label(label: str, *, key: str, example: str) -> None:
+    """A tag or drill label names managed jobs and a bucket folder as it is: refuse others."""
+    if not LABEL.fullmatch(label):
+        raise UserError(
+            f"{label!r} cannot name the jobs and their bucket folder",
+            key=key,
+            fix=f"use letters, digits, '.', '_' and '-' (e.g. {example})",
+        )
 
 
 def submit(run_dir: Path, manifest: dict, run_uri: str, tag: str) -> int:
@@ -94,24 +97,21 @@ def at_commit(commit: str):
     top = git.in_checkout(
         "rev-parse", "--show-toplevel", fix="run it from the repository the run was trained in"
     )
-    scratch = Path(tempfile.mkdtemp(prefix="ft-release-verify-"))
-    tree = scratch / "checkout"
-    added = git.run("worktree", "add", "--detach", str(tree), commit, cwd=top)
-    if added.returncode != 0:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise UserError(
-            f"cannot check out the run's commit {commit[:12]}: {added.stderr.strip()}",
+
+    def cannot(message: str) -> UserError:
+        return UserError(
+            f"cannot check out the run's commit {commit[:12]}: {message}",
             key="git.commit",
             fix="fetch the full history (actions/checkout with fetch-depth: 0)",
         )
-    here = os.getcwd()
-    os.chdir(tree)
-    try:
-        yield tree
-    finally:
-        os.chdir(here)
-        git.run("worktree", "remove", "--force", str(tree), cwd=top)
-        shutil.rmtree(scratch, ignore_errors=True)
+
+    with git.worktree(commit, top=top, prefix="ft-release-verify-", error=cannot) as tree:
+        here = os.getcwd()
+        os.chdir(tree)
+        try:
+            yield tree
+        finally:
+            os.chdir(here)
 
 
 def _say(code: int, word: str) -> int:

@@ -76,20 +76,10 @@ def jobs_reproduced(args: Namespace) -> int:
 
 
 def release_resolve(args: Namespace) -> int:
-    import os
-
-    from ..errors import UserError
     from ..ops.inputs import resolve_run
-    from ..ops.runner import require_shared_store
+    from ..ops.runner import artifact_store
 
-    store = args.store or os.environ.get("FT_ARTIFACT_STORE")
-    if not store:
-        raise UserError(
-            "no artifact store",
-            key="--store",
-            fix="pass --store s3://bucket/runs or set FT_ARTIFACT_STORE",
-        )
-    require_shared_store(store, key="--store")
+    store = artifact_store(args.store)
     url, commit = resolve_run(store, args.commit)
     print(f"run of {commit[:12]} (same training inputs)", file=sys.stderr)
     print(url)

@@ -45,35 +45,19 @@ def retrain(args: Namespace) -> int:
     return main(args.release_dir, args.out, args.gates_out)
 
 
-def _store(args: Namespace) -> str:
-    import os
-
-    from ..errors import UserError
-    from ..ops.runner import require_shared_store
-
-    store = args.store or os.environ.get("FT_ARTIFACT_STORE")
-    if not store:
-        raise UserError(
-            "no artifact store",
-            key="--store",
-            fix="pass --store s3://bucket/runs or set FT_ARTIFACT_STORE",
-        )
-    require_shared_store(store, key="--store")
-    return store
-
-
 def drill_submit(args: Namespace) -> int:
+    from ..ops.runner import artifact_store
     from ..review.drill_sky import submit
 
-    return submit(args.release_dir, _store(args), args.label, args.segments)
+    return submit(args.release_dir, artifact_store(args.store), args.label, args.segments)
 
 
 def drill_collect(args: Namespace) -> int:
+    from ..ops.runner import artifact_store
     from ..review.drill_sky import collect
 
-    return collect(
-        args.release_dir, _store(args), args.label, args.segments, args.out, args.gates_out
-    )
+    store = artifact_store(args.store)
+    return collect(args.release_dir, store, args.label, args.segments, args.out, args.gates_out)
 
 
 def history(args: Namespace) -> int:

@@ -58,3 +58,16 @@ def require_shared_registry(uri: str, *, key: str) -> None:
         variable="FT_REGISTRY",
         example="hf://OWNER/REPO or mlflow://MODEL_NAME",
     )
+
+
+def artifact_store(given: str | None, *, key: str = "--store") -> str:
+    """`given`, else $FT_ARTIFACT_STORE: where runs live (refused on a runner's disk)."""
+    store = given or os.environ.get("FT_ARTIFACT_STORE")
+    if not store:
+        raise UserError(
+            "no artifact store",
+            key=key,
+            fix="pass --store s3://bucket/runs or set FT_ARTIFACT_STORE",
+        )
+    require_shared_store(store, key=key)
+    return store

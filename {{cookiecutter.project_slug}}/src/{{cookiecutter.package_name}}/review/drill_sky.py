@@ -30,7 +30,7 @@ from pathlib import Path
 from ..closure import reproduce
 from ..closure.checkout import Failed
 from ..closure.manifest import read_manifest
-from ..closure.release_verify import LABEL, at_commit
+from ..closure.release_verify import at_commit, check_label
 from ..errors import UserError
 from ..util.hashing import sha256_bytes, write_atomic
 from .drill import check_gates, release_inputs
@@ -47,12 +47,7 @@ def _release(release_dir: str, label: str, store: str) -> tuple[dict, str]:
     """The pulled release's manifest and the URL of its run in the bucket."""
     from ..ops.inputs import resolve_run
 
-    if not LABEL.fullmatch(label):
-        raise UserError(
-            f"label {label!r} cannot name the drill's jobs and bucket folder",
-            key="--label",
-            fix="use letters, digits, '.', '_' and '-' (drill.yml passes drill-<run id>)",
-        )
+    check_label(label, key="--label", example="drill-<run id>, what drill.yml passes")
     release = read_manifest(Path(release_dir))
     if release["command"].get("backend") != "sky":
         raise UserError(

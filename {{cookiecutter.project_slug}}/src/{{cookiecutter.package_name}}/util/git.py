@@ -6,7 +6,11 @@ for the commands that cannot run outside one.
 """
 
 import os
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import UserError
@@ -44,3 +48,26 @@ def in_checkout(*args: str, fix: str) -> str:
     if out is None:
         raise UserError("not inside a git checkout", file=os.getcwd(), fix=fix)
     return out
+
+
+@contextmanager
+def worktree(
+    commit: str, *, top: str | Path, prefix: str, error: Callable[[str], Exception]
+) -> Iterator[Path]:
+    """A detached `git worktree` of `commit` at <new temporary directory>/checkout (the
+    directory is the caller's scratch space too), removed afterwards; when git cannot check
+    the commit out, `error(git's message)` is raised."""
+    scratch = Path(tempfile.mkdtemp(prefix=prefix))
+    tree = scratch / "checkout"
+    added = run("worktree", "add", "--detach", str(tree), commit, cwd=top)
+    if added.returncode != 0:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise error(added.stderr.strip())
+    try:
+        yield tree
+    finally:
+        # A fresh .venv in it holds tens of thousands of files: removing it directly is
+        # several times faster than letting `git worktree remove` walk it.
+        shutil.rmtree(tree / ".venv", ignore_errors=True)
+        run("worktree", "remove", "--force", str(tree), cwd=top)
+        shutil.rmtree(scratch, ignore_errors=True)
